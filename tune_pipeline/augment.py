@@ -1,0 +1,170 @@
+"""Batched augmentation on the training device, and loading transform scripts.
+
+Every op takes a whole batch `(N, C, H, W)` and draws independent randomness
+per image from an explicit `torch.Generator`, so a run is reproducible and a
+resumed run continues the same random stream.  Ops accept uint8 or float
+input and keep the dtype, except `normalize`, which turns uint8 [0, 255] into
+normalised float32.
+
+A transform script is a Python file, named by path, that defines
+
+    def train_transform(images, ctx): ...   # uint8 batch -> float batch
+    def test_transform(images, ctx): ...
+
+where `ctx` is a `TransformContext` (mean, std, generator, epoch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+REQUIRED_FUNCTIONS = ("train_transform", "test_transform")
+
+
+@dataclass
+class TransformContext:
+    mean: torch.Tensor  # (C,) in [0, 1] units, on the device
+    std: torch.Tensor
+    generator: torch.Generator
+    epoch: int = 0
+
+
+def _rand(n: int, generator: torch.Generator, device) -> torch.Tensor:
+    return torch.rand(n, generator=generator, device=device)
+
+
+def _randint(high: int, n: int, generator: torch.Generator, device) -> torch.Tensor:
+    return torch.randint(0, high, (n,), generator=generator, device=device)
+
+
+def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator,
+                fill: str = "reflect") -> torch.Tensor:
+    """Pad by `padding` pixels and cut a random HxW window per image.
+
+    One gather over precomputed row/column indices: no Python loop over images.
+    """
+    if padding <= 0:
+        return images
+    n, c, h, w = images.shape
+    mode = "reflect" if fill == "reflect" else "constant"
+    source = images if images.is_floating_point() else images.float()
+    padded = torch.nn.functional.pad(source, (padding,) * 4, mode=mode)
+    dy = _randint(2 * padding + 1, n, generator, images.device)
+    dx = _randint(2 * padding + 1, n, generator, images.device)
+    rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=images.device))[:, None, None, :]
+    batch = torch.arange(n, device=images.device)[:, None, None, None]
+    chan = torch.arange(c, device=images.device)[None, :, None, None]
+    out = padded[batch, chan, rows, cols]
+    return out if images.is_floating_point() else out.to(images.dtype)
+
+
+def random_flip(images: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """Mirror each image left-right with probability p."""
+    flip = _rand(images.shape[0], generator, images.device) < p
+    return torch.where(flip[:, None, None, None], images.flip(3), images)
+
+
+def cutout(images: torch.Tensor, size: int, generator: torch.Generator, p: float = 1.0,
+           value: float = 0.0) -> torch.Tensor:
+    """Fill one size x size square per image (centre anywhere, clipped at the
+    border, as in DeVries & Taylor 2017) with `value`; applied with probability p."""
+    n, _, h, w = images.shape
+    dev = images.device
+    cy = _randint(h, n, generator, dev)[:, None, None]
+    cx = _randint(w, n, generator, dev)[:, None, None]
+    apply = (_rand(n, generator, dev) < p)[:, None, None]
+    ys = torch.arange(h, device=dev)[None, :, None]
+    xs = torch.arange(w, device=dev)[None, None, :]
+    half = size // 2
+    mask = (ys >= cy - half) & (ys < cy - half + size) & (xs >= cx - half) & (xs < cx - half + size)
+    mask = (mask & apply)[:, None]
+    return images.masked_fill(mask, value)
+
+
+def color_jitter(images: torch.Tensor, generator: torch.Generator, brightness: float = 0.0,
+                 contrast: float = 0.0, saturation: float = 0.0) -> torch.Tensor:
+    """Scale brightness, contrast and saturation by per-image factors drawn
+    uniformly from [1 - s, 1 + s].  Works in [0, 255] float units."""
+    was_uint8 = images.dtype == torch.uint8
+    x = images.float()
+    n, dev = x.shape[0], x.device
+
+    def factors(strength):
+        return (1 + strength * (2 * _rand(n, generator, dev) - 1))[:, None, None, None]
+
+    if brightness:
+        x = x * factors(brightness)
+    if contrast:
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * factors(contrast) + mean
+    if saturation:
+        gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+        x = (x - gray) * factors(saturation) + gray
+    x = x.clamp(0, 255)
+    return x.round().to(torch.uint8) if was_uint8 else x
+
+
+def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] (or float in the same units) to float32 (x/255 - mean) / std."""
+    scale = (1.0 / (255.0 * std)).view(1, -1, 1, 1)
+    shift = (mean / std).view(1, -1, 1, 1)
+    return images.float() * scale - shift
+
+
+class TransformScriptError(Exception):
+    """A transform script that is missing, fails to import, or breaks the contract."""
+
+
+@dataclass(frozen=True)
+class TransformScript:
+    path: Path
+    train_transform: object
+    test_transform: object
+
+
+def load_transform_script(path: str | Path) -> TransformScript:
+    """Import a transform script by path and check it defines the contract.
+
+    The module gets a name derived from its path so two scripts with the same
+    file name never collide in sys.modules.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TransformScriptError(f"transform script {str(path)!r} does not exist")
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+    module_name = f"tune_pipeline_transform_{path.stem}_{digest}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise TransformScriptError(f"transform script {str(path)!r} is not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # a user's script can raise anything at import
+        raise TransformScriptError(
+            f"transform script {str(path)!r} failed to import: {type(exc).__name__}: {exc}"
+        ) from None
+    missing = [name for name in REQUIRED_FUNCTIONS if not callable(getattr(module, name, None))]
+    if missing:
+        raise TransformScriptError(
+            f"transform script {str(path)!r} does not define {' and '.join(missing)}"
+            f"(images, ctx)"
+        )
+    for name in REQUIRED_FUNCTIONS:
+        try:
+            inspect.signature(getattr(module, name)).bind(None, None)
+        except TypeError:
+            raise TransformScriptError(
+                f"transform script {str(path)!r}: {name} must take (images, ctx)"
+            ) from None
+        except ValueError:
+            pass  # builtins without a signature: trust them
+    sys.modules.pop(module_name, None)
+    return TransformScript(path, module.train_transform, module.test_transform)

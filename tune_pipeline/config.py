@@ -1,0 +1,261 @@
+"""The trial config: every key a training run accepts, its default and its check.
+
+This is the one schema shared by `tune train` (a flat YAML) and `tune search`
+(each parameter of a search space), so both report the same problems in the
+same words.  A config is a flat dict of primitives and absolute paths.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from tune_pipeline.errors import UserError
+
+# The shipped transform scripts and search spaces live beside the package.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+LR_SCHEDULERS = ("none", "step", "plateau", "cosine", "onecycle")
+DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
+AMP_DTYPES = ("auto", "float16", "bfloat16")
+PATH_KEYS = ("runtime_transform_script", "data_dir")
+
+# Per-epoch metrics a trial reports; a search space's metric must be one of them.
+REPORTED_METRICS = (
+    "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+    "best_train_accuracy", "best_test_accuracy", "best_loss", "best_test_loss",
+    "lr", "epoch", "images_per_second", "epoch_seconds",
+)
+METRIC_MODES = {
+    "train_loss": "min", "test_loss": "min", "best_loss": "min", "best_test_loss": "min",
+    "epoch_seconds": "min",
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    default: Any
+    kind: type
+    check: Callable[[Any], str | None]
+    help: str
+
+
+def _positive(v):
+    return None if v > 0 else "must be > 0"
+
+
+def _non_negative(v):
+    return None if v >= 0 else "must be >= 0"
+
+
+def _fraction(v):
+    return None if 0 <= v < 1 else "must be in [0, 1)"
+
+
+def _choice(options):
+    def check(v):
+        return None if v in options else f"must be one of {', '.join(options)}"
+    return check
+
+
+def _model(v):
+    from tune_pipeline.models import is_model, list_models
+    return None if is_model(v) else f"unknown model; choose one of: {', '.join(list_models())}"
+
+
+def _device(v):
+    ok = v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit())
+    return None if ok else "must be auto, cpu, cuda, cuda:N or mps"
+
+
+def _anything(v):
+    return None
+
+
+FIELDS: dict[str, Field] = {
+    "model": Field("small_cnn", str, _model, "model name (tune models)"),
+    "runtime_transform_script": Field(
+        "transforms/runtime_transform_basic.py", str, _anything,
+        "Python file giving train_transform and test_transform"),
+    "optimizer": Field("sgd", str, _choice(OPTIMIZERS), "sgd, adam or adamw"),
+    "learning_rate": Field(0.05, float, _positive, "peak learning rate"),
+    "momentum": Field(0.9, float, _fraction, "SGD momentum / Adam beta1"),
+    "weight_decay": Field(5.0e-4, float, _non_negative, "L2 weight decay"),
+    "nesterov": Field(False, bool, _anything, "Nesterov momentum (sgd)"),
+    "epochs": Field(3, int, _positive, "training epochs"),
+    "batch_size": Field(128, int, _positive, "training batch size"),
+    "dataset": Field("digits", str, _choice(DATASETS), "digits, cifar10, cifar100, imagefolder"),
+    "data_dir": Field("data", str, _anything, "where datasets live (imagefolder: its root)"),
+    "image_size": Field(32, int, _positive, "imagefolder images are resized to this"),
+    "lr_scheduler": Field("onecycle", str, _choice(LR_SCHEDULERS), "LR schedule"),
+    "lr_step_size": Field(1, int, _positive, "step: epochs between decays"),
+    "lr_gamma": Field(0.1, float, _positive, "step/plateau: decay factor"),
+    "lr_patience": Field(2, int, _non_negative, "plateau: epochs without improvement"),
+    "warmup_epochs": Field(0.0, float, _non_negative, "linear warmup (not onecycle)"),
+    "label_smoothing": Field(0.0, float, _fraction, "cross-entropy label smoothing"),
+    "grad_clip": Field(0.0, float, _non_negative, "max gradient norm, 0 = off"),
+    "amp": Field(True, bool, _anything, "mixed precision on/off"),
+    "amp_dtype": Field("auto", str, _choice(AMP_DTYPES), "auto, float16 or bfloat16"),
+    "channels_last": Field(True, bool, _anything, "NHWC memory layout"),
+    "compile": Field(False, bool, _anything, "torch.compile the model"),
+    "test_time_flip": Field(False, bool, _anything, "average logits with the mirrored image"),
+    "device": Field("auto", str, _device, "auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps"),
+    "seed": Field(0, int, _non_negative, "seed for init, data order and augmentation"),
+    "max_train_images": Field(0, int, _non_negative, "use only the first N train images, 0 = all"),
+    "max_test_images": Field(0, int, _non_negative, "use only the first N test images, 0 = all"),
+}
+
+
+def suggest(name: str, options) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def coerce(key: str, value: Any) -> tuple[Any, str | None]:
+    """Return (value converted to the field's type, problem or None)."""
+    field = FIELDS[key]
+    kind = field.kind
+    if kind is bool:
+        if isinstance(value, bool):
+            return value, None
+        return value, f"must be true or false, got {value!r}"
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            return value, f"must be an integer, got {value!r}"
+        return int(value), None
+    if kind is float:
+        if isinstance(value, str):
+            # PyYAML reads 1e-5 as a string (YAML 1.1 wants 1.0e-5); accept it.
+            try:
+                value = float(value)
+            except ValueError:
+                return value, f"must be a number, got {value!r}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return value, f"must be a number, got {value!r}"
+        if not math.isfinite(value):
+            return value, f"must be finite, got {value!r}"
+        return float(value), None
+    if not isinstance(value, str):
+        return value, f"must be a string, got {value!r}"
+    return value, None
+
+
+def check_value(key: str, value: Any) -> tuple[Any, str | None]:
+    value, problem = coerce(key, value)
+    if problem is None:
+        problem = FIELDS[key].check(value)
+        if problem and FIELDS[key].kind is not str:
+            problem = f"{problem}, got {value!r}"
+    return value, problem
+
+
+def resolve_path(value: str, base_dirs: list[Path]) -> Path:
+    """An absolute path for `value`: the first base dir where it exists, else the first base."""
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return path
+    for base in base_dirs:
+        if (base / path).exists():
+            return (base / path).resolve()
+    return (base_dirs[0] / path).resolve()
+
+
+def path_bases(source: Path | None) -> list[Path]:
+    """Where relative paths are looked up: beside the YAML file, the working
+    directory, then the project (where the shipped transforms live)."""
+    bases = [Path.cwd()]
+    if source is not None:
+        bases.insert(0, source.resolve().parent)
+    bases.append(PROJECT_ROOT)
+    return bases
+
+
+def check_transform_script(path: Path) -> str | None:
+    from tune_pipeline.augment import TransformScriptError, load_transform_script
+    try:
+        load_transform_script(path)
+    except TransformScriptError as exc:
+        return str(exc)
+    return None
+
+
+def validate_config(raw: dict, source: str = "config", base_dirs: list[Path] | None = None) -> dict:
+    """Defaults filled in, values converted and checked, paths made absolute.
+
+    Raises UserError listing every problem, each prefixed with `source: key`.
+    """
+    if base_dirs is None:
+        base_dirs = path_bases(None)
+    problems: list[str] = []
+    config: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in FIELDS:
+            problems.append(f"{source}: unknown key {key!r}{suggest(key, FIELDS)}")
+            continue
+        value, problem = check_value(key, value)
+        if problem:
+            problems.append(f"{source}: {key}: {problem}")
+        config[key] = value
+    for key, field in FIELDS.items():
+        config.setdefault(key, field.default)
+    for key in PATH_KEYS:
+        if isinstance(config[key], str):
+            config[key] = str(resolve_path(config[key], base_dirs))
+    if isinstance(config["runtime_transform_script"], str) and not any(
+        p.startswith(f"{source}: runtime_transform_script") for p in problems
+    ):
+        problem = check_transform_script(Path(config["runtime_transform_script"]))
+        if problem:
+            problems.append(f"{source}: runtime_transform_script: {problem}")
+    if problems:
+        raise UserError(problems)
+    return config
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file; a missing or malformed file is a UserError naming it."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{path}:{where} malformed YAML: {reason}") from None
+
+
+def parse_set_option(items: list[str], source: str = "--set") -> dict:
+    """`key=value` strings to a dict; values parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    problems = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            problems.append(f"{source}: expected key=value, got {item!r}")
+            continue
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    if problems:
+        raise UserError(problems)
+    return out
+
+
+def load_config_file(path: Path, overrides: list[str] | None = None) -> dict:
+    raw = read_yaml(path)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping of training keys, got {type(raw).__name__}")
+    raw.update(parse_set_option(overrides or []))
+    return validate_config(raw, source=str(path), base_dirs=path_bases(Path(path)))

@@ -1,0 +1,312 @@
+"""Datasets by name, decoded once into uint8 tensors.
+
+`load_dataset` returns a `Dataset` of uint8 `(N, 3, H, W)` images and int64
+labels on the CPU; the training loop moves it to the device once and slices
+batches out of it.  Image folders are decoded in parallel and cached on disk,
+keyed by the folder's file list, sizes and modification times, so the second
+load of 60,000 JPEGs is a single file read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tarfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tune_pipeline.errors import UserError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff"}
+CACHE_FORMAT = 1  # bump when the cached tensors' layout changes
+
+
+class DataError(UserError):
+    """A dataset that is missing or malformed: bad input, exit 2."""
+
+
+@dataclass
+class Dataset:
+    name: str
+    train_images: torch.Tensor  # uint8 (N, 3, H, W)
+    train_labels: torch.Tensor  # int64 (N,)
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    classes: list[str]
+    mean: tuple[float, float, float]  # per channel, in [0, 1] units
+    std: tuple[float, float, float]
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def limit(self, max_train: int = 0, max_test: int = 0) -> "Dataset":
+        """The first N images of each split (0 keeps all)."""
+        def cut(t, n):
+            return t[:n] if n else t
+        return Dataset(self.name, cut(self.train_images, max_train), cut(self.train_labels, max_train),
+                       cut(self.test_images, max_test), cut(self.test_labels, max_test),
+                       self.classes, self.mean, self.std)
+
+    def to_arrays(self) -> dict:
+        """Numpy form, which Ray's object store shares between workers without copies."""
+        return {
+            "name": self.name, "classes": self.classes, "mean": self.mean, "std": self.std,
+            "train_images": self.train_images.numpy(), "train_labels": self.train_labels.numpy(),
+            "test_images": self.test_images.numpy(), "test_labels": self.test_labels.numpy(),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict) -> "Dataset":
+        def tensor(a):
+            # Arrays from the object store are read-only; torch wants to own writable memory.
+            return torch.from_numpy(a if a.flags.writeable else a.copy())
+        return cls(arrays["name"], tensor(arrays["train_images"]), tensor(arrays["train_labels"]),
+                   tensor(arrays["test_images"]), tensor(arrays["test_labels"]),
+                   list(arrays["classes"]), tuple(arrays["mean"]), tuple(arrays["std"]))
+
+
+def channel_stats(images: torch.Tensor) -> tuple[tuple, tuple]:
+    x = images.float().div_(255)
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)  # a constant channel must not divide by 0
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+# ---------------------------------------------------------------- digits
+
+def load_digits() -> Dataset:
+    """scikit-learn's bundled 8x8 digits (1,797 images, no network), upscaled
+    to 32x32 RGB so every model sees the CIFAR shape; a fixed 80/20 split."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    bunch = sk_digits()
+    images = torch.from_numpy(bunch.images).float()[:, None]  # (N, 1, 8, 8), values 0..16
+    images = torch.nn.functional.interpolate(images, size=(32, 32), mode="bilinear",
+                                             align_corners=False)
+    images = (images * (255.0 / 16.0)).round().clamp(0, 255).to(torch.uint8).repeat(1, 3, 1, 1)
+    labels = torch.from_numpy(bunch.target).long()
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    n_test = len(labels) // 5
+    test, train = order[:n_test], order[n_test:]
+    mean, std = channel_stats(images[train])
+    return Dataset("digits", images[train], labels[train], images[test], labels[test],
+                   [str(d) for d in range(10)], mean, std)
+
+
+# ---------------------------------------------------------------- CIFAR
+
+CIFAR = {
+    "cifar10": dict(
+        folder="cifar-10-batches-py", archive="cifar-10-python.tar.gz",
+        url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        md5="c58f30108f718f92721af3b95e74349a",
+        train=[f"data_batch_{i}" for i in range(1, 6)], test=["test_batch"],
+        meta="batches.meta", label_key="labels", names_key="label_names",
+        mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)),
+    "cifar100": dict(
+        folder="cifar-100-python", archive="cifar-100-python.tar.gz",
+        url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+        md5="eb9058c3a382ffc7106e4002c42a8d85",
+        train=["train"], test=["test"],
+        meta="meta", label_key="fine_labels", names_key="fine_label_names",
+        mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762)),
+}
+
+
+def _read_cifar_batches(folder: Path, names: list[str], label_key: str):
+    images, labels = [], []
+    for name in names:
+        with open(folder / name, "rb") as f:
+            entry = pickle.load(f, encoding="latin1")
+        images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.extend(entry[label_key])
+    return torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.long)
+
+
+def _fetch_cifar(name: str, data_dir: Path) -> None:
+    spec = CIFAR[name]
+    archive = data_dir / spec["archive"]
+    try:
+        if archive.exists():
+            with tarfile.open(archive, "r:gz") as tar:
+                tar.extractall(data_dir, filter="data")
+            return
+        from torchvision.datasets.utils import download_and_extract_archive
+        download_and_extract_archive(spec["url"], str(data_dir), filename=spec["archive"],
+                                     md5=spec["md5"])
+    except Exception as exc:  # URLError, OSError, a bad archive: all end the same way
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(
+            f"{name}: {data_dir / spec['folder']} is missing and fetching it failed ({reason}); "
+            f"place {spec['archive']} ({spec['url']}) in {data_dir} and run again"
+        ) from None
+
+
+def load_cifar(name: str, data_dir: str | Path) -> Dataset:
+    """CIFAR-10/100 from torchvision's on-disk layout (the pickled python
+    batches), fetched into data_dir when absent."""
+    spec = CIFAR[name]
+    data_dir = Path(data_dir)
+    folder = data_dir / spec["folder"]
+    if not all((folder / f).exists() for f in spec["train"] + spec["test"]):
+        _fetch_cifar(name, data_dir)
+    try:
+        train_x, train_y = _read_cifar_batches(folder, spec["train"], spec["label_key"])
+        test_x, test_y = _read_cifar_batches(folder, spec["test"], spec["label_key"])
+        with open(folder / spec["meta"], "rb") as f:
+            classes = list(pickle.load(f, encoding="latin1")[spec["names_key"]])
+    except (OSError, KeyError, ValueError, pickle.UnpicklingError) as exc:
+        raise DataError(f"{name}: {folder} is not a readable CIFAR folder ({exc})") from None
+    return Dataset(name, train_x, train_y, test_x, test_y, classes, spec["mean"], spec["std"])
+
+
+# ---------------------------------------------------------------- image folders
+
+def _list_split(split_dir: Path) -> list[tuple[str, str]]:
+    """(file path, class name) pairs, sorted; plain strings because 60,000
+    Path objects cost seconds to build and sort."""
+    items = []
+    for class_entry in sorted((e for e in os.scandir(split_dir) if e.is_dir()), key=lambda e: e.name):
+        files = sorted(e.path for e in os.scandir(class_entry.path)
+                       if os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS)
+        items.extend((f, class_entry.name) for f in files)
+    return items
+
+
+def _fingerprint(root: Path, files: list[str], image_size: int) -> str:
+    digest = hashlib.sha256(f"{CACHE_FORMAT} {image_size}\n".encode())
+    prefix = len(str(root)) + 1
+    for path in files:
+        st = os.stat(path)
+        digest.update(f"{path[prefix:]}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("TUNE_PIPELINE_CACHE", Path.home() / ".cache" / "tune_pipeline"))
+
+
+def _resize(image: torch.Tensor, image_size: int) -> torch.Tensor:
+    if image.shape[1:] == (image_size, image_size):
+        return image
+    return torch.nn.functional.interpolate(
+        image[None].float(), size=(image_size, image_size), mode="bilinear",
+        antialias=True, align_corners=False)[0].round().clamp(0, 255).to(torch.uint8)
+
+
+def _decode_one(path: str) -> torch.Tensor:
+    from PIL import Image
+    with Image.open(path) as im:
+        return torch.from_numpy(np.asarray(im.convert("RGB"))).permute(2, 0, 1).contiguous()
+
+
+def _decode_chunk(paths: list[str], out: torch.Tensor, image_size: int) -> None:
+    """JPEGs go to torchvision's batched decoder (one call, GIL released);
+    anything else, or a JPEG it rejects, through PIL."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    raw = []
+    for path in paths:
+        with open(path, "rb") as f:
+            raw.append(torch.frombuffer(bytearray(f.read()), dtype=torch.uint8))
+    jpeg = [i for i, p in enumerate(paths) if p.lower().endswith((".jpg", ".jpeg"))]
+    decoded: dict[int, torch.Tensor] = {}
+    if jpeg:
+        try:
+            decoded = dict(zip(jpeg, decode_jpeg([raw[i] for i in jpeg], mode=ImageReadMode.RGB)))
+        except RuntimeError:
+            decoded = {}  # one bad file fails the batch; decode them one by one below
+    for i, path in enumerate(paths):
+        image = decoded.get(i)
+        if image is None:
+            image = _decode_one(path)
+        out[i] = _resize(image, image_size)
+
+
+def _decode_all(paths: list[str], image_size: int, chunk: int = 1024) -> torch.Tensor:
+    out = torch.empty((len(paths), 3, image_size, image_size), dtype=torch.uint8)
+    starts = range(0, len(paths), chunk)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(lambda s: _decode_chunk(paths[s:s + chunk], out[s:s + chunk], image_size), starts))
+    return out
+
+
+def load_imagefolder(root: str | Path, image_size: int = 32) -> Dataset:
+    """ROOT/train/<class>/* and ROOT/test/<class>/* (or ROOT/val/...)."""
+    root = Path(root)
+    train_dir = root / "train"
+    test_dir = next((root / s for s in ("test", "val") if (root / s).is_dir()), None)
+    if not train_dir.is_dir() or test_dir is None:
+        raise DataError(f"imagefolder: {root} needs train/<class>/ and test/<class>/ "
+                        f"(or val/<class>/) folders of images")
+    train_items, test_items = _list_split(train_dir), _list_split(test_dir)
+    if not train_items or not test_items:
+        empty = train_dir if not train_items else test_dir
+        raise DataError(f"imagefolder: no images found under {empty}")
+    classes = sorted({c for _, c in train_items})
+    unknown = sorted({c for _, c in test_items} - set(classes))
+    if unknown:
+        raise DataError(f"imagefolder: {test_dir} has classes not in train/: {', '.join(unknown)}")
+    files = [p for p, _ in train_items + test_items]
+    cache_file = cache_dir() / f"imagefolder-{_fingerprint(root, files, image_size)}.pt"
+    if cache_file.exists():
+        try:
+            cached = torch.load(cache_file, weights_only=True)
+            return Dataset("imagefolder", cached["train_images"], cached["train_labels"],
+                           cached["test_images"], cached["test_labels"], classes,
+                           tuple(cached["mean"]), tuple(cached["std"]),
+                           extra={"cache_file": str(cache_file), "cache_hit": True})
+        except Exception:
+            pass  # a truncated cache file is rebuilt below
+    index = {c: i for i, c in enumerate(classes)}
+    try:
+        images = _decode_all(files, image_size)
+    except Exception as exc:
+        raise DataError(f"imagefolder: cannot decode an image under {root} ({exc})") from None
+    labels = torch.tensor([index[c] for _, c in train_items + test_items], dtype=torch.long)
+    n_train = len(train_items)
+    mean, std = channel_stats(images[:n_train])
+    payload = {"train_images": images[:n_train].clone(), "train_labels": labels[:n_train].clone(),
+               "test_images": images[n_train:].clone(), "test_labels": labels[n_train:].clone(),
+               "mean": list(mean), "std": list(std)}
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
+        torch.save(payload, tmp)
+        tmp.replace(cache_file)  # atomic: a concurrent reader never sees half a file
+    except OSError:
+        pass  # a read-only cache dir costs speed, not correctness
+    return Dataset("imagefolder", payload["train_images"], payload["train_labels"],
+                   payload["test_images"], payload["test_labels"], classes, mean, std,
+                   extra={"cache_file": str(cache_file), "cache_hit": False})
+
+
+def load_dataset(name: str, data_dir: str | Path = "data", image_size: int = 32) -> Dataset:
+    if name == "digits":
+        return load_digits()
+    if name in CIFAR:
+        return load_cifar(name, data_dir)
+    if name == "imagefolder":
+        return load_imagefolder(data_dir, image_size)
+    raise DataError(f"unknown dataset {name!r}; choose one of: digits, {', '.join(CIFAR)}, imagefolder")
+
+
+def dataset_key(config: dict) -> tuple:
+    """What identifies the data a config trains on; equal keys share one load."""
+    name = config["dataset"]
+    if name == "digits":
+        return (name,)
+    if name == "imagefolder":
+        return (name, config["data_dir"], config["image_size"])
+    return (name, config["data_dir"])
+
+
+def load_for_config(config: dict) -> Dataset:
+    return load_dataset(config["dataset"], config["data_dir"], config["image_size"])

@@ -1,0 +1,64 @@
+"""What `tune train` leaves on disk for one run: output/<name>/ holding the
+resolved config, per-epoch metrics as CSV, a summary JSON and the last
+checkpoint.  Written epoch by epoch so a killed run keeps what it had."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import torch
+import yaml
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.csv"
+SUMMARY_FILE = "summary.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+METRIC_COLUMNS = ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+                  "best_train_accuracy", "best_test_accuracy", "best_loss", "best_test_loss",
+                  "lr", "images_per_second", "epoch_seconds"]
+
+
+def atomic_write_bytes(path: Path, write) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    write(tmp)
+    tmp.replace(path)
+
+
+class RunDirectory:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / CHECKPOINT_FILE
+
+    def has_run(self) -> bool:
+        return self.checkpoint.exists() or (self.path / METRICS_FILE).exists()
+
+    def start(self, config: dict, history: list[dict]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
+        with open(self.path / METRICS_FILE, "w", newline="") as f:
+            writer = csv.DictWriter(f, METRIC_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(history)
+
+    def record_epoch(self, metrics: dict, state: dict) -> None:
+        with open(self.path / METRICS_FILE, "a", newline="") as f:
+            csv.DictWriter(f, METRIC_COLUMNS, extrasaction="ignore").writerow(metrics)
+        atomic_write_bytes(self.checkpoint, lambda tmp: torch.save(state, tmp))
+
+    def finish(self, result: dict, status: str = "finished", error: str | None = None) -> dict:
+        summary = {"status": status, "epochs": len(result.get("history", [])),
+                   **result.get("best", {}), "final": result.get("final", {})}
+        if error:
+            summary["error"] = error
+        (self.path / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=float) + "\n")
+        return summary
+
+    def load_checkpoint(self) -> dict:
+        return torch.load(self.checkpoint, map_location="cpu", weights_only=False)
