@@ -110,5 +110,140 @@ def models():
         typer.echo(f"{name:<18} {count_parameters(create_model(name, num_classes=10)) / 1e6:7.2f}M parameters")
 
 
+def _print_preview(space) -> None:
+    from tune_pipeline.space import preview_configs
+
+    typer.echo(f"{space.source}: method {space.method}, {space.trial_count()} trials, metric "
+               f"{space.metric} ({'maximize' if space.mode == 'max' else 'minimize'}), scheduler "
+               f"{space.scheduler['type']}, {space.resources['cpu']:g} CPU + {space.resources['gpu']:g} GPU per trial")
+    if space.ignored:
+        typer.echo(f"ignored keys (no meaning here): {', '.join(space.ignored)}")
+    typer.echo("fixed: " + ", ".join(f"{k}={v}" for k, v in space.fixed.items()))
+    for i, cfg in enumerate(preview_configs(space, 3), 1):
+        typer.echo(f"trial {i}: " + (", ".join(f"{k}={cfg[k]}" for k in space.params) or "(no swept keys)"))
+
+
+@app.command()
+@user_errors
+def search(
+    space_file: Path = typer.Argument(..., metavar="SPACE.yaml", help="search space (wandb sweep format)"),
+    name: Optional[str] = typer.Option(None, help="experiment name (default: <file>-<date-time>)"),
+    storage_path: str = typer.Option("ray_results", help="where experiments live (a folder, or s3://... on a cluster)"),
+    address: Optional[str] = typer.Option(None, help="attach to a running Ray cluster: auto or host:port"),
+    cpus_per_trial: Optional[float] = typer.Option(None, min=0.01, help="CPUs per trial (overrides the file)"),
+    gpus_per_trial: Optional[float] = typer.Option(None, min=0, help="GPUs per trial, fractions pack trials on a GPU"),
+    max_concurrent: Optional[int] = typer.Option(None, min=1, help="at most this many trials at once"),
+    num_samples: Optional[int] = typer.Option(None, min=1, help="samples (random/bayes) or grid repeats"),
+    scheduler: Optional[str] = typer.Option(None, help="asha (early stopping) or fifo"),
+    wandb: bool = typer.Option(False, "--wandb/--no-wandb", help="log trials to Weights & Biases (offline without a key)"),
+    wandb_project: Optional[str] = typer.Option(None, help="wandb project (default: the file's project)"),
+    set_: List[str] = typer.Option([], "--set", help="pin a parameter: --set epochs=2"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="validate and preview, start nothing"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="show Ray's own log"),
+):
+    """Run a sweep: one Ray Tune trial per configuration of SPACE.yaml."""
+    from tune_pipeline.space import load_space
+
+    if scheduler not in (None, "asha", "fifo"):
+        raise UserError(f"--scheduler: must be asha or fifo, got {scheduler!r}")
+    space = load_space(space_file, set_)
+    if dry_run:
+        _print_preview(space)
+        return
+    from tune_pipeline.progress import SweepConsole
+    from tune_pipeline.sweep import SweepOptions, run_sweep
+
+    options = SweepOptions(name=name, storage_path=storage_path, address=address,
+                           cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+                           max_concurrent=max_concurrent, num_samples=num_samples, scheduler=scheduler,
+                           wandb=wandb, wandb_project=wandb_project, verbose=verbose,
+                           overrides=tuple(set_))
+    if space.ignored:
+        SweepConsole().note(f"ignored keys (no meaning here): {', '.join(space.ignored)}")
+    outcome = run_sweep(space, options, SweepConsole())
+    raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+@user_errors
+def resume(
+    experiment_dir: Path = typer.Argument(..., help="the experiment folder `tune search` printed"),
+    restart_errored: bool = typer.Option(False, "--restart-errored", help="run failed trials again from scratch"),
+    address: Optional[str] = typer.Option(None, help="attach to a running Ray cluster: auto or host:port"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="show Ray's own log"),
+):
+    """Continue an interrupted sweep; finished trials are never run again."""
+    from tune_pipeline.progress import SweepConsole
+    from tune_pipeline.sweep import resume_sweep
+
+    outcome = resume_sweep(experiment_dir, restart_errored=restart_errored, address=address,
+                           verbose=verbose, console=SweepConsole())
+    raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+@user_errors
+def export(
+    experiment_dir: Path = typer.Argument(..., help="experiment folder"),
+    format_: Optional[str] = typer.Option(None, "--format", "-f", help="md, csv, parquet or json (default: from --output, else md)"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="file to write (default: stdout)"),
+    top: Optional[int] = typer.Option(None, min=1, help="only the N best trials"),
+    metric: Optional[str] = typer.Option(None, help="rank by this metric (default: the sweep's)"),
+):
+    """The best-trial table of an experiment (finished, interrupted or running)."""
+    from tune_pipeline.experiment import load_experiment
+    from tune_pipeline.export import export as export_table, guess_format
+
+    fmt = guess_format(output, format_)
+    text = export_table(load_experiment(experiment_dir), fmt, output, metric, top)
+    if text is not None:
+        typer.echo(text, nl=False)
+    else:
+        typer.echo(f"wrote {output}", err=True)
+
+
+@app.command()
+@user_errors
+def status(experiment_dir: Path = typer.Argument(..., help="experiment folder")):
+    """Trials per status, the best so far, and why failed trials failed (reads disk only)."""
+    from tune_pipeline.experiment import load_experiment
+
+    exp = load_experiment(experiment_dir)
+    counts = exp.status_counts()
+    total = exp.meta.get("trial_count", len(exp.trials))
+    typer.echo(f"{exp.name}: {len(exp.trials)} of {total} trials started; "
+               + (", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "none yet"))
+    best = exp.best_trial()
+    if best is not None:
+        swept = ", ".join(f"{k}={best.config.get(k)}" for k in exp.swept)
+        typer.echo(f"best so far: {best.trial_id} {exp.metric} {best.best_value(exp.metric, exp.mode):.4f} "
+                   f"(epoch {best.epochs}, {best.status.lower()}) {swept}")
+    for trial in exp.trials:
+        if trial.status == "RUNNING":
+            typer.echo(f"running {trial.trial_id}: epoch {trial.epochs}/{trial.config.get('epochs', '?')}")
+    for trial in exp.failed_trials():
+        typer.echo(f"failed {trial.trial_id}: {trial.error}")
+
+
+@app.command()
+@user_errors
+def dashboard(
+    port: int = typer.Option(8265, help="dashboard port"),
+    host: str = typer.Option("127.0.0.1", help="address the dashboard binds to"),
+    allow_remote: bool = typer.Option(False, "--allow-remote", help="permit a non-loopback --host"),
+    stop: bool = typer.Option(False, "--stop", help="stop the local Ray head instead"),
+):
+    """Start (or find) a local Ray head with its dashboard and print the URL."""
+    from tune_pipeline.cluster import start_dashboard, stop_ray
+
+    if stop:
+        stop_ray()
+        typer.echo("stopped the local Ray head")
+        return
+    url, started = start_dashboard(host, port, allow_remote, warn=lambda m: typer.secho(m, err=True, fg="yellow"))
+    typer.echo(f"{'started' if started else 'found'} Ray head; dashboard: {url}")
+    typer.echo("run sweeps on it with: tune search SPACE.yaml --address auto")
+
+
 def main() -> None:
     app(prog_name="tune")

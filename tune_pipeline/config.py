@@ -156,14 +156,15 @@ def check_value(key: str, value: Any) -> tuple[Any, str | None]:
 
 
 def resolve_path(value: str, base_dirs: list[Path]) -> Path:
-    """An absolute path for `value`: the first base dir where it exists, else the first base."""
+    """An absolute path for `value`: the first base dir where it exists, else
+    relative to the working directory (where a data dir will be created)."""
     path = Path(value).expanduser()
     if path.is_absolute():
         return path
     for base in base_dirs:
         if (base / path).exists():
             return (base / path).resolve()
-    return (base_dirs[0] / path).resolve()
+    return (Path.cwd() / path).resolve()
 
 
 def path_bases(source: Path | None) -> list[Path]:

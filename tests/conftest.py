@@ -1,0 +1,68 @@
+"""Shared fixtures: tiny datasets made on the spot, in the formats users have."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TRANSFORM_SCRIPTS = sorted((ROOT / "transforms").glob("*.py"))
+SEARCH_SPACES = sorted((ROOT / "search_spaces").glob("*.yaml"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    # The image-folder cache must not leak between tests or into ~/.cache.
+    monkeypatch.setenv("TUNE_PIPELINE_CACHE", str(tmp_path / "cache"))
+
+
+def write_cifar(root: Path, name: str = "cifar10", per_batch: int = 20, seed: int = 0) -> Path:
+    """torchvision's pickled CIFAR layout with random images."""
+    rng = np.random.default_rng(seed)
+    if name == "cifar10":
+        folder, train_files, meta = root / "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "batches.meta"
+        label_key, names_key, n_classes = "labels", "label_names", 10
+    else:
+        folder, train_files, meta = root / "cifar-100-python", ["train"], "meta"
+        label_key, names_key, n_classes = "fine_labels", "fine_label_names", 100
+    folder.mkdir(parents=True)
+    for file in train_files + ["test_batch" if name == "cifar10" else "test"]:
+        entry = {"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+                 label_key: rng.integers(0, n_classes, per_batch).tolist()}
+        with open(folder / file, "wb") as f:
+            pickle.dump(entry, f)
+    with open(folder / meta, "wb") as f:
+        pickle.dump({names_key: [f"class{i}" for i in range(n_classes)]}, f)
+    return root
+
+
+def write_image_folder(root: Path, classes=("cat", "dog", "frog"), per_class: int = 4,
+                       test_split: str = "test") -> Path:
+    """Images of mixed sizes and formats, each class a distinct colour."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", per_class), (test_split, 2)):
+        for c, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(n):
+                h, w = (40, 48) if i % 2 else (32, 32)
+                pixels = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
+                pixels[..., c % 3] += 180
+                ext = "png" if i % 3 == 2 else "jpg"
+                Image.fromarray(pixels).save(folder / f"{i}.{ext}")
+    return root
+
+
+def run_tune(*args, cwd=None, env=None, timeout=600) -> subprocess.CompletedProcess:
+    """The CLI as a user runs it: a fresh interpreter."""
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, "-m", "tune_pipeline", *map(str, args)], cwd=cwd or ROOT,
+                          env=full_env, capture_output=True, text=True, timeout=timeout)

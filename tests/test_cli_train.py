@@ -1,0 +1,138 @@
+import csv
+import json
+import shutil
+import textwrap
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tune_pipeline.cli import app
+from tune_pipeline.models import list_models
+
+from conftest import ROOT, run_tune
+
+QUICK = {"model": "small_cnn", "dataset": "digits", "epochs": 2, "batch_size": 64,
+         "max_train_images": 256, "max_test_images": 128}
+
+
+def write(path, data):
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+def test_tune_train_writes_the_run(tmp_path):
+    cfg = write(tmp_path / "quick.yaml", QUICK)
+    result = run_tune("train", cfg, "--output-dir", tmp_path / "out", "--set", "learning_rate=0.02")
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "out" / "quick"
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["learning_rate"] == 0.02 and saved["model"] == "small_cnn"
+    assert saved["runtime_transform_script"].startswith("/")  # paths are made absolute
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["epochs"] == 2
+    assert summary["best_test_accuracy"] == max(float(r["test_accuracy"]) for r in rows)
+    assert (run / "checkpoint.pt").exists()
+    assert "best test accuracy" in result.stdout
+
+    again = run_tune("train", cfg, "--output-dir", tmp_path / "out")
+    assert again.returncode == 2 and "--resume" in again.stderr
+
+
+def test_tune_train_resume_extends_nothing_and_keeps_history(tmp_path):
+    cfg = write(tmp_path / "quick.yaml", dict(QUICK, epochs=1))
+    runner = CliRunner()
+    first = runner.invoke(app, ["train", str(cfg), "-o", str(tmp_path / "out"), "-q"])
+    assert first.exit_code == 0, first.output
+    resumed = runner.invoke(app, ["train", str(cfg), "-o", str(tmp_path / "out"), "--resume", "-q"])
+    assert resumed.exit_code == 0, resumed.output
+    rows = list(csv.DictReader(open(tmp_path / "out" / "quick" / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["1"]  # a finished run resumes to done at once
+
+
+BAD_INPUTS = {
+    "unknown model": ({"model": "resnet19"}, "unknown model"),
+    "unknown optimizer": ({"optimizer": "rmsprop"}, "optimizer: must be one of"),
+    "unknown schedule": ({"lr_scheduler": "exponential"}, "lr_scheduler: must be one of"),
+    "missing script": ({"runtime_transform_script": "nowhere.py"}, "does not exist"),
+    "negative learning rate": ({"learning_rate": -0.1}, "learning_rate: must be > 0"),
+    "unknown key": ({"learning_rat": 0.1}, "did you mean 'learning_rate'"),
+    "wrong type": ({"epochs": "many"}, "epochs: must be an integer"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=list(BAD_INPUTS))
+def test_bad_input_is_exit_2_and_one_line(tmp_path, case):
+    values, message = BAD_INPUTS[case]
+    cfg = write(tmp_path / "bad.yaml", dict(QUICK, **values))
+    result = CliRunner().invoke(app, ["train", str(cfg), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # nothing started
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    cfg = write(tmp_path / "bad.yaml", dict(QUICK, model="nope", learning_rate=-1, colour="red"))
+    result = CliRunner().invoke(app, ["train", str(cfg)])
+    assert result.exit_code == 2
+    assert "3 problems" in result.output
+    for key in ("model", "learning_rate", "colour"):
+        assert key in result.output
+    assert str(cfg) in result.output
+
+
+def test_broken_script_and_malformed_yaml(tmp_path):
+    script = write(tmp_path / "broken.py", "raise RuntimeError('boom')\n")
+    cfg = write(tmp_path / "bad.yaml", dict(QUICK, runtime_transform_script=str(script)))
+    result = CliRunner().invoke(app, ["train", str(cfg)])
+    assert result.exit_code == 2 and "failed to import: RuntimeError: boom" in result.output
+
+    malformed = write(tmp_path / "malformed.yaml", "model: [small_cnn\nepochs: 2\n")
+    result = CliRunner().invoke(app, ["train", str(malformed)])
+    assert result.exit_code == 2 and "malformed YAML" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "absent.yaml")])
+    assert result.exit_code == 2 and "cannot read" in result.output
+
+
+def test_relative_script_resolves_beside_the_yaml(tmp_path):
+    shutil.copy(ROOT / "transforms" / "runtime_transform_basic.py", tmp_path / "mine.py")
+    cfg = write(tmp_path / "rel.yaml", dict(QUICK, epochs=1, runtime_transform_script="mine.py"))
+    result = CliRunner().invoke(app, ["train", str(cfg), "-o", str(tmp_path / "out"), "-q"])
+    assert result.exit_code == 0, result.output
+    saved = yaml.safe_load((tmp_path / "out" / "rel" / "config.yaml").read_text())
+    assert saved["runtime_transform_script"] == str(tmp_path / "mine.py")
+
+
+def test_diverging_run_exits_1_with_reason(tmp_path):
+    cfg = write(tmp_path / "div.yaml", dict(QUICK, learning_rate=1.0e12, lr_scheduler="none"))
+    result = CliRunner().invoke(app, ["train", str(cfg), "-o", str(tmp_path / "out"), "-q"])
+    assert result.exit_code == 1 and "diverged" in result.output
+    summary = json.loads((tmp_path / "out" / "div" / "summary.json").read_text())
+    assert summary["status"] == "failed" and "diverged" in summary["error"]
+
+
+def test_models_command_lists_every_model():
+    result = CliRunner().invoke(app, ["models"])
+    assert result.exit_code == 0
+    for name in list_models():
+        assert name in result.output
+    assert "M parameters" in result.output
+
+
+def test_console_script_is_ours_not_rays():
+    tune = shutil.which("tune")
+    assert tune is not None
+    import subprocess
+    out = subprocess.run([tune, "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "train" in out.stdout and "models" in out.stdout
+
+
+def test_python_dash_m_works():
+    result = run_tune("--help")
+    assert result.returncode == 0 and "train" in result.stdout

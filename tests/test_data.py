@@ -1,0 +1,110 @@
+import shutil
+import urllib.error
+
+import pytest
+import torch
+
+from tune_pipeline import data
+from tune_pipeline.data import DataError, load_dataset
+from tune_pipeline.train import batches
+
+from conftest import write_cifar, write_image_folder
+
+
+def check_dataset(ds, n_classes):
+    for images, labels in ((ds.train_images, ds.train_labels), (ds.test_images, ds.test_labels)):
+        assert images.dtype == torch.uint8 and images.ndim == 4 and images.shape[1] == 3
+        assert labels.dtype == torch.long and len(labels) == len(images)
+        assert 0 <= labels.min() and labels.max() < n_classes
+    assert ds.num_classes == n_classes
+    assert len(ds.mean) == len(ds.std) == 3 and all(s > 0 for s in ds.std)
+
+
+def test_embedded_digits_need_no_files():
+    ds = load_dataset("digits")
+    check_dataset(ds, 10)
+    assert ds.train_images.shape == (1438, 3, 32, 32) and ds.test_images.shape == (359, 3, 32, 32)
+    assert ds.train_images.float().std() > 10  # real pictures, not a constant
+
+
+@pytest.mark.parametrize("name,n_classes,n_train", [("cifar10", 10, 100), ("cifar100", 100, 20)])
+def test_cifar_pickled_batches(tmp_path, name, n_classes, n_train):
+    write_cifar(tmp_path, name)
+    ds = load_dataset(name, tmp_path)
+    check_dataset(ds, n_classes)
+    assert ds.train_images.shape == (n_train, 3, 32, 32)
+    assert ds.test_images.shape == (20, 3, 32, 32)
+    assert ds.classes[:2] == ["class0", "class1"]
+
+
+def test_cifar_without_network_names_dir_and_archive(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as tv_utils
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", no_network)
+    with pytest.raises(DataError) as info:
+        load_dataset("cifar10", tmp_path / "data")
+    message = info.value.one_line()
+    assert str(tmp_path / "data") in message and "cifar-10-python.tar.gz" in message
+    assert "\n" not in message
+
+
+def test_cifar_archive_placed_by_hand_is_extracted(tmp_path):
+    import tarfile
+    write_cifar(tmp_path / "src")
+    with tarfile.open(tmp_path / "cifar-10-python.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "src" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    ds = load_dataset("cifar10", tmp_path)
+    assert len(ds.train_labels) == 100
+
+
+@pytest.mark.parametrize("test_split", ["test", "val"])
+def test_image_folder_of_mixed_sizes(tmp_path, test_split):
+    root = write_image_folder(tmp_path / "imgs", test_split=test_split)
+    ds = load_dataset("imagefolder", root, image_size=24)
+    check_dataset(ds, 3)
+    assert ds.classes == ["cat", "dog", "frog"]
+    assert ds.train_images.shape == (12, 3, 24, 24) and ds.test_images.shape == (6, 3, 24, 24)
+    # class c was painted bright in channel c: the decoded pixels must say so
+    for images, labels in ((ds.train_images, ds.train_labels),):
+        means = images.float().mean(dim=(2, 3))
+        assert (means.argmax(1) == labels).all()
+
+
+def test_image_folder_is_cached_and_the_cache_follows_the_files(tmp_path):
+    root = write_image_folder(tmp_path / "imgs")
+    first = load_dataset("imagefolder", root)
+    second = load_dataset("imagefolder", root)
+    assert not first.extra["cache_hit"] and second.extra["cache_hit"]
+    assert torch.equal(first.train_images, second.train_images)
+    extra = root / "train" / "cat" / "extra.jpg"
+    shutil.copy(root / "train" / "cat" / "0.jpg", extra)
+    third = load_dataset("imagefolder", root)
+    assert not third.extra["cache_hit"] and len(third.train_labels) == 13
+
+
+def test_image_folder_problems_are_one_line(tmp_path):
+    with pytest.raises(DataError, match="needs train/<class>/"):
+        load_dataset("imagefolder", tmp_path)
+    root = write_image_folder(tmp_path / "imgs")
+    (root / "test" / "zebra").mkdir()
+    (root / "train" / "cat" / "0.jpg").replace(root / "test" / "zebra" / "0.jpg")
+    with pytest.raises(DataError, match="zebra"):
+        load_dataset("imagefolder", root)
+
+
+@pytest.mark.parametrize("n,batch_size", [(10, 3), (9, 3), (1, 4), (128, 128)])
+def test_batches_cover_every_item_once(n, batch_size):
+    order = torch.randperm(n)
+    parts = list(batches(n, batch_size, order))
+    assert torch.equal(torch.cat(parts).sort().values, torch.arange(n))
+    assert all(len(p) == batch_size for p in parts[:-1]) and 0 < len(parts[-1]) <= batch_size
+
+
+def test_arrays_round_trip_for_the_object_store():
+    ds = load_dataset("digits").limit(50, 20)
+    back = data.Dataset.from_arrays(ds.to_arrays())
+    assert torch.equal(back.train_images, ds.train_images) and back.classes == ds.classes
+    assert len(back.train_labels) == 50 and len(back.test_labels) == 20

@@ -1,0 +1,132 @@
+"""Best-trial tables from an experiment on disk: markdown, CSV, Parquet, JSON.
+
+The first columns are those of the original pipeline's results table
+(`config`, `best_train_accuracy`, `best_test_accuracy`, `best_loss`,
+`best_test_loss`); then each swept parameter, the trial's status, epochs
+done, and the path of its best kept checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from tune_pipeline.errors import UserError
+from tune_pipeline.experiment import Experiment
+
+FORMATS = ("md", "csv", "parquet", "json")
+BEST_COLUMNS = ["best_train_accuracy", "best_test_accuracy", "best_loss", "best_test_loss"]
+
+
+def _short(value):
+    if isinstance(value, str) and value.endswith(".py") and "/" in value:
+        return value.rsplit("/", 1)[-1]
+    return value
+
+
+def best_trial_rows(experiment: Experiment, metric: str | None = None, top: int | None = None) -> list[dict]:
+    metric = metric or experiment.metric
+    mode = experiment.mode if metric == experiment.metric else ("min" if "loss" in metric else "max")
+    ranked = experiment.ranked(metric, mode)
+    unranked = [t for t in experiment.trials if t not in ranked]  # failed before a result
+    rows = []
+    for trial in (ranked + unranked)[: top or None]:
+        last = trial.last
+        row = {"trial_id": trial.trial_id,
+               "config": ", ".join(f"{k}={_short(trial.config.get(k))}" for k in experiment.swept)}
+        for column in BEST_COLUMNS:
+            row[column] = last.get(column)
+        if metric not in BEST_COLUMNS:
+            row[metric] = trial.best_value(metric, mode)
+        for key in experiment.swept:
+            row[key] = trial.config.get(key)
+        checkpoint = trial.best_checkpoint(metric, mode)
+        row.update({"status": trial.status, "epochs": trial.epochs,
+                    "checkpoint": str(checkpoint) if checkpoint else None,
+                    "error": trial.error})
+        rows.append(row)
+    return rows
+
+
+def _fmt_md(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(_short(value)).replace("|", "\\|")
+
+
+def to_markdown(rows: list[dict]) -> str:
+    if not rows:
+        return "(no trials)\n"
+    columns = [c for c in rows[0] if c not in ("checkpoint", "error") or any(r.get(c) for r in rows)]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(_fmt_md(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[dict]) -> str:
+    out = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(out, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return out.getvalue()
+
+
+def write_parquet(rows: list[dict], path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = list(rows[0]) if rows else ["trial_id"]
+    # Swept values can mix ints and floats across trials; one type per column.
+    table = pa.table({c: _arrow_column([r.get(c) for r in rows]) for c in columns})
+    pq.write_table(table, path)
+
+
+def _arrow_column(values: list):
+    import pyarrow as pa
+
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        if not all(isinstance(v, int) for v in present):
+            values = [None if v is None else float(v) for v in values]
+    elif present and not all(isinstance(v, bool) for v in present):
+        values = [None if v is None else str(v) for v in values]
+    return pa.array(values)
+
+
+def guess_format(output: Path | None, fmt: str | None) -> str:
+    if fmt:
+        if fmt not in FORMATS:
+            raise UserError(f"--format: must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        return fmt
+    if output is not None:
+        suffix = output.suffix.lstrip(".").lower()
+        suffix = {"markdown": "md", "pq": "parquet"}.get(suffix, suffix)
+        if suffix in FORMATS:
+            return suffix
+    return "md"
+
+
+def export(experiment: Experiment, fmt: str, output: Path | None, metric: str | None = None,
+           top: int | None = None) -> str | None:
+    """Write the table to `output` (or return it as text when output is None)."""
+    from tune_pipeline.config import REPORTED_METRICS
+
+    if metric is not None and metric not in REPORTED_METRICS:
+        raise UserError(f"--metric: {metric!r} is not a reported metric; choose one of "
+                        f"{', '.join(REPORTED_METRICS)}")
+    rows = best_trial_rows(experiment, metric, top)
+    if fmt == "parquet":
+        if output is None:
+            raise UserError("--format parquet needs --output FILE")
+        write_parquet(rows, output)
+        return None
+    text = {"md": to_markdown, "csv": to_csv}.get(fmt, lambda r: json.dumps(r, indent=2, default=str) + "\n")(rows)
+    if output is None:
+        return text
+    output.write_text(text)
+    return None
