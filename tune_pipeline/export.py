@@ -34,8 +34,7 @@ def best_trial_rows(experiment: Experiment, metric: str | None = None, top: int 
     rows = []
     for trial in (ranked + unranked)[: top or None]:
         last = trial.last
-        row = {"trial_id": trial.trial_id,
-               "config": ", ".join(f"{k}={_short(trial.config.get(k))}" for k in experiment.swept)}
+        row = {"config": ", ".join(f"{k}={_short(trial.config.get(k))}" for k in experiment.swept)}
         for column in BEST_COLUMNS:
             row[column] = last.get(column)
         if metric not in BEST_COLUMNS:
@@ -43,7 +42,7 @@ def best_trial_rows(experiment: Experiment, metric: str | None = None, top: int 
         for key in experiment.swept:
             row[key] = trial.config.get(key)
         checkpoint = trial.best_checkpoint(metric, mode)
-        row.update({"status": trial.status, "epochs": trial.epochs,
+        row.update({"trial_id": trial.trial_id, "status": trial.status, "epochs": trial.epochs,
                     "checkpoint": str(checkpoint) if checkpoint else None,
                     "error": trial.error})
         rows.append(row)
@@ -90,6 +89,8 @@ def _arrow_column(values: list):
     import pyarrow as pa
 
     present = [v for v in values if v is not None]
+    if not present:
+        return pa.array(values, type=pa.string())  # an all-empty column (no errors) is still text
     if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
         if not all(isinstance(v, int) for v in present):
             values = [None if v is None else float(v) for v in values]

@@ -411,6 +411,11 @@ def preview_configs(space: SearchSpace, count: int = 3, seed: int = 0) -> list[d
 
 # ------------------------------------------------------------ Ray Tune
 
+def _divisible(bounds: dict, keys) -> bool:
+    """Tune's quantized domains insist that their bounds are multiples of q."""
+    return all(math.isclose(bounds[k] / bounds["q"], round(bounds[k] / bounds["q"])) for k in keys)
+
+
 def _tune_domain(param: Param, method: str):
     from ray import tune
 
@@ -421,7 +426,7 @@ def _tune_domain(param: Param, method: str):
         return tune.randint(int(b["min"]), int(b["max"]) + 1)  # wandb's max is inclusive
     if d == "uniform":
         return tune.uniform(b["min"], b["max"])
-    if d == "q_uniform":
+    if d == "q_uniform" and _divisible(b, ("min", "max")):
         if FIELDS[param.name].kind is int:
             return tune.qrandint(int(b["min"]), int(b["max"]), int(b["q"]))
         return tune.quniform(b["min"], b["max"], b["q"])
@@ -429,17 +434,16 @@ def _tune_domain(param: Param, method: str):
         return tune.loguniform(b["min"], b["max"])
     if d == "log_uniform":
         return tune.loguniform(math.exp(b["min"]), math.exp(b["max"]))
-    if d == "q_log_uniform_values":
+    if d == "q_log_uniform_values" and _divisible(b, ("min", "max")):
         if FIELDS[param.name].kind is int:
             return tune.qlograndint(int(b["min"]), int(b["max"]), int(b["q"]))
         return tune.qloguniform(b["min"], b["max"], b["q"])
-    if d == "q_log_uniform":
-        return tune.qloguniform(math.exp(b["min"]), math.exp(b["max"]), b["q"])
     if d == "normal":
         return tune.randn(b["mu"], b["sigma"])
     if d == "q_normal":
         return tune.qrandn(b["mu"], b["sigma"], b["q"])
-    # The rest have no Tune domain; each trial draws from its own seeded RNG.
+    # The rest have no Tune domain (or bounds it refuses): each trial draws
+    # with our own sampler, the one --dry-run uses.
     return tune.sample_from(lambda _spec, p=param: _sample(p, random.Random()))
 
 

@@ -1,0 +1,178 @@
+"""Search-space files: the shipped ones load, wandb's format maps to Tune,
+and every bad file of the corpus is refused with all its problems at once."""
+
+import math
+import random
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tune_pipeline.cli import app
+from tune_pipeline.errors import UserError
+from tune_pipeline.space import DISTRIBUTIONS, Param, _sample, load_space, preview_configs, to_tune
+
+from conftest import ROOT, SEARCH_SPACES
+
+BAD_SPACES = sorted((Path(__file__).parent / "bad_spaces").glob("*.yaml"))
+
+
+def write_space(tmp_path, data, name="space.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return path
+
+
+def test_the_mission_spaces_ship():
+    assert {"grid.yaml", "asha.yaml", "quickstart.yaml"} <= {p.name for p in SEARCH_SPACES}
+
+
+@pytest.mark.parametrize("path", SEARCH_SPACES, ids=lambda p: p.name)
+def test_every_shipped_space_validates_and_previews(path):
+    space = load_space(path)
+    assert space.trial_count() >= 1
+    for config in preview_configs(space, 3):
+        assert Path(config["runtime_transform_script"]).is_absolute()
+    result = CliRunner().invoke(app, ["search", str(path), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert f"{space.trial_count()} trials" in result.output
+
+
+def test_grid_dry_run_counts_144():
+    result = CliRunner().invoke(app, ["search", str(ROOT / "search_spaces" / "grid.yaml"), "--dry-run"])
+    assert result.exit_code == 0 and "144 trials" in result.output
+    space = load_space(ROOT / "search_spaces" / "grid.yaml")
+    assert set(space.params) == {"model", "runtime_transform_script", "optimizer", "learning_rate",
+                                 "momentum", "weight_decay"}
+    grid = to_tune(space)["param_space"]
+    assert grid["model"] == {"grid_search": ["resnet18", "preact_resnet18", "vgg16"]}
+
+
+def test_asha_file_maps_hyperband_to_asha():
+    space = load_space(ROOT / "search_spaces" / "asha.yaml")
+    assert space.method == "random" and space.num_samples == 40
+    assert space.scheduler == {"type": "asha", "grace_period": 3, "reduction_factor": 3, "max_t": 30}
+    parts = to_tune(space)
+    assert type(parts["scheduler"]).__name__ == "AsyncHyperBandScheduler"
+
+
+@pytest.mark.parametrize("path", BAD_SPACES, ids=lambda p: p.name)
+def test_bad_spaces_report_every_problem(path):
+    expected = re.findall(r"^# expect: (.+)$", path.read_text(), flags=re.M)
+    assert expected, "each bad space lists what it must report"
+    with pytest.raises(UserError) as info:
+        load_space(path)
+    text = info.value.one_line()
+    for fragment in expected:
+        assert fragment in text, f"{fragment!r} missing from: {text}"
+    assert str(path) in text and "\n" not in text
+    result = CliRunner().invoke(app, ["search", str(path), "--dry-run"])
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_a_wandb_sweep_file_runs_as_is(tmp_path):
+    wandb_file = write_space(tmp_path, """
+program: train.py
+method: random
+project: my-project
+entity: someone
+command:
+  - ${env}
+  - python
+  - ${program}
+  - ${args}
+metric: {name: test_accuracy, goal: maximize}
+run_cap: 5
+parameters:
+  learning_rate: {min: 0.0001, max: 0.1}
+  batch_size: {min: 32, max: 256}
+  weight_decay: {values: [1e-4, 1e-3]}
+  optimizer: {values: [adam, sgd]}
+  epochs: {value: 2}
+""")
+    space = load_space(wandb_file)
+    assert space.num_samples == 5
+    assert space.params["learning_rate"].distribution == "uniform"      # inferred, as wandb does
+    assert space.params["batch_size"].distribution == "int_uniform"
+    assert space.params["weight_decay"].values == [1e-4, 1e-3]          # YAML 1.1 strings read as floats
+    assert set(space.ignored) == {"program", "command", "entity"} and space.project == "my-project"
+    result = CliRunner().invoke(app, ["search", str(wandb_file), "--dry-run"])
+    assert result.exit_code == 0 and "ignored keys" in result.output
+
+
+NUMERIC = {
+    "uniform": {"min": 0.01, "max": 0.2}, "q_uniform": {"min": 0.01, "max": 0.2, "q": 0.01},
+    "log_uniform": {"min": -9.2, "max": -2.3}, "log_uniform_values": {"min": 1.0e-4, "max": 0.1},
+    "q_log_uniform": {"min": -4.6, "max": -2.3, "q": 0.001},
+    "q_log_uniform_values": {"min": 0.001, "max": 0.1, "q": 0.001},
+    "inv_log_uniform": {"min": 2.3, "max": 9.2}, "inv_log_uniform_values": {"min": 1.0e-4, "max": 0.1},
+    "normal": {"mu": 0.05, "sigma": 0.01}, "q_normal": {"mu": 0.05, "sigma": 0.01, "q": 0.001},
+    "log_normal": {"mu": -3.0, "sigma": 0.5}, "q_log_normal": {"mu": -3.0, "sigma": 0.5, "q": 0.001},
+}
+BOUNDS = {  # where learning_rate samples must fall
+    "log_uniform": (math.exp(-9.2), math.exp(-2.3)), "q_log_uniform": (0.0, math.exp(-2.3) + 0.001),
+    "inv_log_uniform": (math.exp(-9.2), math.exp(-2.3)),
+}
+
+
+def test_every_wandb_distribution_is_covered():
+    assert set(NUMERIC) | {"constant", "categorical", "int_uniform"} == set(DISTRIBUTIONS)
+
+
+@pytest.mark.parametrize("distribution", sorted(NUMERIC))
+def test_distributions_map_to_tune_and_sample_in_range(tmp_path, distribution):
+    spec = {"distribution": distribution, **NUMERIC[distribution]}
+    space = load_space(write_space(tmp_path, {"method": "random", "parameters": {"learning_rate": spec}}))
+    domain = to_tune(space)["param_space"]["learning_rate"]
+    lo, hi = BOUNDS.get(distribution, (spec.get("min", -math.inf), spec.get("max", math.inf)))
+    ours = [_sample(space.params["learning_rate"], random.Random(i)) for i in range(200)]
+    if hasattr(domain, "sample"):
+        tunes = [domain.sample() for _ in range(200)]
+    else:  # sample_from: the function Tune calls per trial
+        tunes = [domain.func(None) for _ in range(200)]
+    for values in (ours, tunes):
+        if "mu" in spec:
+            if distribution.endswith("log_normal"):
+                values = [math.log(v) for v in values if v > 0]
+                assert abs(sum(values) / len(values) - spec["mu"]) < 0.2
+            else:
+                assert abs(sum(values) / len(values) - spec["mu"]) < 0.005
+        else:
+            assert all(lo - 1e-9 <= v <= hi + 1e-9 for v in values), (min(values), max(values))
+            assert max(values) - min(values) > (hi - lo) * 0.3  # spread over the range, not one point
+
+
+def test_int_uniform_is_inclusive_and_integer(tmp_path):
+    space = load_space(write_space(tmp_path, {"method": "random", "parameters": {
+        "batch_size": {"distribution": "int_uniform", "min": 2, "max": 4}}}))
+    domain = to_tune(space)["param_space"]["batch_size"]
+    samples = {domain.sample() for _ in range(300)}
+    assert samples == {2, 3, 4}
+
+
+def test_set_pins_a_parameter_and_paths_resolve_beside_the_file(tmp_path):
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "mine.py").write_text(
+        (ROOT / "transforms" / "runtime_transform_basic.py").read_text())
+    path = write_space(tmp_path, {"method": "grid", "parameters": {
+        "runtime_transform_script": {"value": "scripts/mine.py"},
+        "learning_rate": {"values": [0.1, 0.01]}}})
+    space = load_space(path, ["learning_rate=0.05", "epochs=1"])
+    assert space.params == {} and space.fixed["learning_rate"] == 0.05 and space.fixed["epochs"] == 1
+    assert space.fixed["runtime_transform_script"] == str(tmp_path / "scripts" / "mine.py")
+    assert space.trial_count() == 1
+
+
+def test_bayes_needs_optuna_or_says_so(tmp_path):
+    path = write_space(tmp_path, {"method": "bayes", "run_cap": 3, "parameters": {
+        "learning_rate": {"distribution": "log_uniform_values", "min": 1.0e-4, "max": 0.1}}})
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        with pytest.raises(UserError, match="pip install"):
+            load_space(path)
+    else:
+        assert type(to_tune(load_space(path))["search_alg"]).__name__ == "OptunaSearch"
