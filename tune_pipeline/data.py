@@ -204,13 +204,17 @@ def _resize(image: torch.Tensor, image_size: int) -> torch.Tensor:
 def _decode_one(path: str) -> torch.Tensor:
     from PIL import Image
     with Image.open(path) as im:
-        return torch.from_numpy(np.asarray(im.convert("RGB"))).permute(2, 0, 1).contiguous()
+        return torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1).contiguous()
 
 
 def _decode_chunk(paths: list[str], out: torch.Tensor, image_size: int) -> None:
     """JPEGs go to torchvision's batched decoder (one call, GIL released);
     anything else, or a JPEG it rejects, through PIL."""
-    from torchvision.io import ImageReadMode, decode_jpeg
+    import warnings
+    with warnings.catch_warnings():
+        # torchvision 0.29 announces a move of its decoders to torchcodec; they still work.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from torchvision.io import ImageReadMode, decode_jpeg
 
     raw = []
     for path in paths:
