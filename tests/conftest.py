@@ -20,6 +20,8 @@ SEARCH_SPACES = sorted((ROOT / "search_spaces").glob("*.yaml"))
 def _isolated_cache(tmp_path, monkeypatch):
     # The image-folder cache must not leak between tests or into ~/.cache.
     monkeypatch.setenv("TUNE_PIPELINE_CACHE", str(tmp_path / "cache"))
+    # The machine has no network: Ray's usage report would only time out.
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
 
 
 def write_cifar(root: Path, name: str = "cifar10", per_batch: int = 20, seed: int = 0) -> Path:

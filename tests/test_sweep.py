@@ -1,0 +1,187 @@
+"""Sweeps end to end on Ray (limited to 2 CPUs), as a user runs them."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from tune_pipeline.experiment import load_experiment
+
+from conftest import ROOT, run_tune
+
+pytestmark = pytest.mark.slow
+
+# Small enough for seconds per trial on the embedded digits dataset.
+TINY = ["--set", "max_train_images=256", "--set", "max_test_images=128", "--set", "batch_size=64"]
+
+
+def sweep_file(tmp_path, parameters, name="space.yaml", **top):
+    data = {"method": "grid", "metric": {"name": "test_accuracy", "goal": "maximize"},
+            "parameters": {"dataset": {"value": "digits"}, "model": {"value": "small_cnn"}, **parameters},
+            **top}
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_quickstart_end_to_end_then_export_every_format(tmp_path):
+    result = run_tune("search", ROOT / "search_spaces" / "quickstart.yaml", "--name", "qs",
+                      "--storage-path", tmp_path, "--set", "epochs=2", *TINY, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    experiment_dir = tmp_path / "qs"
+    assert "best trial" in result.stdout and str(experiment_dir) in result.stdout
+    assert "Traceback" not in result.stderr
+
+    exp = load_experiment(experiment_dir)
+    assert exp.status_counts() == {"TERMINATED": 4}
+    assert all(t.epochs == 2 for t in exp.trials)
+
+    md = run_tune("export", experiment_dir)
+    assert md.returncode == 0
+    header = md.stdout.splitlines()[0]
+    assert header.startswith("| config | best_train_accuracy | best_test_accuracy | best_loss | best_test_loss |")
+    assert len(md.stdout.strip().splitlines()) == 2 + 4
+
+    for fmt in ("csv", "json", "parquet"):
+        out = tmp_path / f"best.{fmt}"
+        done = run_tune("export", experiment_dir, "--output", out, "--top", "3")
+        assert done.returncode == 0, done.stderr
+        assert out.exists() and out.stat().st_size > 0
+    table = pq.read_table(tmp_path / "best.parquet")
+    assert table.num_rows == 3
+    assert table.column_names[:5] == ["config", "best_train_accuracy", "best_test_accuracy", "best_loss",
+                                      "best_test_loss"]
+    assert {"learning_rate", "runtime_transform_script", "status", "epochs", "checkpoint"} <= set(table.column_names)
+    accuracies = table.column("best_test_accuracy").to_pylist()
+    assert accuracies == sorted(accuracies, reverse=True)
+    rows = json.loads((tmp_path / "best.json").read_text())
+    assert len(rows) == 3 and all(os.path.isdir(r["checkpoint"]) for r in rows)
+
+    again = run_tune("search", ROOT / "search_spaces" / "quickstart.yaml", "--name", "qs",
+                     "--storage-path", tmp_path, "--dry-run")
+    assert again.returncode == 0  # a dry run starts nothing, so the name does not matter
+    clash = run_tune("search", ROOT / "search_spaces" / "quickstart.yaml", "--name", "qs",
+                     "--storage-path", tmp_path)
+    assert clash.returncode == 2 and "tune resume" in clash.stderr
+
+
+def test_asha_stops_some_trials_early_and_a_diverging_trial_fails(tmp_path):
+    space = sweep_file(tmp_path, {
+        "learning_rate": {"values": [0.002, 0.005, 0.01, 0.03, 0.1, 1.0e12]},
+        "lr_scheduler": {"value": "none"}, "epochs": {"value": 4}},
+        early_terminate={"type": "hyperband", "min_iter": 1, "eta": 2, "max_iter": 4})
+    result = run_tune("search", space, "--name", "asha", "--storage-path", tmp_path, *TINY)
+    assert result.returncode == 1, result.stdout + result.stderr  # one trial failed
+    exp = load_experiment(tmp_path / "asha")
+    failed = exp.failed_trials()
+    assert len(failed) == 1 and failed[0].config["learning_rate"] == 1.0e12
+    assert "RunFailed" in failed[0].error and "diverged" in failed[0].error
+    finished = [t for t in exp.trials if t.status == "TERMINATED"]
+    assert len(finished) == 5
+    assert any(t.epochs < 4 for t in finished), [t.epochs for t in finished]  # stopped early
+    assert any(t.epochs == 4 for t in finished)
+    assert "diverged" in result.stdout
+
+    status = run_tune("status", tmp_path / "asha")
+    assert status.returncode == 0
+    assert "5 terminated" in status.stdout and "1 error" in status.stdout and "diverged" in status.stdout
+
+
+def _wait_for(predicate, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_sigkill_then_resume_finishes_without_rerunning(tmp_path):
+    space = sweep_file(tmp_path, {"learning_rate": {"values": [0.01, 0.02, 0.05, 0.1]},
+                                  "epochs": {"value": 3}})
+    env = dict(os.environ, TUNE_PIPELINE_CACHE=str(tmp_path / "cache"))
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "tune_pipeline", "search", str(space), "--name", "killed",
+         "--storage-path", str(tmp_path), "--max-concurrent", "1", *TINY],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    experiment_dir = tmp_path / "killed"
+
+    def some_finished_and_one_running():
+        if not (experiment_dir / "tune_pipeline.json").exists():
+            return False
+        exp = load_experiment(experiment_dir)
+        counts = exp.status_counts()
+        return counts.get("TERMINATED", 0) >= 1 and any(t.history for t in exp.trials if t.status != "TERMINATED")
+
+    try:
+        _wait_for(some_finished_and_one_running, 300, "a finished trial")
+        status = run_tune("status", experiment_dir)  # on a running sweep
+        assert status.returncode == 0 and "terminated" in status.stdout
+        assert "best so far" in status.stdout
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    before = load_experiment(experiment_dir)
+    finished = {t.trial_id: (t.path / "result.json").read_text() for t in before.trials
+                if t.status == "TERMINATED"}
+    assert 1 <= len(finished) < 4
+
+    resumed = run_tune("resume", experiment_dir, env={"TUNE_PIPELINE_CACHE": str(tmp_path / "cache")})
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    after = load_experiment(experiment_dir)
+    assert after.status_counts() == {"TERMINATED": 4}
+    for trial in after.trials:
+        assert trial.epochs == 3
+        assert [h["training_iteration"] for h in trial.history] == [1, 2, 3]  # resumed, not restarted
+        if trial.trial_id in finished:
+            assert (trial.path / "result.json").read_text() == finished[trial.trial_id]
+    export = run_tune("export", experiment_dir, "--format", "csv")
+    assert export.returncode == 0 and len(export.stdout.strip().splitlines()) == 5
+
+
+def test_ctrl_c_saves_state_and_prints_the_resume_command(tmp_path):
+    space = sweep_file(tmp_path, {"learning_rate": {"values": [0.01, 0.02, 0.05]}, "epochs": {"value": 3}})
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "tune_pipeline", "search", str(space), "--name", "stopped",
+         "--storage-path", str(tmp_path), "--max-concurrent", "1", *TINY],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    experiment_dir = tmp_path / "stopped"
+    _wait_for(lambda: list(experiment_dir.glob("trial_*/result.json")), 300, "a first result")
+    driver.send_signal(signal.SIGINT)
+    output, _ = driver.communicate(timeout=120)
+    assert driver.returncode == 130, output
+    assert f"tune resume {experiment_dir}" in output
+    resumed = run_tune("resume", experiment_dir)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert load_experiment(experiment_dir).status_counts() == {"TERMINATED": 3}
+
+
+def test_two_nodes_share_the_trials(tmp_path):
+    from ray.cluster_utils import Cluster
+
+    from tune_pipeline.progress import SweepConsole
+    from tune_pipeline.space import load_space
+    from tune_pipeline.sweep import SweepOptions, run_sweep
+    import ray
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    try:
+        space = load_space(sweep_file(tmp_path, {"learning_rate": {"values": [0.01, 0.02, 0.05, 0.1]},
+                                                 "epochs": {"value": 1}}), TINY[1::2])
+        outcome = run_sweep(space, SweepOptions(name="two", storage_path=tmp_path, address=cluster.address),
+                            SweepConsole(stream=open(os.devnull, "w")))
+        assert outcome.exit_code == 0
+        nodes = {t.last["node_id"] for t in load_experiment(tmp_path / "two").trials}
+        assert len(nodes) == 2
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
