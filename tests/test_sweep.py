@@ -185,3 +185,42 @@ def test_two_nodes_share_the_trials(tmp_path):
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def test_wandb_logs_offline_without_a_key(tmp_path):
+    space = sweep_file(tmp_path, {"learning_rate": {"values": [0.05]}, "epochs": {"value": 1}})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env["HOME"] = str(tmp_path)  # no ~/.netrc, no cached login
+    result = subprocess.run(
+        [sys.executable, "-m", "tune_pipeline", "search", str(space), "--name", "wb", "--storage-path",
+         str(tmp_path), "--wandb", "--wandb-project", "tp-test", *TINY],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = list((tmp_path / "wb").glob("trial_*/wandb/offline-run-*"))
+    assert len(runs) == 1
+    assert list(runs[0].glob("*.wandb"))  # the run's data, ready for `wandb sync`
+
+
+def test_dashboard_refuses_to_expose_itself_without_a_flag():
+    result = run_tune("dashboard", "--host", "0.0.0.0")
+    assert result.returncode == 2 and "--allow-remote" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_dashboard_then_search_on_it(tmp_path):
+    started = run_tune("dashboard", "--port", "8299")
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert "dashboard: http://127.0.0.1:8299" in started.stdout
+        import urllib.request
+        with urllib.request.urlopen("http://127.0.0.1:8299", timeout=30) as page:
+            assert page.status == 200
+        found = run_tune("dashboard", "--port", "8299")
+        assert found.returncode == 0 and "found Ray head" in found.stdout
+        space = sweep_file(tmp_path, {"learning_rate": {"values": [0.05, 0.01]}, "epochs": {"value": 1}})
+        result = run_tune("search", space, "--name", "attached", "--storage-path", tmp_path,
+                          "--address", "auto", *TINY)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert load_experiment(tmp_path / "attached").status_counts() == {"TERMINATED": 2}
+    finally:
+        run_tune("dashboard", "--stop")

@@ -23,13 +23,11 @@ def running_dashboard_url() -> str | None:
     import ray
 
     try:
-        ray.init(address="auto", log_to_driver=False, logging_level=logging.ERROR)
+        context = ray.init(address="auto", log_to_driver=False, logging_level=logging.ERROR)
     except (ConnectionError, RuntimeError, ValueError):
         return None
-    try:
-        url = ray.get_dashboard_url()
-    finally:
-        ray.shutdown()
+    url = getattr(context, "dashboard_url", None)
+    ray.shutdown()
     return f"http://{url}" if url and "://" not in url else url or None
 
 

@@ -40,7 +40,7 @@ class SweepConsole:
     def start(self, name, experiment_dir, trial_count, resources, resumed=False) -> None:
         verb = "resuming" if resumed else "sweep"
         gpu = f" + {resources['gpu']:g} GPU" if resources.get("gpu") else ""
-        self.print(f"{verb} {name}: {trial_count} trials, {resources['cpu']:g} CPU{gpu} each -> {experiment_dir}")
+        self.print(f"{verb} {name}: {trial_count} trial{'s' if trial_count != 1 else ''}, {resources['cpu']:g} CPU{gpu} each -> {experiment_dir}")
 
     def finish(self, experiment, best, interrupted: bool, seconds: float) -> None:
         counts = experiment.status_counts()
@@ -50,7 +50,7 @@ class SweepConsole:
             swept = ", ".join(f"{k}={_fmt(best.config.get(k))}" for k in experiment.swept)
             self.print(f"best trial {best.trial_id}: {experiment.metric} "
                        f"{_fmt(best.best_value(experiment.metric, experiment.mode))} "
-                       f"after {best.epochs} epochs, with {swept or 'the fixed config'}")
+                       f"at epoch {best.epochs}, with {swept or 'the fixed config'}")
         for trial in experiment.failed_trials():
             self.print(f"failed {trial.trial_id}: {trial.error}")
         self.print(f"experiment: {experiment.path}")
