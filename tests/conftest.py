@@ -68,3 +68,33 @@ def run_tune(*args, cwd=None, env=None, timeout=600) -> subprocess.CompletedProc
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, "-m", "tune_pipeline", *map(str, args)], cwd=cwd or ROOT,
                           env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+# Small enough for seconds per trial on the embedded digits dataset.
+TINY = ["--set", "max_train_images=256", "--set", "max_test_images=128", "--set", "batch_size=64"]
+
+
+def write_sweep(folder: Path, parameters: dict, name: str = "space.yaml", **top) -> Path:
+    import yaml
+
+    data = {"method": "grid", "metric": {"name": "test_accuracy", "goal": "maximize"},
+            "parameters": {"dataset": {"value": "digits"}, "model": {"value": "small_cnn"}, **parameters},
+            **top}
+    path = folder / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="session")
+def asha_experiment(tmp_path_factory):
+    """A real small sweep, made once: six learning rates under ASHA, one of
+    them diverging.  Returns (experiment folder, the CLI's result)."""
+    folder = tmp_path_factory.mktemp("asha")
+    space = write_sweep(folder, {
+        "learning_rate": {"values": [0.002, 0.005, 0.01, 0.03, 0.1, 1.0e12]},
+        "momentum": {"values": [0.9]},
+        "lr_scheduler": {"value": "none"}, "epochs": {"value": 4}},
+        early_terminate={"type": "hyperband", "min_iter": 1, "eta": 2, "max_iter": 4})
+    result = run_tune("search", space, "--name", "asha", "--storage-path", folder, *TINY, cwd=folder,
+                      env={"TUNE_PIPELINE_CACHE": str(folder / "cache"), "RAY_USAGE_STATS_ENABLED": "0"})
+    return folder / "asha", result

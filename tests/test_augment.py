@@ -55,13 +55,24 @@ def test_transform_script_is_reproducible_per_seed(script):
     assert not torch.equal(a, c)
 
 
-def test_random_crop_is_a_translation_of_each_image():
-    x = torch.arange(2 * 1 * 8 * 8, dtype=torch.float32).view(2, 1, 8, 8)
-    out = A.random_crop(x, padding=2, generator=torch.Generator().manual_seed(0), fill="zeros")
-    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
-    for i in range(2):
-        windows = [padded[i, :, dy:dy + 8, dx:dx + 8] for dy in range(5) for dx in range(5)]
-        assert any(torch.equal(out[i], w) for w in windows)
+@pytest.mark.parametrize("fill,mode", [("zeros", "constant"), ("reflect", "reflect")])
+def test_random_crop_is_a_window_of_the_padded_image(fill, mode):
+    x = torch.arange(16 * 2 * 8 * 8, dtype=torch.float32).view(16, 2, 8, 8)
+    out = A.random_crop(x, padding=2, generator=torch.Generator().manual_seed(0), fill=fill)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode=mode)
+    offsets = set()
+    for i in range(16):
+        windows = [(dy, dx) for dy in range(5) for dx in range(5)
+                   if torch.equal(out[i], padded[i, :, dy:dy + 8, dx:dx + 8])]
+        assert windows, f"image {i} is not a crop of its padded self"
+        offsets.add(windows[0])
+    assert len(offsets) > 4  # offsets differ image by image
+
+
+def test_normalize_leaves_a_float_input_alone():
+    x = torch.full((1, 3, 2, 2), 255.0)
+    A.normalize(x, torch.tensor([0.5] * 3), torch.tensor([0.5] * 3))
+    assert (x == 255.0).all()
 
 
 def test_random_crop_keeps_uint8():

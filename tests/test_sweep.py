@@ -9,25 +9,12 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from tune_pipeline.experiment import load_experiment
 
-from conftest import ROOT, run_tune
+from conftest import ROOT, TINY, run_tune, write_sweep as sweep_file
 
 pytestmark = pytest.mark.slow
-
-# Small enough for seconds per trial on the embedded digits dataset.
-TINY = ["--set", "max_train_images=256", "--set", "max_test_images=128", "--set", "batch_size=64"]
-
-
-def sweep_file(tmp_path, parameters, name="space.yaml", **top):
-    data = {"method": "grid", "metric": {"name": "test_accuracy", "goal": "maximize"},
-            "parameters": {"dataset": {"value": "digits"}, "model": {"value": "small_cnn"}, **parameters},
-            **top}
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def test_quickstart_end_to_end_then_export_every_format(tmp_path):
@@ -71,14 +58,10 @@ def test_quickstart_end_to_end_then_export_every_format(tmp_path):
     assert clash.returncode == 2 and "tune resume" in clash.stderr
 
 
-def test_asha_stops_some_trials_early_and_a_diverging_trial_fails(tmp_path):
-    space = sweep_file(tmp_path, {
-        "learning_rate": {"values": [0.002, 0.005, 0.01, 0.03, 0.1, 1.0e12]},
-        "lr_scheduler": {"value": "none"}, "epochs": {"value": 4}},
-        early_terminate={"type": "hyperband", "min_iter": 1, "eta": 2, "max_iter": 4})
-    result = run_tune("search", space, "--name", "asha", "--storage-path", tmp_path, *TINY)
+def test_asha_stops_some_trials_early_and_a_diverging_trial_fails(asha_experiment):
+    experiment_dir, result = asha_experiment
     assert result.returncode == 1, result.stdout + result.stderr  # one trial failed
-    exp = load_experiment(tmp_path / "asha")
+    exp = load_experiment(experiment_dir)
     failed = exp.failed_trials()
     assert len(failed) == 1 and failed[0].config["learning_rate"] == 1.0e12
     assert "RunFailed" in failed[0].error and "diverged" in failed[0].error
@@ -88,7 +71,7 @@ def test_asha_stops_some_trials_early_and_a_diverging_trial_fails(tmp_path):
     assert any(t.epochs == 4 for t in finished)
     assert "diverged" in result.stdout
 
-    status = run_tune("status", tmp_path / "asha")
+    status = run_tune("status", experiment_dir)
     assert status.returncode == 0
     assert "5 terminated" in status.stdout and "1 error" in status.stdout and "diverged" in status.stdout
 

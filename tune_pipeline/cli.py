@@ -227,6 +227,54 @@ def status(experiment_dir: Path = typer.Argument(..., help="experiment folder"))
 
 @app.command()
 @user_errors
+def plot(
+    experiment_dir: Path = typer.Argument(..., help="experiment folder"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="folder for the PNGs (default: EXPERIMENT_DIR/plots)"),
+    metric: Optional[str] = typer.Option(None, help="plot this metric (default: the sweep's)"),
+    top: int = typer.Option(5, min=1, help="highlight the N best trials"),
+):
+    """PNG plots: learning curves, parallel coordinates, parameter effects and importance."""
+    from tune_pipeline.experiment import load_experiment
+    from tune_pipeline.plots import NothingToPlot, plot_all
+
+    experiment = load_experiment(experiment_dir)
+    _check_metric(metric)
+    try:
+        written = plot_all(experiment, output or experiment.path / "plots", metric, top)
+    except NothingToPlot as exc:
+        raise RunFailed(f"nothing to plot: {exc} (see tune status {experiment.path})") from None
+    for path in written.values():
+        typer.echo(str(path))
+
+
+@app.command()
+@user_errors
+def report(
+    experiment_dir: Path = typer.Argument(..., help="experiment folder"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file (default: EXPERIMENT_DIR/report.html)"),
+    metric: Optional[str] = typer.Option(None, help="rank and plot this metric (default: the sweep's)"),
+    top: int = typer.Option(5, min=1, help="highlight the N best trials"),
+):
+    """One self-contained HTML report: table, plots, failures, search space."""
+    from tune_pipeline.experiment import load_experiment
+    from tune_pipeline.report import write_report
+
+    experiment = load_experiment(experiment_dir)
+    _check_metric(metric)
+    path = write_report(experiment, output or experiment.path / "report.html", metric, top)
+    typer.echo(str(path))
+
+
+def _check_metric(metric: Optional[str]) -> None:
+    from tune_pipeline.config import REPORTED_METRICS
+
+    if metric is not None and metric not in REPORTED_METRICS:
+        raise UserError(f"--metric: {metric!r} is not a reported metric; choose one of "
+                        f"{', '.join(REPORTED_METRICS)}")
+
+
+@app.command()
+@user_errors
 def dashboard(
     port: int = typer.Option(8265, help="dashboard port"),
     host: str = typer.Option("127.0.0.1", help="address the dashboard binds to"),

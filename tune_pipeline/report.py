@@ -1,0 +1,128 @@
+"""One self-contained HTML file describing an experiment: images embedded as
+data URIs, no scripts, no network needed to open it."""
+
+from __future__ import annotations
+
+import base64
+import html
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+from tune_pipeline.experiment import Experiment
+from tune_pipeline.export import best_trial_rows
+from tune_pipeline.plots import FIGURE_FILES, NothingToPlot, plot_all
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1200px;
+       color: #1a1a1a; line-height: 1.45; padding: 0 1rem; }
+h1 { font-size: 1.6rem; margin-bottom: 0.2rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
+.meta { color: #555; }
+table { border-collapse: collapse; font-size: 0.85rem; width: 100%; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.3rem 0.5rem; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; position: sticky; top: 0; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.table-wrap { max-height: 32rem; overflow: auto; }
+pre { background: #f7f7f7; padding: 0.8rem; overflow: auto; font-size: 0.8rem; }
+img { max-width: 100%; height: auto; display: block; margin: 0.5rem 0 1.5rem; }
+.empty { padding: 1rem; background: #fff4e5; border-left: 4px solid #E69F00; }
+.failed td { color: #8a2b00; }
+"""
+
+FIGURE_TITLES = {
+    "learning_curves": "Learning curves",
+    "parallel_coordinates": "Parallel coordinates",
+    "parameter_effects": "Effect of each parameter",
+    "parameter_importance": "Parameter importance",
+}
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "<td></td>"
+    if isinstance(value, float):
+        return f'<td class="num">{value:.4f}</td>'
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f'<td class="num">{value}</td>'
+    text = str(value)
+    if text.endswith(".py") and "/" in text:
+        text = text.rsplit("/", 1)[-1]
+    return f"<td>{html.escape(text)}</td>"
+
+
+def _table(rows: list[dict]) -> str:
+    if not rows:
+        return '<p class="empty">No trial has started yet.</p>'
+    columns = [c for c in rows[0] if c not in ("checkpoint", "error")]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        f'<tr{" class=failed" if r.get("status") == "ERROR" else ""}>' + "".join(_cell(r.get(c)) for c in columns)
+        + "</tr>" for r in rows)
+    return (f'<div class="table-wrap"><table id="best-trials"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table></div>")
+
+
+def _dates(experiment: Experiment) -> tuple[str, str]:
+    created = experiment.meta.get("created", "")
+    files = list(experiment.path.glob("trial_*/result.json")) or [experiment.path]
+    latest = datetime.fromtimestamp(max(f.stat().st_mtime for f in files)).isoformat(timespec="seconds")
+    return created, latest
+
+
+def build_report(experiment: Experiment, metric: str | None = None, top: int = 5) -> str:
+    counts = experiment.status_counts()
+    created, latest = _dates(experiment)
+    figures_html = []
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            written = plot_all(experiment, Path(folder), metric, top)
+        except NothingToPlot as exc:
+            written = {}
+            figures_html.append(f'<p class="empty">No plots: {html.escape(str(exc))} '
+                                f"(every trial failed or none has finished an epoch).</p>")
+        for key in FIGURE_FILES:
+            if key in written:
+                data = base64.b64encode(written[key].read_bytes()).decode()
+                figures_html.append(f"<h3>{FIGURE_TITLES[key]}</h3>"
+                                    f'<img alt="{FIGURE_TITLES[key]}" src="data:image/png;base64,{data}">')
+    failed = experiment.failed_trials()
+    failed_html = ("<ul>" + "".join(f"<li><code>{html.escape(t.trial_id)}</code>: {html.escape(t.error or '')}</li>"
+                                    for t in failed) + "</ul>") if failed else "<p>None.</p>"
+    space = yaml.safe_dump(experiment.meta.get("space", {}), sort_keys=False)
+    overrides = experiment.meta.get("overrides") or []
+    count_text = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no trials yet"
+    rows = best_trial_rows(experiment, metric)
+    title = html.escape(experiment.name)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}: tune_pipeline report</title><style>{CSS}</style></head>
+<body>
+<h1>{title}</h1>
+<p class="meta">metric <b>{html.escape(metric or experiment.metric)}</b> ({html.escape(experiment.mode)}) ·
+method {html.escape(str(experiment.meta.get('method', '')))} · created {html.escape(created)} ·
+last result {html.escape(latest)}<br>
+{len(experiment.trials)} of {experiment.meta.get('trial_count', len(experiment.trials))} trials:
+<span id="trial-counts">{html.escape(count_text)}</span><br>
+folder <code>{html.escape(str(experiment.path))}</code></p>
+<h2>Best trials</h2>
+{_table(rows)}
+<h2>Plots</h2>
+{''.join(figures_html)}
+<h2>Failed trials</h2>
+{failed_html}
+<h2>Search space</h2>
+<p class="meta">from <code>{html.escape(str(experiment.meta.get('space_file', '')))}</code>
+{('with --set ' + html.escape(' '.join(overrides))) if overrides else ''}</p>
+<pre>{html.escape(space)}</pre>
+</body></html>
+"""
+
+
+def write_report(experiment: Experiment, output: Path, metric: str | None = None, top: int = 5) -> Path:
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(build_report(experiment, metric, top))
+    return output
