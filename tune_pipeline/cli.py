@@ -234,11 +234,12 @@ def plot(
     top: int = typer.Option(5, min=1, help="highlight the N best trials"),
 ):
     """PNG plots: learning curves, parallel coordinates, parameter effects and importance."""
+    from tune_pipeline.config import check_metric_name
     from tune_pipeline.experiment import load_experiment
     from tune_pipeline.plots import NothingToPlot, plot_all
 
+    check_metric_name(metric)
     experiment = load_experiment(experiment_dir)
-    _check_metric(metric)
     try:
         written = plot_all(experiment, output or experiment.path / "plots", metric, top)
     except NothingToPlot as exc:
@@ -256,21 +257,14 @@ def report(
     top: int = typer.Option(5, min=1, help="highlight the N best trials"),
 ):
     """One self-contained HTML report: table, plots, failures, search space."""
+    from tune_pipeline.config import check_metric_name
     from tune_pipeline.experiment import load_experiment
     from tune_pipeline.report import write_report
 
+    check_metric_name(metric)
     experiment = load_experiment(experiment_dir)
-    _check_metric(metric)
     path = write_report(experiment, output or experiment.path / "report.html", metric, top)
     typer.echo(str(path))
-
-
-def _check_metric(metric: Optional[str]) -> None:
-    from tune_pipeline.config import REPORTED_METRICS
-
-    if metric is not None and metric not in REPORTED_METRICS:
-        raise UserError(f"--metric: {metric!r} is not a reported metric; choose one of "
-                        f"{', '.join(REPORTED_METRICS)}")
 
 
 @app.command()

@@ -38,6 +38,12 @@ METRIC_MODES = {
 }
 
 
+def check_metric_name(metric: str | None, option: str = "--metric") -> None:
+    if metric is not None and metric not in REPORTED_METRICS:
+        raise UserError(f"{option}: {metric!r} is not a reported metric; choose one of "
+                        f"{', '.join(REPORTED_METRICS)}")
+
+
 @dataclass(frozen=True)
 class Field:
     default: Any

@@ -94,6 +94,11 @@ class Experiment:
     def mode(self) -> str:
         return self.meta.get("mode", "max")
 
+    def mode_for(self, metric: str) -> str:
+        """max or min: the sweep's own for its metric, else by the metric's nature."""
+        from tune_pipeline.config import METRIC_MODES
+        return self.mode if metric == self.metric else METRIC_MODES.get(metric, "max")
+
     @property
     def swept(self) -> list[str]:
         return list(self.meta.get("swept", []))

@@ -13,6 +13,7 @@ import io
 import json
 from pathlib import Path
 
+from tune_pipeline.config import check_metric_name
 from tune_pipeline.errors import UserError
 from tune_pipeline.experiment import Experiment
 
@@ -28,7 +29,7 @@ def _short(value):
 
 def best_trial_rows(experiment: Experiment, metric: str | None = None, top: int | None = None) -> list[dict]:
     metric = metric or experiment.metric
-    mode = experiment.mode if metric == experiment.metric else ("min" if "loss" in metric else "max")
+    mode = experiment.mode_for(metric)
     ranked = experiment.ranked(metric, mode)
     unranked = [t for t in experiment.trials if t not in ranked]  # failed before a result
     rows = []
@@ -115,11 +116,7 @@ def guess_format(output: Path | None, fmt: str | None) -> str:
 def export(experiment: Experiment, fmt: str, output: Path | None, metric: str | None = None,
            top: int | None = None) -> str | None:
     """Write the table to `output` (or return it as text when output is None)."""
-    from tune_pipeline.config import REPORTED_METRICS
-
-    if metric is not None and metric not in REPORTED_METRICS:
-        raise UserError(f"--metric: {metric!r} is not a reported metric; choose one of "
-                        f"{', '.join(REPORTED_METRICS)}")
+    check_metric_name(metric)
     rows = best_trial_rows(experiment, metric, top)
     if fmt == "parquet":
         if output is None:

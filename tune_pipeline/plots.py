@@ -49,9 +49,7 @@ def short(value, width: int = 24) -> str:
 
 def metric_mode(experiment: Experiment, metric: str | None) -> tuple[str, str]:
     metric = metric or experiment.metric
-    if metric == experiment.metric:
-        return metric, experiment.mode
-    return metric, "min" if "loss" in metric or metric == "epoch_seconds" else "max"
+    return metric, experiment.mode_for(metric)
 
 
 def is_numeric(values: list) -> bool:
