@@ -78,7 +78,7 @@ def write_sweep(folder: Path, parameters: dict, name: str = "space.yaml", **top)
     import yaml
 
     data = {"method": "grid", "metric": {"name": "test_accuracy", "goal": "maximize"},
-            "parameters": {"dataset": {"value": "digits"}, "model": {"value": "small_cnn"}, **parameters},
+            "parameters": {**{"dataset": {"value": "digits"}, "model": {"value": "small_cnn"}}, **parameters},
             **top}
     path = folder / name
     path.write_text(yaml.safe_dump(data))

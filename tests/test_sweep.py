@@ -207,3 +207,13 @@ def test_dashboard_then_search_on_it(tmp_path):
         assert load_experiment(tmp_path / "attached").status_counts() == {"TERMINATED": 2}
     finally:
         run_tune("dashboard", "--stop")
+
+
+def test_missing_dataset_stops_the_sweep_before_ray_starts(tmp_path):
+    space = sweep_file(tmp_path, {"dataset": {"value": "cifar10"}, "data_dir": {"value": "nowhere"},
+                                  "learning_rate": {"values": [0.1, 0.01]}})
+    result = run_tune("search", space, "--name", "nodata", "--storage-path", tmp_path, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "cifar-10-python.tar.gz" in result.stderr and str(tmp_path / "nowhere") in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "nodata").exists()

@@ -96,23 +96,30 @@ def init_ray(address: str | None, verbose: bool):
     return ray
 
 
-def cluster_gpus(ray) -> float:
-    return float(ray.cluster_resources().get("GPU", 0))
+def fit_resources(ray, resources: dict, console) -> dict:
+    """A GPU share on a cluster without GPUs would leave every trial pending forever."""
+    if resources.get("gpu") and not ray.cluster_resources().get("GPU", 0):
+        console.note(f"no GPU in this Ray cluster: ignoring the {resources['gpu']:g} GPU share per trial")
+        resources = {**resources, "gpu": 0.0}
+    return resources
 
 
-def build_trainable(space: SearchSpace, resources: dict):
+def shared_dataset(space: SearchSpace) -> dict | None:
+    """The dataset decoded once here, for every trial through the object store,
+    when all trials train on the same data.  Loading it before Ray starts also
+    makes a missing dataset a one-line error rather than a trial failure."""
+    if any(k in space.params for k in ("dataset", "data_dir", "image_size")):
+        return None  # trials differ in their data: each loads its own
+    return {"key": dataset_key(space.fixed), "arrays": load_for_config(space.fixed).to_arrays()}
+
+
+def build_trainable(shared: dict | None, resources: dict):
     """The wrapped trainable; `Tuner.restore` needs the same one again."""
     from ray import tune
 
     from tune_pipeline.trainable import train_trial
 
-    shared = None
-    if not any(k in space.params for k in ("dataset", "data_dir", "image_size")):
-        # Decoded once here, shared by every trial through the object store.
-        dataset = load_for_config(space.fixed)
-        shared = {"key": dataset_key(space.fixed), "arrays": dataset.to_arrays()}
-    trainable = tune.with_parameters(train_trial, shared_data=shared)
-    return tune.with_resources(trainable, resources)
+    return tune.with_resources(tune.with_parameters(train_trial, shared_data=shared), resources)
 
 
 def build_callbacks(meta: dict, name: str, console):
@@ -183,11 +190,10 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
         resources["gpu"] = options.gpus_per_trial
     max_concurrent = options.max_concurrent or space.max_concurrent_trials
 
+    shared = shared_dataset(space)
     ray = init_ray(options.address, options.verbose)
-    if resources["gpu"] and not cluster_gpus(ray):
-        console.note(f"no GPU in this Ray cluster: ignoring the {resources['gpu']:g} GPU share per trial")
-        resources["gpu"] = 0.0
-    trainable = build_trainable(space, resources)
+    resources = fit_resources(ray, resources, console)
+    trainable = build_trainable(shared, resources)
 
     meta = {
         "name": name, "storage_path": storage, "space_file": str(space.source), "space": space.raw,
@@ -222,15 +228,12 @@ def resume_sweep(experiment_dir: Path, *, restart_errored: bool, address: str | 
 
     experiment_dir = Path(experiment_dir).resolve()
     meta = read_metadata(experiment_dir)
-    space = load_space_from_meta(meta)
-    ray = init_ray(address, verbose)
-    resources = dict(meta["resources"])
-    if resources.get("gpu") and not cluster_gpus(ray):
-        console.note("no GPU in this Ray cluster: ignoring the GPU share per trial")
-        resources["gpu"] = 0.0
-    trainable = build_trainable(space, resources)
     if not tune.Tuner.can_restore(str(experiment_dir)):
         raise UserError(f"{experiment_dir}: no saved Ray Tune state to resume (did the sweep start?)")
+    shared = shared_dataset(load_space_from_meta(meta))
+    ray = init_ray(address, verbose)
+    resources = fit_resources(ray, dict(meta["resources"]), console)
+    trainable = build_trainable(shared, resources)
     tuner = tune.Tuner.restore(
         str(experiment_dir), trainable, resume_unfinished=True,
         resume_errored=False, restart_errored=restart_errored)
