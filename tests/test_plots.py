@@ -46,9 +46,13 @@ def test_plot_writes_every_figure(asha_experiment, tmp_path):
 
 def test_importance_credits_the_parameter_that_varied(asha_experiment):
     experiment_dir, _ = asha_experiment
-    shares = importance(load_experiment(experiment_dir))
-    assert shares["learning_rate"] > 0.5  # only learning_rate differs between trials
-    assert shares["momentum"] == 0.0
+    experiment = load_experiment(experiment_dir)
+    shares = importance(experiment)
+    assert set(shares) == {"learning_rate"}  # momentum had one value: not a dimension
+    assert shares["learning_rate"] > 0.5  # the only thing that differed explains most
+    # a column that does not vary explains nothing
+    experiment.meta["swept"] = ["learning_rate", "model"]
+    assert importance(experiment)["model"] == 0.0
 
 
 def test_report_is_one_self_contained_file(asha_experiment, tmp_path):

@@ -77,7 +77,9 @@ def _read_history(trial_dir: Path) -> list[dict]:
 
 
 def _state_files(path: Path) -> list[Path]:
-    return sorted(path.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    """Oldest first, by the start time in the name (a resumed sweep writes a new
+    file): modification times do not order them, Ray's final sync touches all."""
+    return sorted(path.glob("experiment_state-*.json"), key=lambda p: p.name)
 
 
 class Experiment:
@@ -160,11 +162,11 @@ def load_experiment(path: str | Path) -> Experiment:
             trials[info["trial_id"]] = Trial(info["trial_id"], info.get("status", "PENDING"), config,
                                              trial_dir, _read_history(trial_dir), error)
     # Trials that started after the last state save exist only as folders.
-    for params in sorted(path.glob("*/params.json")):
+    for params in sorted(path.glob("trial_*/params.json")):
         trial_dir = params.parent
         history = _read_history(trial_dir)
-        trial_id = history[0].get("trial_id") if history else None
-        if trial_id is None or trial_id in trials:
+        trial_id = history[0].get("trial_id") if history else trial_dir.name.removeprefix("trial_")
+        if trial_id in trials:
             continue
         trials[trial_id] = Trial(trial_id, "RUNNING", json.loads(params.read_text()), trial_dir, history)
     return Experiment(path, meta, sorted(trials.values(), key=lambda t: t.trial_id))

@@ -258,7 +258,7 @@ def parameter_importance(experiment: Experiment, path: Path, metric: str | None 
     if not shares:
         return None
     n = len([t for t in experiment.trials if t.history and t.status != "ERROR"])
-    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.5 * len(shares)))
+    fig, ax = plt.subplots(figsize=(7.5, max(3.0, 1.2 + 0.5 * len(shares))))
     names = list(shares)[::-1]
     ax.barh(names, [shares[k] for k in names], color=OKABE_ITO[0])
     for i, name in enumerate(names):

@@ -62,15 +62,16 @@ class LiveTable(tune.Callback):
     """A Tune callback: Ray ignores custom progress reporters in its new
     console output, but callbacks run in the driver on every loop step."""
 
-    def __init__(self, swept: list[str], metric: str, mode: str, console: SweepConsole):
+    def __init__(self, swept: list[str], metric: str, mode: str, console: SweepConsole, total: int = 0):
         self.swept, self.metric, self.mode, self.console = swept, metric, mode, console
+        self.total = total  # Ray creates trials lazily: len(trials) is not the sweep's size
         self._live = None
         self._last = 0.0
 
     # Ray pickles the run config (callbacks included) for `Tuner.restore`; a
     # terminal does not pickle, and a restored sweep attaches a fresh table.
     def __getstate__(self):
-        return {"swept": self.swept, "metric": self.metric, "mode": self.mode,
+        return {"swept": self.swept, "metric": self.metric, "mode": self.mode, "total": self.total,
                 "console": None, "_live": None, "_last": 0.0}
 
     def setup(self, **info):
@@ -104,7 +105,7 @@ class LiveTable(tune.Callback):
         # Ray calls this before it marks the trial done: count it by hand.
         done = 1 + sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial)
         swept = " ".join(f"{k}={_fmt(trial.config.get(k))}" for k in self.swept)
-        self.console.print(f"[{done}/{len(trials)}] {trial.trial_id} {what} at "
+        self.console.print(f"[{done}/{max(self.total, len(trials))}] {trial.trial_id} {what} at "
                            f"epoch {result.get('epoch', 0)}: test_acc {_pct(result.get('test_accuracy'))} "
                            f"best {_pct(result.get('best_test_accuracy'))}  {swept}")
 

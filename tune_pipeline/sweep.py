@@ -125,7 +125,7 @@ def build_trainable(shared: dict | None, resources: dict):
 def build_callbacks(meta: dict, name: str, console):
     from tune_pipeline.progress import LiveTable
 
-    callbacks = [LiveTable(meta["swept"], meta["metric"], meta["mode"], console)]
+    callbacks = [LiveTable(meta["swept"], meta["metric"], meta["mode"], console, meta["trial_count"])]
     if meta.get("wandb"):
         callbacks.append(wandb_callback(meta.get("wandb_project") or "tune_pipeline", group=name))
     return callbacks
