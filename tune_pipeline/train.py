@@ -127,6 +127,12 @@ class _Runner:
         self.config = config
         self.device = resolve_device(config["device"])
         torch.manual_seed(config["seed"])  # model init
+        if self.device.type == "cpu":
+            # Values below 1e-38 (denormals) take a slow microcode path on x86: a
+            # resnet18 epoch on 512 CIFAR airplanes ran at 5 images/s instead of 30
+            # once gradients shrank into that range.  Flushing them to zero costs
+            # no accuracy.
+            torch.set_flush_denormal(True)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once
             torch.backends.cuda.matmul.allow_tf32 = True
