@@ -108,3 +108,12 @@ def test_arrays_round_trip_for_the_object_store():
     back = data.Dataset.from_arrays(ds.to_arrays())
     assert torch.equal(back.train_images, ds.train_images) and back.classes == ds.classes
     assert len(back.train_labels) == 50 and len(back.test_labels) == 20
+
+
+def test_limit_keeps_the_classes_mixed(tmp_path):
+    root = write_image_folder(tmp_path / "imgs", per_class=6)  # stored class by class
+    ds = load_dataset("imagefolder", root).limit(6, 3)
+    assert len(ds.train_labels) == 6 and len(ds.test_labels) == 3
+    assert len(set(ds.train_labels.tolist())) > 1  # the first 6 would all be "cat"
+    again = load_dataset("imagefolder", root).limit(6, 3)
+    assert torch.equal(ds.train_images, again.train_images)  # the same subset every time

@@ -113,8 +113,8 @@ FIELDS: dict[str, Field] = {
     "test_time_flip": Field(False, bool, _anything, "average logits with the mirrored image"),
     "device": Field("auto", str, _device, "auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps"),
     "seed": Field(0, int, _non_negative, "seed for init, data order and augmentation"),
-    "max_train_images": Field(0, int, _non_negative, "use only the first N train images, 0 = all"),
-    "max_test_images": Field(0, int, _non_negative, "use only the first N test images, 0 = all"),
+    "max_train_images": Field(0, int, _non_negative, "train on a fixed random subset of N images, 0 = all"),
+    "max_test_images": Field(0, int, _non_negative, "test on a fixed random subset of N images, 0 = all"),
 }
 
 

@@ -47,12 +47,17 @@ class Dataset:
         return len(self.classes)
 
     def limit(self, max_train: int = 0, max_test: int = 0) -> "Dataset":
-        """The first N images of each split (0 keeps all)."""
-        def cut(t, n):
-            return t[:n] if n else t
-        return Dataset(self.name, cut(self.train_images, max_train), cut(self.train_labels, max_train),
-                       cut(self.test_images, max_test), cut(self.test_labels, max_test),
-                       self.classes, self.mean, self.std)
+        """A fixed random subset of N images per split (0 keeps all).  Random,
+        not the first N: image folders are stored class by class, and the
+        first 512 CIFAR images are all airplanes."""
+        def cut(images, labels, n):
+            if not n or n >= len(labels):
+                return images, labels
+            keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:n].sort().values
+            return images[keep], labels[keep]
+        train = cut(self.train_images, self.train_labels, max_train)
+        test = cut(self.test_images, self.test_labels, max_test)
+        return Dataset(self.name, *train, *test, self.classes, self.mean, self.std)
 
     def to_arrays(self) -> dict:
         """Numpy form, which Ray's object store shares between workers without copies."""
