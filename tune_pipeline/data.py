@@ -216,10 +216,8 @@ def _decode_chunk(paths: list[str], out: torch.Tensor, image_size: int) -> None:
     """JPEGs go to torchvision's batched decoder (one call, GIL released);
     anything else, or a JPEG it rejects, through PIL."""
     import warnings
-    with warnings.catch_warnings():
-        # torchvision 0.29 announces a move of its decoders to torchcodec; they still work.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from torchvision.io import ImageReadMode, decode_jpeg
+
+    from torchvision.io import ImageReadMode, decode_jpeg
 
     raw = []
     for path in paths:
@@ -229,7 +227,10 @@ def _decode_chunk(paths: list[str], out: torch.Tensor, image_size: int) -> None:
     decoded: dict[int, torch.Tensor] = {}
     if jpeg:
         try:
-            decoded = dict(zip(jpeg, decode_jpeg([raw[i] for i in jpeg], mode=ImageReadMode.RGB)))
+            with warnings.catch_warnings():
+                # torchvision 0.29 announces a move of its decoders to torchcodec; they still work.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                decoded = dict(zip(jpeg, decode_jpeg([raw[i] for i in jpeg], mode=ImageReadMode.RGB)))
         except RuntimeError:
             decoded = {}  # one bad file fails the batch; decode them one by one below
     for i, path in enumerate(paths):
