@@ -136,3 +136,12 @@ def test_console_script_is_ours_not_rays():
 def test_python_dash_m_works():
     result = run_tune("--help")
     assert result.returncode == 0 and "train" in result.stdout
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_validates(path):
+    from tune_pipeline.config import load_config_file
+
+    config = load_config_file(path)
+    assert config["model"] in list_models()
+    assert config["runtime_transform_script"].startswith("/")

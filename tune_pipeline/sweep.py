@@ -17,8 +17,8 @@ from datetime import datetime
 from pathlib import Path
 
 from tune_pipeline.data import dataset_key, load_for_config
-from tune_pipeline.experiment import METADATA_FILE, load_experiment, read_metadata
-from tune_pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UserError
+from tune_pipeline.experiment import METADATA_FILE, Trial, load_experiment, read_metadata
+from tune_pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RunFailed, UserError
 from tune_pipeline.space import SearchSpace, parse_space, to_tune, with_scheduler
 
 CHECKPOINTS_TO_KEEP = 2  # the best and the latest: export needs one, resume the other
@@ -44,7 +44,7 @@ class SweepOptions:
 class SweepOutcome:
     experiment_dir: Path
     counts: dict[str, int]
-    best: object | None  # experiment.Trial
+    best: Trial | None
     interrupted: bool
 
     @property
@@ -255,16 +255,20 @@ def load_space_from_meta(meta: dict) -> SearchSpace:
 def _finish(tuner, experiment_dir: Path, meta: dict, console) -> SweepOutcome:
     started = time.perf_counter()
     interrupted = False
+    from ray.tune import TuneError
+
     try:
-        results = tuner.fit()
+        tuner.fit()  # Tune handles the first Ctrl-C itself: it saves state and returns
     except KeyboardInterrupt:
         interrupted = True
-        results = None
+    except TuneError as exc:  # the experiment itself broke, not a trial
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        raise RunFailed(f"the sweep stopped: {lines[-1] if lines else exc}; its state is in "
+                        f"{experiment_dir} (tune resume {experiment_dir})") from None
     experiment = load_experiment(experiment_dir)
     counts = experiment.status_counts()
     unfinished = sum(n for s, n in counts.items() if s not in ("TERMINATED", "ERROR"))
     interrupted = interrupted or unfinished > 0
     best = experiment.best_trial()
-    del results
     console.finish(experiment, best, interrupted, time.perf_counter() - started)
     return SweepOutcome(experiment_dir, counts, best, interrupted)
