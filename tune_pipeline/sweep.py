@@ -265,6 +265,9 @@ def _finish(tuner, experiment_dir: Path, meta: dict, console) -> SweepOutcome:
         lines = [line for line in str(exc).splitlines() if line.strip()]
         raise RunFailed(f"the sweep stopped: {lines[-1] if lines else exc}; its state is in "
                         f"{experiment_dir} (tune resume {experiment_dir})") from None
+    if not Path(experiment_dir).is_dir():  # remote storage (s3://...): Ray's results stay there
+        console.print(f"experiment: {experiment_dir} (remote storage: export and status read local folders)")
+        return SweepOutcome(experiment_dir, {}, None, interrupted)
     experiment = load_experiment(experiment_dir)
     counts = experiment.status_counts()
     unfinished = sum(n for s, n in counts.items() if s not in ("TERMINATED", "ERROR"))
