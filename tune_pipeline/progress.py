@@ -48,9 +48,14 @@ class SweepConsole:
                    + f" in {seconds:.0f} s")
         if best is not None:
             swept = ", ".join(f"{k}={_fmt(best.config.get(k))}" for k in experiment.swept)
+            last = best.last
             self.print(f"best trial {best.trial_id}: {experiment.metric} "
                        f"{_fmt(best.best_value(experiment.metric, experiment.mode))} "
                        f"at epoch {best.epochs}, with {swept or 'the fixed config'}")
+            self.print(f"  best_train_accuracy {_pct(last.get('best_train_accuracy'))}  "
+                       f"best_test_accuracy {_pct(last.get('best_test_accuracy'))}  "
+                       f"best_loss {_fmt(last.get('best_loss'))}  best_test_loss {_fmt(last.get('best_test_loss'))}")
+            self.print(f"  config: {best.path / 'params.json'}")
         for trial in experiment.failed_trials():
             self.print(f"failed {trial.trial_id}: {trial.error}")
         self.print(f"experiment: {experiment.path}")
