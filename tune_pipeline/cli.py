@@ -206,7 +206,7 @@ def export(
 @user_errors
 def status(experiment_dir: Path = typer.Argument(..., help="experiment folder")):
     """Trials per status, the best so far, and why failed trials failed (reads disk only)."""
-    from tune_pipeline.experiment import load_experiment
+    from tune_pipeline.experiment import RUNNING, load_experiment
 
     exp = load_experiment(experiment_dir)
     counts = exp.status_counts()
@@ -219,7 +219,7 @@ def status(experiment_dir: Path = typer.Argument(..., help="experiment folder"))
         typer.echo(f"best so far: {best.trial_id} {exp.metric} {best.best_value(exp.metric, exp.mode):.4f} "
                    f"(epoch {best.epochs}, {best.status.lower()}) {swept}")
     for trial in exp.trials:
-        if trial.status == "RUNNING":
+        if trial.status == RUNNING:
             typer.echo(f"running {trial.trial_id}: epoch {trial.epochs}/{trial.config.get('epochs', '?')}")
     for trial in exp.failed_trials():
         typer.echo(f"failed {trial.trial_id}: {trial.error}")

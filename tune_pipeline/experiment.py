@@ -14,8 +14,9 @@ from pathlib import Path
 from tune_pipeline.errors import UserError
 
 METADATA_FILE = "tune_pipeline.json"
-FINISHED = "TERMINATED"
+FINISHED = "TERMINATED"  # Ray Tune's trial statuses
 FAILED = "ERROR"
+RUNNING = "RUNNING"
 
 
 @dataclass
@@ -168,5 +169,5 @@ def load_experiment(path: str | Path) -> Experiment:
         trial_id = history[0].get("trial_id") if history else trial_dir.name.removeprefix("trial_")
         if trial_id in trials:
             continue
-        trials[trial_id] = Trial(trial_id, "RUNNING", json.loads(params.read_text()), trial_dir, history)
+        trials[trial_id] = Trial(trial_id, RUNNING, json.loads(params.read_text()), trial_dir, history)
     return Experiment(path, meta, sorted(trials.values(), key=lambda t: t.trial_id))

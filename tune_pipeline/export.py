@@ -21,7 +21,8 @@ FORMATS = ("md", "csv", "parquet", "json")
 BEST_COLUMNS = ["best_train_accuracy", "best_test_accuracy", "best_loss", "best_test_loss"]
 
 
-def _short(value):
+def short(value):
+    """A script path by its file name; anything else as it is."""
     if isinstance(value, str) and value.endswith(".py") and "/" in value:
         return value.rsplit("/", 1)[-1]
     return value
@@ -35,7 +36,7 @@ def best_trial_rows(experiment: Experiment, metric: str | None = None, top: int 
     rows = []
     for trial in (ranked + unranked)[: top or None]:
         last = trial.last
-        row = {"config": ", ".join(f"{k}={_short(trial.config.get(k))}" for k in experiment.swept)}
+        row = {"config": ", ".join(f"{k}={short(trial.config.get(k))}" for k in experiment.swept)}
         for column in BEST_COLUMNS:
             row[column] = last.get(column)
         if metric not in BEST_COLUMNS:
@@ -55,7 +56,7 @@ def _fmt_md(value) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.4f}"
-    return str(_short(value)).replace("|", "\\|")
+    return str(short(value)).replace("|", "\\|")
 
 
 def to_markdown(rows: list[dict]) -> str:

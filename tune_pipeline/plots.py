@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from tune_pipeline.experiment import Experiment, Trial
+from tune_pipeline.experiment import FAILED, FINISHED, Experiment, Trial
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 FAILED_COLOUR = "#D55E00"
@@ -68,11 +68,11 @@ def max_epochs(experiment: Experiment) -> int:
 
 
 def trial_kind(trial: Trial, planned_epochs: int) -> str:
-    if trial.status == "ERROR":
+    if trial.status == FAILED:
         return "failed"
-    if trial.status == "TERMINATED" and trial.epochs < (trial.config.get("epochs") or planned_epochs):
+    if trial.status == FINISHED and trial.epochs < (trial.config.get("epochs") or planned_epochs):
         return "stopped early"
-    if trial.status == "TERMINATED":
+    if trial.status == FINISHED:
         return "finished"
     return trial.status.lower()
 
@@ -226,7 +226,7 @@ def importance(experiment: Experiment, metric: str | None = None) -> dict[str, f
     are grouped into quantile bins first.  Interactions are ignored, so the
     shares need not sum to 1."""
     metric, mode = metric_mode(experiment, metric)
-    trials = [t for t in experiment.ranked(metric, mode) if t.status != "ERROR"]
+    trials = [t for t in experiment.ranked(metric, mode) if t.status != FAILED]
     scores = [t.best_value(metric, mode) for t in trials]
     if len(trials) < 2:
         return {}
@@ -257,7 +257,7 @@ def parameter_importance(experiment: Experiment, path: Path, metric: str | None 
     shares = importance(experiment, metric)
     if not shares:
         return None
-    n = len([t for t in experiment.trials if t.history and t.status != "ERROR"])
+    n = len([t for t in experiment.trials if t.history and t.status != FAILED])
     fig, ax = plt.subplots(figsize=(7.5, max(3.0, 1.2 + 0.5 * len(shares))))
     names = list(shares)[::-1]
     ax.barh(names, [shares[k] for k in names], color=OKABE_ITO[0])

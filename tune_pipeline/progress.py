@@ -8,6 +8,8 @@ import time
 
 from ray import tune
 
+from tune_pipeline.experiment import FAILED, FINISHED, RUNNING
+
 REFRESH_SECONDS = 1.0
 ROWS_SHOWN = 12  # running trials first, then the best finished ones
 
@@ -108,7 +110,7 @@ class LiveTable(tune.Callback):
             return
         result = trial.last_result or {}
         # Ray calls this before it marks the trial done: count it by hand.
-        done = 1 + sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial)
+        done = 1 + sum(t.status in (FINISHED, FAILED) for t in trials if t is not trial)
         swept = " ".join(f"{k}={_fmt(trial.config.get(k))}" for k in self.swept)
         self.console.print(f"[{done}/{max(self.total, len(trials))}] {trial.trial_id} {what} at "
                            f"epoch {result.get('epoch', 0)}: test_acc {_pct(result.get('test_accuracy'))} "
@@ -130,8 +132,8 @@ class LiveTable(tune.Callback):
         table = Table(title=title, title_justify="left", box=None, pad_edge=False)
         for column in ["trial", "status", *self.swept, "epoch", "test_acc", "best"]:
             table.add_column(column, justify="right" if column in ("epoch", "test_acc", "best") else "left")
-        running = [t for t in trials if t.status == "RUNNING"]
-        others = sorted((t for t in trials if t.status != "RUNNING"), key=score, reverse=True)
+        running = [t for t in trials if t.status == RUNNING]
+        others = sorted((t for t in trials if t.status != RUNNING), key=score, reverse=True)
         for t in (running + others)[:ROWS_SHOWN]:
             r = t.last_result or {}
             table.add_row(t.trial_id, t.status.lower(), *[_fmt(t.config.get(k)) for k in self.swept],

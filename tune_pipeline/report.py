@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from tune_pipeline.experiment import Experiment
-from tune_pipeline.export import best_trial_rows
+from tune_pipeline.experiment import FAILED, Experiment
+from tune_pipeline.export import best_trial_rows, short
 from tune_pipeline.plots import FIGURE_FILES, NothingToPlot, plot_all
 
 CSS = """
@@ -46,10 +46,7 @@ def _cell(value) -> str:
         return f'<td class="num">{value:.4f}</td>'
     if isinstance(value, int) and not isinstance(value, bool):
         return f'<td class="num">{value}</td>'
-    text = str(value)
-    if text.endswith(".py") and "/" in text:
-        text = text.rsplit("/", 1)[-1]
-    return f"<td>{html.escape(text)}</td>"
+    return f"<td>{html.escape(str(short(value)))}</td>"
 
 
 def _table(rows: list[dict]) -> str:
@@ -58,7 +55,7 @@ def _table(rows: list[dict]) -> str:
     columns = [c for c in rows[0] if c not in ("checkpoint", "error")]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(
-        f'<tr{" class=failed" if r.get("status") == "ERROR" else ""}>' + "".join(_cell(r.get(c)) for c in columns)
+        f'<tr{" class=failed" if r.get("status") == FAILED else ""}>' + "".join(_cell(r.get(c)) for c in columns)
         + "</tr>" for r in rows)
     return (f'<div class="table-wrap"><table id="best-trials"><thead><tr>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table></div>")

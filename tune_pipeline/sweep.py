@@ -17,7 +17,8 @@ from datetime import datetime
 from pathlib import Path
 
 from tune_pipeline.data import dataset_key, load_for_config
-from tune_pipeline.experiment import METADATA_FILE, Trial, load_experiment, read_metadata
+from tune_pipeline.experiment import (FAILED, FINISHED, METADATA_FILE, Trial, load_experiment,
+                                      read_metadata)
 from tune_pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RunFailed, UserError
 from tune_pipeline.space import SearchSpace, parse_space, to_tune, with_scheduler
 
@@ -27,7 +28,7 @@ CHECKPOINTS_TO_KEEP = 2  # the best and the latest: export needs one, resume the
 @dataclass
 class SweepOptions:
     name: str | None = None
-    storage_path: Path = Path("ray_results")
+    storage_path: str | Path = "ray_results"  # a folder, or s3://... on a cluster
     address: str | None = None
     cpus_per_trial: float | None = None
     gpus_per_trial: float | None = None
@@ -51,7 +52,7 @@ class SweepOutcome:
     def exit_code(self) -> int:
         if self.interrupted:
             return EXIT_INTERRUPTED
-        return EXIT_FAILED if self.counts.get("ERROR") else EXIT_OK
+        return EXIT_FAILED if self.counts.get(FAILED) else EXIT_OK
 
 
 def experiment_name(space: SearchSpace, name: str | None) -> str:
@@ -270,7 +271,7 @@ def _finish(tuner, experiment_dir: Path, meta: dict, console) -> SweepOutcome:
         return SweepOutcome(experiment_dir, {}, None, interrupted)
     experiment = load_experiment(experiment_dir)
     counts = experiment.status_counts()
-    unfinished = sum(n for s, n in counts.items() if s not in ("TERMINATED", "ERROR"))
+    unfinished = sum(n for s, n in counts.items() if s not in (FINISHED, FAILED))
     interrupted = interrupted or unfinished > 0
     best = experiment.best_trial()
     console.finish(experiment, best, interrupted, time.perf_counter() - started)

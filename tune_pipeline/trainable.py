@@ -7,6 +7,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import ray
 import torch
 from ray import tune
 
@@ -20,8 +21,6 @@ STATE_FILE = "state.pt"
 def _use_assigned_cpus() -> None:
     """A reused actor keeps the thread count of whoever ran before; match it to
     this trial's CPU share so packed trials do not oversubscribe the cores."""
-    import ray
-
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
 
@@ -42,7 +41,6 @@ def train_trial(config: dict, shared_data: dict | None = None) -> None:
             resume_state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
 
     def report(metrics: dict, make_state) -> None:
-        import ray
         with tempfile.TemporaryDirectory() as folder:
             torch.save(make_state(), Path(folder) / STATE_FILE)
             tune.report({**metrics, "node_id": ray.get_runtime_context().get_node_id()},
