@@ -16,10 +16,13 @@ where `ctx` is a `TransformContext` (mean, std, generator, epoch).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import inspect
+import io
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,11 +150,58 @@ class TransformScript:
     test_transform: object
 
 
-def load_transform_script(path: str | Path) -> TransformScript:
+IMPORT_TIMEOUT_S = 30.0  # validation's limit on importing a script: a page of defs takes milliseconds
+
+
+def _exec_contained(spec, module, path: Path, timeout_s: float | None) -> None:
+    """Run the script's module body with our own argv hidden (a script that
+    parses sys.argv at import would read `tune search`'s arguments), its
+    SystemExit caught, and, when `timeout_s` is given, a time limit."""
+    outcome: dict = {}
+
+    def run():
+        saved_argv = sys.argv
+        sys.argv = [str(path)]
+        try:
+            spec.loader.exec_module(module)
+        except BaseException as exc:  # SystemExit included: it must not end our process
+            outcome["exc"] = exc
+        finally:
+            sys.argv = saved_argv
+
+    captured = io.StringIO()
+    with contextlib.redirect_stderr(captured):  # argparse's usage text for arguments it never saw
+        if timeout_s is None:
+            run()
+        else:
+            worker = threading.Thread(target=run, name="transform-import", daemon=True)
+            worker.start()
+            worker.join(timeout_s)
+            if worker.is_alive():
+                raise TransformScriptError(
+                    f"transform script {str(path)!r} did not finish importing within {timeout_s:g} s "
+                    f"(does it wait for input or loop at import?)")
+    exc = outcome.get("exc")
+    if isinstance(exc, SystemExit):
+        said = [line for line in captured.getvalue().splitlines() if line.strip()]
+        detail = f": {said[-1].strip()}" if said else ""
+        raise TransformScriptError(
+            f"transform script {str(path)!r} exits at import (sys.exit({exc.code!r})){detail}; "
+            f"keep script code under `if __name__ == \"__main__\":`")
+    sys.stderr.write(captured.getvalue())  # whatever it printed on purpose
+    if isinstance(exc, KeyboardInterrupt):
+        raise exc
+    if exc is not None:  # a user's script can raise anything at import
+        raise TransformScriptError(
+            f"transform script {str(path)!r} failed to import: {type(exc).__name__}: {exc}")
+
+
+def load_transform_script(path: str | Path, import_timeout_s: float | None = None) -> TransformScript:
     """Import a transform script by path and check it defines the contract.
 
     The module gets a name derived from its path so two scripts with the same
-    file name never collide in sys.modules.
+    file name never collide in sys.modules.  `import_timeout_s` bounds the
+    import (validation passes IMPORT_TIMEOUT_S; a run has its trial_timeout).
     """
     path = Path(path)
     if not path.is_file():
@@ -162,12 +212,7 @@ def load_transform_script(path: str | Path) -> TransformScript:
     if spec is None or spec.loader is None:
         raise TransformScriptError(f"transform script {str(path)!r} is not a Python file")
     module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:  # a user's script can raise anything at import
-        raise TransformScriptError(
-            f"transform script {str(path)!r} failed to import: {type(exc).__name__}: {exc}"
-        ) from None
+    _exec_contained(spec, module, path, import_timeout_s)
     missing = [name for name in REQUIRED_FUNCTIONS if not callable(getattr(module, name, None))]
     if missing:
         raise TransformScriptError(

@@ -46,6 +46,59 @@ def _epoch_line(m: dict, epochs: int) -> str:
             f" | lr {m['lr']:.3g} | {m['images_per_second']:.0f} img/s")
 
 
+def where_raised(exc: BaseException) -> str:
+    """' (at file:line)' of the innermost frame: usually the user's transform script."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f" (at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno})" if tb is not None else ""
+
+
+def note(message: str) -> None:
+    typer.secho(f"note: {message}", err=True, fg=typer.colors.YELLOW)
+
+
+def check_output_file(path: Path, option: str = "--output", make_parent: bool = False) -> None:
+    """Before any work: an output file whose folder exists (or may be made) and
+    that is not itself a folder, so a long export or report never ends in a traceback."""
+    if path.is_dir():
+        raise UserError(f"{option} {path}: is a folder; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    existing = parent
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{option} {path}: {existing} is a file, not a folder")
+    if existing != parent and not make_parent:
+        raise UserError(f"{option} {path}: folder {parent} does not exist")
+
+
+def check_output_folder(path: Path, option: str = "--output") -> None:
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{option} {path}: {existing} is a file, not a folder")
+
+
+def load_experiment_noted(experiment_dir: Path):
+    """The experiment, with a note for each damaged file skipped while reading it."""
+    from tune_pipeline.experiment import load_experiment
+
+    experiment = load_experiment(experiment_dir)
+    for message in experiment.notes:
+        note(message)
+    return experiment
+
+
+def written(path: Path, write):
+    """Run `write()`, turning a failed write (disk full, read-only) into one line."""
+    try:
+        return write()
+    except OSError as exc:
+        raise UserError(f"cannot write {exc.filename or path} ({exc.strerror or exc})") from None
+
+
 @app.command()
 @user_errors
 def train(
@@ -62,8 +115,16 @@ def train(
     from tune_pipeline.config import load_config_file
     from tune_pipeline.run_output import RunDirectory
     from tune_pipeline.train import fit
+    from tune_pipeline.watchdog import TrialStalled, Watchdog
 
+    if resume and set_:
+        # The run continues exactly as it started; a changed key would be silently ignored.
+        raise UserError("--set cannot change a resumed run (it continues with its saved config); "
+                        "start a new run with --overwrite, or copy the config under another name")
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite: choose one")
     cfg = load_config_file(config, set_)
+    check_output_folder(output_dir, "--output-dir")
     run_dir = RunDirectory(output_dir / config.stem)
     resume_state = None
     if resume:
@@ -74,7 +135,9 @@ def train(
     elif run_dir.has_run() and not overwrite:
         raise UserError(f"{run_dir.path} already holds a run; pass --resume to continue it "
                         f"or --overwrite to start again")
-    run_dir.start(cfg, resume_state["history"] if resume_state else [])
+    elif overwrite:
+        written(run_dir.path, run_dir.clear)
+    written(run_dir.path, lambda: run_dir.start(cfg, resume_state["history"] if resume_state else []))
 
     progress = Progress(TextColumn("epoch {task.fields[epoch]}/" + str(cfg["epochs"])), BarColumn(),
                         MofNCompleteColumn(), TimeRemainingColumn(), transient=True,
@@ -90,11 +153,22 @@ def train(
         progress.update(task, completed=0, epoch=min(metrics["epoch"] + 1, cfg["epochs"]))
 
     try:
-        with progress:
-            result = fit(cfg, resume_state=resume_state, on_epoch=on_epoch, on_batch=on_batch)
-    except RunFailed as exc:
-        run_dir.finish({}, status="failed", error=str(exc))
+        with progress, Watchdog(cfg["trial_timeout"]) as watchdog:
+            result = fit(cfg, resume_state=resume_state, on_batch=on_batch,
+                         on_epoch=lambda m, state: (on_epoch(m, state), watchdog.beat()))
+    except TrialStalled as exc:
+        run_dir.finish(run_dir.partial_result(), status="failed", error=str(exc))
+        raise RunFailed(str(exc)) from None
+    except KeyboardInterrupt:
+        run_dir.finish(run_dir.partial_result(), status="interrupted")
         raise
+    except (RunFailed, UserError) as exc:
+        run_dir.finish(run_dir.partial_result(), status="failed", error=str(exc))
+        raise
+    except Exception as exc:  # a transform script's bug, a library's: recorded, then one line
+        reason = f"{type(exc).__name__}: {exc}{where_raised(exc)}"
+        run_dir.finish(run_dir.partial_result(), status="failed", error=reason)
+        raise RunFailed(f"the run failed: {reason}") from None
     summary = run_dir.finish(result)
     typer.echo(f"done: {summary['epochs']} epochs, best test accuracy "
                f"{summary['best_test_accuracy']:.2%}, best test loss {summary['best_test_loss']:.4f} "
@@ -146,12 +220,24 @@ def search(
 
     if scheduler not in (None, "asha", "fifo"):
         raise UserError(f"--scheduler: must be asha or fifo, got {scheduler!r}")
+    from tune_pipeline.sweep import check_name, check_resources, resume_warning
+
     space = load_space(space_file, set_)
+    overridden = {k: v for k, v in (("cpu", cpus_per_trial), ("gpu", gpus_per_trial)) if v is not None}
+    check_resources({**space.resources, **overridden}, "resources")
+    if name is not None:
+        check_name(name)
+    warning = resume_warning(space)
     if dry_run:
         _print_preview(space)
+        if warning:
+            typer.secho(f"warning: {warning}", err=True, fg="yellow")
         return
     from tune_pipeline.progress import SweepConsole
     from tune_pipeline.sweep import SweepOptions, run_sweep
+
+    if warning:
+        SweepConsole().note(warning)
 
     options = SweepOptions(name=name, storage_path=storage_path, address=address,
                            cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
@@ -191,11 +277,13 @@ def export(
     metric: Optional[str] = typer.Option(None, help="rank by this metric (default: the sweep's)"),
 ):
     """The best-trial table of an experiment (finished, interrupted or running)."""
-    from tune_pipeline.experiment import load_experiment
     from tune_pipeline.export import export as export_table, guess_format
 
     fmt = guess_format(output, format_)
-    text = export_table(load_experiment(experiment_dir), fmt, output, metric, top)
+    if output is not None:
+        check_output_file(output)
+    experiment = load_experiment_noted(experiment_dir)
+    text = written(output, lambda: export_table(experiment, fmt, output, metric, top))
     if text is not None:
         typer.echo(text, nl=False)
     else:
@@ -206,9 +294,9 @@ def export(
 @user_errors
 def status(experiment_dir: Path = typer.Argument(..., help="experiment folder")):
     """Trials per status, the best so far, and why failed trials failed (reads disk only)."""
-    from tune_pipeline.experiment import RUNNING, load_experiment
+    from tune_pipeline.experiment import RUNNING
 
-    exp = load_experiment(experiment_dir)
+    exp = load_experiment_noted(experiment_dir)
     counts = exp.status_counts()
     total = exp.meta.get("trial_count", len(exp.trials))
     typer.echo(f"{exp.name}: {len(exp.trials)} of {total} trials started; "
@@ -235,16 +323,18 @@ def plot(
 ):
     """PNG plots: learning curves, parallel coordinates, parameter effects and importance."""
     from tune_pipeline.config import check_metric_name
-    from tune_pipeline.experiment import load_experiment
     from tune_pipeline.plots import NothingToPlot, plot_all
 
     check_metric_name(metric)
-    experiment = load_experiment(experiment_dir)
+    if output is not None:
+        check_output_folder(output)
+    experiment = load_experiment_noted(experiment_dir)
+    folder = output or experiment.path / "plots"
     try:
-        written = plot_all(experiment, output or experiment.path / "plots", metric, top)
+        pictures = written(folder, lambda: plot_all(experiment, folder, metric, top))
     except NothingToPlot as exc:
         raise RunFailed(f"nothing to plot: {exc} (see tune status {experiment.path})") from None
-    for path in written.values():
+    for path in pictures.values():
         typer.echo(str(path))
 
 
@@ -258,12 +348,14 @@ def report(
 ):
     """One self-contained HTML report: table, plots, failures, search space."""
     from tune_pipeline.config import check_metric_name
-    from tune_pipeline.experiment import load_experiment
     from tune_pipeline.report import write_report
 
     check_metric_name(metric)
-    experiment = load_experiment(experiment_dir)
-    path = write_report(experiment, output or experiment.path / "report.html", metric, top)
+    if output is not None:
+        check_output_file(output, make_parent=True)
+    experiment = load_experiment_noted(experiment_dir)
+    target = output or experiment.path / "report.html"
+    path = written(target, lambda: write_report(experiment, target, metric, top))
     typer.echo(str(path))
 
 

@@ -115,6 +115,8 @@ FIELDS: dict[str, Field] = {
     "seed": Field(0, int, _non_negative, "seed for init, data order and augmentation"),
     "max_train_images": Field(0, int, _non_negative, "train on a fixed random subset of N images, 0 = all"),
     "max_test_images": Field(0, int, _non_negative, "test on a fixed random subset of N images, 0 = all"),
+    "trial_timeout": Field(0.0, float, _non_negative, "wall seconds a run may take, 0 = no limit"),
+    "skip_bad_images": Field(False, bool, _anything, "imagefolder: skip (and count) files that do not decode"),
 }
 
 
@@ -132,8 +134,10 @@ def coerce(key: str, value: Any) -> tuple[Any, str | None]:
             return value, None
         return value, f"must be true or false, got {value!r}"
     if kind is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             return value, f"must be an integer, got {value!r}"
+        if isinstance(value, float) and (not math.isfinite(value) or value != int(value)):
+            return value, f"must be an integer, got {value!r}"  # int(nan) raises, int(inf) overflows
         return int(value), None
     if kind is float:
         if isinstance(value, str):
@@ -184,9 +188,9 @@ def path_bases(source: Path | None) -> list[Path]:
 
 
 def check_transform_script(path: Path) -> str | None:
-    from tune_pipeline.augment import TransformScriptError, load_transform_script
+    from tune_pipeline.augment import IMPORT_TIMEOUT_S, TransformScriptError, load_transform_script
     try:
-        load_transform_script(path)
+        load_transform_script(path, import_timeout_s=IMPORT_TIMEOUT_S)
     except TransformScriptError as exc:
         return str(exc)
     return None
@@ -225,19 +229,57 @@ def validate_config(raw: dict, source: str = "config", base_dirs: list[Path] | N
     return config
 
 
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML file; a missing or malformed file is a UserError naming it."""
+MAX_YAML_BYTES = 1 << 20  # a search space or config is a page of text; /dev/zero is not
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps
+    the last silently, so a sweep would run with a value the user overwrote)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            try:
+                key = self.construct_object(key_node, deep=True)
+                hash(key)
+            except (TypeError, yaml.constructor.ConstructorError):
+                continue  # the base class reports unhashable keys in its own words
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"duplicated key {key!r} (first on line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_text_bounded(path: Path, limit: int = MAX_YAML_BYTES) -> str:
+    """A file's text, refusing one larger than `limit` bytes without reading it all."""
     try:
-        text = Path(path).read_text()
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise UserError(f"{path}: larger than {limit // 1024} KiB; not a search space or config file")
     try:
-        return yaml.safe_load(text)
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file; a missing, huge or malformed file, or one with a key
+    given twice, is a UserError naming it."""
+    text = read_text_bounded(Path(path))
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise UserError(f"{path}:{where} malformed YAML: {reason}") from None
+    except RecursionError:
+        raise UserError(f"{path}: malformed YAML: nested too deeply") from None
 
 
 def parse_set_option(items: list[str], source: str = "--set") -> dict:
@@ -251,7 +293,7 @@ def parse_set_option(items: list[str], source: str = "--set") -> dict:
             continue
         try:
             out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError):
             out[key.strip()] = value
     if problems:
         raise UserError(problems)

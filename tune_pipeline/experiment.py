@@ -17,6 +17,7 @@ METADATA_FILE = "tune_pipeline.json"
 FINISHED = "TERMINATED"  # Ray Tune's trial statuses
 FAILED = "ERROR"
 RUNNING = "RUNNING"
+STALLED_FILE = "stalled.txt"  # the watchdog's reason when it had to end a stuck trial's process
 
 
 @dataclass
@@ -34,7 +35,8 @@ class Trial:
 
     @property
     def epochs(self) -> int:
-        return int(self.last.get("epoch", 0))
+        epoch = self.last.get("epoch", 0)
+        return int(epoch) if isinstance(epoch, (int, float)) and math.isfinite(epoch) else 0
 
     def best_value(self, metric: str, mode: str) -> float | None:
         values = [h[metric] for h in self.history if isinstance(h.get(metric), (int, float))
@@ -46,7 +48,8 @@ class Trial:
     def best_checkpoint(self, metric: str, mode: str) -> Path | None:
         """The kept checkpoint of the best epoch, else the newest kept one."""
         kept = [(h, self.path / h["checkpoint_dir_name"]) for h in self.history
-                if h.get("checkpoint_dir_name") and (self.path / h["checkpoint_dir_name"]).exists()]
+                if isinstance(h.get("checkpoint_dir_name"), str) and h["checkpoint_dir_name"]
+                and (self.path / h["checkpoint_dir_name"]).exists()]
         if not kept:
             return None
         sign = 1 if mode == "max" else -1
@@ -64,16 +67,29 @@ def _error_reason(text: str) -> str:
     return lines[-1] if lines else "unknown error"
 
 
+def _read_json(path: Path):
+    """The parsed file, or None when it is missing, unreadable or half-written
+    (a live sweep rewrites these files; a crashed one can leave them cut short)."""
+    try:
+        return json.loads(path.read_text(errors="replace"))
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
 def _read_history(trial_dir: Path) -> list[dict]:
     path = trial_dir / "result.json"
-    if not path.exists():
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
         return []
     rows = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a line being written right now
+            row = json.loads(line)
+        except (ValueError, RecursionError):
+            continue  # a line being written right now, or one cut short by a crash
+        if isinstance(row, dict):
+            rows.append(row)
     return rows
 
 
@@ -84,10 +100,11 @@ def _state_files(path: Path) -> list[Path]:
 
 
 class Experiment:
-    def __init__(self, path: Path, meta: dict, trials: list[Trial]):
+    def __init__(self, path: Path, meta: dict, trials: list[Trial], notes: list[str] | None = None):
         self.path = path
         self.meta = meta
         self.trials = trials
+        self.notes = notes or []  # damaged files skipped while reading, for the user to know
 
     @property
     def metric(self) -> str:
@@ -132,42 +149,90 @@ class Experiment:
         return [t for t in self.trials if t.status == FAILED]
 
 
-def read_metadata(path: Path) -> dict:
+def read_metadata(path: Path, notes: list[str] | None = None) -> dict:
+    """Our tune_pipeline.json.  Damaged: a UserError, or, when the caller
+    collects `notes` (readers of a live or crashed experiment), {} and a note."""
     meta_file = Path(path) / METADATA_FILE
     if not meta_file.exists():
         raise UserError(f"{path}: not a tune_pipeline experiment (no {METADATA_FILE}); "
                         f"pass the folder `tune search` printed")
-    return json.loads(meta_file.read_text())
+    meta = _read_json(meta_file)
+    if isinstance(meta, dict):
+        return meta
+    problem = f"{meta_file}: damaged (not a complete JSON object)"
+    if notes is None:
+        raise UserError(problem)
+    notes.append(f"{problem}; metric, mode and swept keys unknown")
+    return {}
+
+
+def _read_state(path: Path, notes: list[str]) -> list:
+    """Ray's trial_data from the newest state file that reads whole; a damaged
+    newer one is named in `notes` so a fallback is never silent."""
+    states = _state_files(path)
+    skipped = []
+    for state_file in reversed(states):
+        state = _read_json(state_file)
+        if isinstance(state, dict) and isinstance(state.get("trial_data", []), list):
+            if skipped:
+                notes.append(f"skipped damaged {', '.join(skipped)}; read {state_file.name} "
+                             f"(trials it does not list are read from their folders)")
+            return state.get("trial_data", [])
+        skipped.append(state_file.name)
+    if skipped:
+        notes.append(f"skipped damaged {', '.join(skipped)}; trials read from their folders")
+    return []
+
+
+def _trial_from_state(path: Path, entry) -> Trial | None:
+    try:
+        trial_json, runtime_json = entry
+        info, runtime = json.loads(trial_json), json.loads(runtime_json)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    if not isinstance(info, dict) or not isinstance(info.get("trial_id"), str):
+        return None
+    runtime = runtime if isinstance(runtime, dict) else {}
+    trial_dir = path / str(info.get("relative_logdir", ""))
+    error = None
+    if runtime.get("error_filename"):
+        try:
+            error = _error_reason((trial_dir / str(runtime["error_filename"])).read_text(errors="replace"))
+        except OSError:
+            error = "failed"
+        try:
+            error = (trial_dir / STALLED_FILE).read_text().strip() or error
+        except OSError:
+            pass
+    config = info.get("config") if isinstance(info.get("config"), dict) else {}
+    status = info.get("status") if isinstance(info.get("status"), str) else "PENDING"
+    return Trial(info["trial_id"], status, config, trial_dir, _read_history(trial_dir), error)
 
 
 def load_experiment(path: str | Path) -> Experiment:
     path = Path(path).expanduser().resolve()
     if not path.is_dir():
         raise UserError(f"{path}: no such experiment folder")
-    meta = read_metadata(path)
+    notes: list[str] = []
+    meta = read_metadata(path, notes)
     trials: dict[str, Trial] = {}
-    states = _state_files(path)
-    if states:
-        try:
-            state = json.loads(states[-1].read_text())
-        except json.JSONDecodeError:  # being rewritten this instant: the previous one will do
-            state = json.loads(states[-2].read_text()) if len(states) > 1 else {"trial_data": []}
-        for trial_json, runtime_json in state.get("trial_data", []):
-            info, runtime = json.loads(trial_json), json.loads(runtime_json)
-            trial_dir = path / info.get("relative_logdir", "")
-            error = None
-            if runtime.get("error_filename"):
-                error_file = trial_dir / runtime["error_filename"]
-                error = _error_reason(error_file.read_text()) if error_file.exists() else "failed"
-            config = info.get("config") if isinstance(info.get("config"), dict) else {}
-            trials[info["trial_id"]] = Trial(info["trial_id"], info.get("status", "PENDING"), config,
-                                             trial_dir, _read_history(trial_dir), error)
+    for entry in _read_state(path, notes):
+        trial = _trial_from_state(path, entry)
+        if trial is not None:
+            trials[trial.trial_id] = trial
     # Trials that started after the last state save exist only as folders.
     for params in sorted(path.glob("trial_*/params.json")):
         trial_dir = params.parent
         history = _read_history(trial_dir)
-        trial_id = history[0].get("trial_id") if history else trial_dir.name.removeprefix("trial_")
+        trial_id = history[0].get("trial_id") if history else None
+        if not isinstance(trial_id, str):
+            trial_id = trial_dir.name.removeprefix("trial_")
         if trial_id in trials:
             continue
-        trials[trial_id] = Trial(trial_id, RUNNING, json.loads(params.read_text()), trial_dir, history)
-    return Experiment(path, meta, sorted(trials.values(), key=lambda t: t.trial_id))
+        config = _read_json(params)
+        if not isinstance(config, dict):  # being written, or cut short by a crash
+            config = history[-1].get("config") if history and isinstance(history[-1].get("config"), dict) else {}
+            notes.append(f"{params}: damaged; config taken from its results" if config
+                         else f"{params}: damaged; config unknown")
+        trials[trial_id] = Trial(trial_id, RUNNING, config, trial_dir, history)
+    return Experiment(path, meta, sorted(trials.values(), key=lambda t: t.trial_id), notes)

@@ -111,6 +111,9 @@ def guess_format(output: Path | None, fmt: str | None) -> str:
         suffix = {"markdown": "md", "pq": "parquet"}.get(suffix, suffix)
         if suffix in FORMATS:
             return suffix
+        # Markdown in best.xlsx would look written and open as garbage.
+        raise UserError(f"--output {output}: unknown extension {output.suffix or '(none)'!r}; use "
+                        f".{', .'.join(FORMATS)}, or name the format with --format")
     return "md"
 
 

@@ -39,6 +39,28 @@ class RunDirectory:
     def has_run(self) -> bool:
         return self.checkpoint.exists() or (self.path / METRICS_FILE).exists()
 
+    def clear(self) -> None:
+        """--overwrite: the old run's files go before the new run writes any, so
+        an interrupted new run never sits beside the old one's summary."""
+        for name in (SUMMARY_FILE, CHECKPOINT_FILE, METRICS_FILE, CONFIG_FILE):
+            (self.path / name).unlink(missing_ok=True)
+
+    def partial_result(self) -> dict:
+        """What the epochs recorded so far add up to, for a run that stopped early."""
+        try:
+            with open(self.path / METRICS_FILE, newline="") as f:
+                rows = list(csv.DictReader(f))
+        except OSError:
+            rows = []
+        best = {}
+        if rows:
+            for key in ("best_train_accuracy", "best_test_accuracy", "best_loss", "best_test_loss"):
+                try:
+                    best[key] = float(rows[-1][key])
+                except (KeyError, TypeError, ValueError):
+                    pass
+        return {"history": rows, "best": best, "final": {}}
+
     def start(self, config: dict, history: list[dict]) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
@@ -57,7 +79,9 @@ class RunDirectory:
                    **result.get("best", {}), "final": result.get("final", {})}
         if error:
             summary["error"] = error
-        (self.path / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=float) + "\n")
+        # Atomic: a kill while writing must not leave half a summary.
+        atomic_write_bytes(self.path / SUMMARY_FILE, lambda tmp: tmp.write_text(
+            json.dumps(summary, indent=2, default=float) + "\n"))
         return summary
 
     def load_checkpoint(self) -> dict:

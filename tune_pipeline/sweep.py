@@ -8,9 +8,13 @@ and writes `tune_pipeline.json` beside Ray's state so `tune resume`,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +24,7 @@ from tune_pipeline.data import dataset_key, load_for_config
 from tune_pipeline.experiment import (FAILED, FINISHED, METADATA_FILE, Trial, load_experiment,
                                       read_metadata)
 from tune_pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RunFailed, UserError
+from tune_pipeline.lock import ExperimentLock
 from tune_pipeline.space import SearchSpace, parse_space, to_tune, with_scheduler
 
 CHECKPOINTS_TO_KEEP = 2  # the best and the latest: export needs one, resume the other
@@ -171,6 +176,114 @@ def _run_config(name: str, storage: str, meta: dict, callbacks):
         failure_config=tune.FailureConfig(max_failures=0, fail_fast=False))
 
 
+MIN_FREE_BYTES = 64 << 20  # below this a sweep's first checkpoints fill the disk mid-run
+
+
+def check_resources(resources: dict, where: str = "resources") -> None:
+    """Finite shares: a NaN CPU count passes every `>` test and leaves trials pending forever."""
+    problems = []
+    for key, value in resources.items():
+        least = "> 0" if key == "cpu" else ">= 0"
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or (value <= 0 if key == "cpu" else value < 0):
+            problems.append(f"{where}.{key}: must be a finite number {least}, got {value!r}")
+    if problems:
+        raise UserError(problems)
+
+
+RAY_GRID_STATE_LIMIT = 1_000_000  # ray.tune.search.basic_variant.SERIALIZATION_THRESHOLD
+
+
+def resume_warning(space: SearchSpace) -> str | None:
+    """Ray Tune keeps no resumable state for a grid past its threshold (it
+    only warns in its own log); say so before the user counts on `tune resume`."""
+    if space.method != "grid":
+        return None
+    points = space.trial_count() // max(1, space.num_samples or 1)
+    if points <= RAY_GRID_STATE_LIMIT:
+        return None
+    return (f"{points:,} grid points: past Ray Tune's {RAY_GRID_STATE_LIMIT:,} it saves no search "
+            f"state, so this sweep cannot be resumed after an interruption")
+
+
+def check_name(name: str) -> None:
+    """An experiment name is one folder inside the storage path, never a path."""
+    if (not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name
+            or name != name.strip()):
+        raise UserError(f"--name: {name!r} must be a plain folder name (no '/', not '.' or '..')")
+
+
+def check_storage(storage: str) -> None:
+    """A local storage path that can hold an experiment: a folder (or one that
+    can be made) where a file can be written, with free space left."""
+    if "://" in storage:
+        return  # remote storage: Ray reports its own errors, and pyarrow has no cheap probe
+    path = Path(storage)
+    existing = path
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"--storage-path: {existing} is a file, not a folder")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".tune-write-probe-"):
+            pass
+    except OSError as exc:
+        raise UserError(f"--storage-path: cannot write in {existing} ({exc.strerror or exc})") from None
+    free = shutil.disk_usage(existing).free
+    if free < MIN_FREE_BYTES:
+        raise UserError(f"--storage-path: {existing} has {free / 2**20:.1f} MiB free; a sweep needs "
+                        f"at least {MIN_FREE_BYTES >> 20} MiB for its checkpoints")
+
+
+def largest_node(ray) -> dict:
+    """CPU and GPU of the largest alive node: a trial runs on one node, so the
+    cluster's total says nothing about whether it fits."""
+    sizes = [(node.get("Resources", {}).get("CPU", 0.0), node.get("Resources", {}).get("GPU", 0.0))
+             for node in ray.nodes() if node.get("Alive")]
+    return {"cpu": max((c for c, _ in sizes), default=0.0), "gpu": max((g for _, g in sizes), default=0.0)}
+
+
+def check_fits_cluster(ray, resources: dict) -> None:
+    """After Ray is up and before any folder is made: a trial larger than every
+    node would stay pending forever."""
+    largest = largest_node(ray)
+    problems = []
+    for key, label in (("cpu", "CPUs"), ("gpu", "GPUs")):
+        if resources.get(key, 0) > largest[key]:
+            problems.append(f"a trial needs {resources[key]:g} {label}; the largest node has {largest[key]:g} "
+                            f"(lower resources.{key} or --{key}s-per-trial)")
+    if problems:
+        raise UserError(problems)
+
+
+def create_experiment_dir(storage: str, name: str) -> Path:
+    """The experiment folder, made atomically: of two sweeps given one --name
+    at the same moment, one gets it and the other a one-line error."""
+    parent = Path(storage)
+    path = parent / name
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir()
+    except FileExistsError:
+        raise UserError(f"experiment {path} already exists; continue it with "
+                        f"`tune resume {path}` or pick another --name") from None
+    except OSError as exc:
+        raise UserError(f"--storage-path: cannot create {path} ({exc.strerror or exc})") from None
+    return path
+
+
+def write_metadata(experiment_dir: Path, meta: dict) -> None:
+    """Atomically: readers of a live experiment never see half of it."""
+    tmp = experiment_dir / f".{METADATA_FILE}.tmp{os.getpid()}"
+    try:
+        tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        tmp.replace(experiment_dir / METADATA_FILE)
+    except OSError as exc:
+        raise UserError(f"{experiment_dir}: cannot write {METADATA_FILE} ({exc.strerror or exc})") from None
+
+
 def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcome:
     from ray import tune
 
@@ -178,22 +291,26 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
     if options.num_samples:
         space.num_samples = options.num_samples
     name = experiment_name(space, options.name)
+    check_name(name)
     storage = resolve_storage(options.storage_path)
     experiment_dir = Path(storage) / name if "://" not in storage else None
     if experiment_dir is not None and experiment_dir.exists():
         raise UserError(f"experiment {experiment_dir} already exists; continue it with "
                         f"`tune resume {experiment_dir}` or pick another --name")
+    check_storage(storage)
 
     resources = dict(space.resources)
     if options.cpus_per_trial is not None:
         resources["cpu"] = options.cpus_per_trial
     if options.gpus_per_trial is not None:
         resources["gpu"] = options.gpus_per_trial
+    check_resources(resources)
     max_concurrent = options.max_concurrent or space.max_concurrent_trials
 
     shared = shared_dataset(space)
     ray = init_ray(options.address, options.verbose)
     resources = fit_resources(ray, resources, console)
+    check_fits_cluster(ray, resources)
     trainable = build_trainable(shared, resources)
 
     meta = {
@@ -205,9 +322,11 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
         "wandb": options.wandb, "wandb_project": options.wandb_project or space.project,
         "created": datetime.now().isoformat(timespec="seconds"),
     }
+    lock = None
     if experiment_dir is not None:
-        experiment_dir.mkdir(parents=True)
-        (experiment_dir / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        experiment_dir = create_experiment_dir(storage, name)
+        lock = ExperimentLock(experiment_dir, "tune search").acquire()
+        write_metadata(experiment_dir, meta)
 
     parts = to_tune(space)
     tuner = tune.Tuner(
@@ -220,7 +339,11 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
             reuse_actors=True),  # measured: 20 trivial trials 33 s fresh, 5 s reused
         run_config=_run_config(name, storage, meta, build_callbacks(meta, name, console)))
     console.start(name, experiment_dir or f"{storage}/{name}", space.trial_count(), resources)
-    return _finish(tuner, experiment_dir or Path(f"{storage}/{name}"), meta, console)
+    try:
+        return _finish(tuner, experiment_dir or Path(f"{storage}/{name}"), meta, console)
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def resume_sweep(experiment_dir: Path, *, restart_errored: bool, address: str | None,
@@ -231,9 +354,18 @@ def resume_sweep(experiment_dir: Path, *, restart_errored: bool, address: str | 
     meta = read_metadata(experiment_dir)
     if not tune.Tuner.can_restore(str(experiment_dir)):
         raise UserError(f"{experiment_dir}: no saved Ray Tune state to resume (did the sweep start?)")
+    with ExperimentLock(experiment_dir, "tune resume"):
+        return _resume_locked(experiment_dir, meta, restart_errored, address, verbose, console)
+
+
+def _resume_locked(experiment_dir: Path, meta: dict, restart_errored: bool, address: str | None,
+                   verbose: bool, console) -> SweepOutcome:
+    from ray import tune
+
     shared = shared_dataset(load_space_from_meta(meta))
     ray = init_ray(address, verbose)
     resources = fit_resources(ray, dict(meta["resources"]), console)
+    check_fits_cluster(ray, resources)
     trainable = build_trainable(shared, resources)
     tuner = tune.Tuner.restore(
         str(experiment_dir), trainable, resume_unfinished=True,
@@ -253,16 +385,65 @@ def load_space_from_meta(meta: dict) -> SearchSpace:
     return with_scheduler(space, meta["scheduler"]["type"])
 
 
+class Unschedulable(RunFailed):
+    """Ray found no node for any pending trial (a node left mid-sweep)."""
+
+
+class _UnschedulableHandler(logging.Handler):
+    """Ray Tune only logs a warning when no pending trial fits the cluster and
+    then waits forever; raising from the log call stops the sweep with one line."""
+
+    def __init__(self, resources: dict):
+        super().__init__(logging.WARNING)
+        self.resources = resources
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "cluster not having enough resources" not in record.getMessage():
+            return
+        import ray
+
+        largest = largest_node(ray) if ray.is_initialized() else {"cpu": 0.0, "gpu": 0.0}
+        raise Unschedulable(
+            f"no trial can be scheduled: a trial needs {self.resources.get('cpu', 0):g} CPUs and "
+            f"{self.resources.get('gpu', 0):g} GPUs; the largest node now has {largest['cpu']:g} CPUs "
+            f"and {largest['gpu']:g} GPUs (did a node leave?)")
+
+
+RAY_RESOURCE_LOGGER = "ray.tune.execution.insufficient_resources_manager"
+
+
+@contextlib.contextmanager
+def unschedulable_is_an_error(resources: dict):
+    logger = logging.getLogger(RAY_RESOURCE_LOGGER)
+    handler = _UnschedulableHandler(resources)
+    saved = logger.level, logger.propagate
+    logger.setLevel(logging.WARNING)  # ray.tune is set to ERROR when not verbose
+    logger.propagate = False  # our line replaces Ray's paragraph
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
 def _finish(tuner, experiment_dir: Path, meta: dict, console) -> SweepOutcome:
     started = time.perf_counter()
     interrupted = False
     from ray.tune import TuneError
 
     try:
-        tuner.fit()  # Tune handles the first Ctrl-C itself: it saves state and returns
+        with unschedulable_is_an_error(meta.get("resources", {})):
+            tuner.fit()  # Tune handles the first Ctrl-C itself: it saves state and returns
     except KeyboardInterrupt:
         interrupted = True
+    except Unschedulable:
+        raise
     except TuneError as exc:  # the experiment itself broke, not a trial
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, Unschedulable):
+            raise cause from None
         lines = [line for line in str(exc).splitlines() if line.strip()]
         raise RunFailed(f"the sweep stopped: {lines[-1] if lines else exc}; its state is in "
                         f"{experiment_dir} (tune resume {experiment_dir})") from None

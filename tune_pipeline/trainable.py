@@ -13,7 +13,10 @@ from ray import tune
 
 from tune_pipeline.config import validate_config
 from tune_pipeline.data import Dataset, dataset_key
+from tune_pipeline.errors import RunFailed
+from tune_pipeline.experiment import STALLED_FILE
 from tune_pipeline.train import fit
+from tune_pipeline.watchdog import TrialStalled, Watchdog
 
 STATE_FILE = "state.pt"
 
@@ -46,4 +49,14 @@ def train_trial(config: dict, shared_data: dict | None = None) -> None:
             tune.report({**metrics, "node_id": ray.get_runtime_context().get_node_id()},
                         checkpoint=tune.Checkpoint.from_directory(folder))
 
-    fit(cfg, dataset=dataset, resume_state=resume_state, on_epoch=report)
+    with Watchdog(cfg["trial_timeout"], on_give_up=_record_stall) as watchdog:
+        try:
+            fit(cfg, dataset=dataset, resume_state=resume_state,
+                on_epoch=lambda metrics, make_state: (report(metrics, make_state), watchdog.beat()))
+        except TrialStalled as exc:
+            raise RunFailed(str(exc)) from None
+
+
+def _record_stall(reason: str) -> None:
+    """Before the watchdog ends a stuck actor: its reason where `tune status` reads it."""
+    Path(tune.get_context().get_trial_dir(), STALLED_FILE).write_text(reason + "\n")
