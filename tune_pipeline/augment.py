@@ -204,6 +204,8 @@ def load_transform_script(path: str | Path, import_timeout_s: float | None = Non
     import (validation passes IMPORT_TIMEOUT_S; a run has its trial_timeout).
     """
     path = Path(path)
+    if path.is_dir():
+        raise TransformScriptError(f"transform script {str(path)!r} is a folder, not a Python file")
     if not path.is_file():
         raise TransformScriptError(f"transform script {str(path)!r} does not exist")
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]

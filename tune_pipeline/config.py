@@ -215,13 +215,19 @@ def validate_config(raw: dict, source: str = "config", base_dirs: list[Path] | N
         config[key] = value
     for key, field in FIELDS.items():
         config.setdefault(key, field.default)
+    given_script = config["runtime_transform_script"]
     for key in PATH_KEYS:
         if isinstance(config[key], str):
             config[key] = str(resolve_path(config[key], base_dirs))
     if isinstance(config["runtime_transform_script"], str) and not any(
         p.startswith(f"{source}: runtime_transform_script") for p in problems
     ):
-        problem = check_transform_script(Path(config["runtime_transform_script"]))
+        script = Path(config["runtime_transform_script"])
+        if not script.exists() and not Path(given_script).expanduser().is_absolute():
+            # Name every place looked in, not only the last fallback.
+            problem = (f"{given_script!r} not found in " + ", ".join(str(b) for b in base_dirs))
+        else:
+            problem = check_transform_script(script)
         if problem:
             problems.append(f"{source}: runtime_transform_script: {problem}")
     if problems:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import sys
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -233,23 +234,55 @@ def _decode_chunk(paths: list[str], out: torch.Tensor, image_size: int) -> None:
                 decoded = dict(zip(jpeg, decode_jpeg([raw[i] for i in jpeg], mode=ImageReadMode.RGB)))
         except RuntimeError:
             decoded = {}  # one bad file fails the batch; decode them one by one below
+    bad = []
     for i, path in enumerate(paths):
         image = decoded.get(i)
         if image is None:
-            image = _decode_one(path)
+            try:
+                image = _decode_one(path)
+            except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError... per format
+                bad.append((i, f"{path}: {type(exc).__name__}: {str(exc) or 'cannot decode'}"))
+                continue
         out[i] = _resize(image, image_size)
+    return bad
 
 
-def _decode_all(paths: list[str], image_size: int, chunk: int = 1024) -> torch.Tensor:
+def _decode_all(paths: list[str], image_size: int, chunk: int = 1024) -> tuple[torch.Tensor, list]:
+    """The decoded images, and (index, "path: reason") for each file that did not decode."""
     out = torch.empty((len(paths), 3, image_size, image_size), dtype=torch.uint8)
-    starts = range(0, len(paths), chunk)
+    starts = list(range(0, len(paths), chunk))
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        list(pool.map(lambda s: _decode_chunk(paths[s:s + chunk], out[s:s + chunk], image_size), starts))
-    return out
+        results = list(pool.map(lambda s: _decode_chunk(paths[s:s + chunk], out[s:s + chunk], image_size),
+                                starts))
+    bad = [(s + i, reason) for s, chunk_bad in zip(starts, results) for i, reason in chunk_bad]
+    return out, bad
 
 
-def load_imagefolder(root: str | Path, image_size: int = 32) -> Dataset:
-    """ROOT/train/<class>/* and ROOT/test/<class>/* (or ROOT/val/...)."""
+def warn(message: str) -> None:
+    """A data problem that does not stop the run, said once on stderr."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _check_classes(root: Path, test_dir: Path, train_items, test_items) -> list[str]:
+    classes = sorted({c for _, c in train_items})
+    if len(classes) < 2:
+        found = f"one class ({classes[0]!r})" if classes else "no class"
+        raise DataError(f"imagefolder: {root / 'train'} has {found}; a classifier needs at least 2 "
+                        f"class folders (is data_dir one level too deep?)")
+    unknown = sorted({c for _, c in test_items} - set(classes))
+    if unknown:
+        raise DataError(f"imagefolder: {test_dir} has classes not in train/: {', '.join(unknown)}")
+    untested = sorted(set(classes) - {c for _, c in test_items})
+    if untested:
+        warn(f"imagefolder: {test_dir} has no images of {', '.join(untested)}; "
+             f"test accuracy says nothing about them")
+    return classes
+
+
+def load_imagefolder(root: str | Path, image_size: int = 32, skip_bad_images: bool = False) -> Dataset:
+    """ROOT/train/<class>/* and ROOT/test/<class>/* (or ROOT/val/...).  A file
+    that does not decode is an error naming it, or, with `skip_bad_images`,
+    left out and counted in a warning."""
     root = Path(root)
     train_dir = root / "train"
     test_dir = next((root / s for s in ("test", "val") if (root / s).is_dir()), None)
@@ -260,12 +293,10 @@ def load_imagefolder(root: str | Path, image_size: int = 32) -> Dataset:
     if not train_items or not test_items:
         empty = train_dir if not train_items else test_dir
         raise DataError(f"imagefolder: no images found under {empty}")
-    classes = sorted({c for _, c in train_items})
-    unknown = sorted({c for _, c in test_items} - set(classes))
-    if unknown:
-        raise DataError(f"imagefolder: {test_dir} has classes not in train/: {', '.join(unknown)}")
+    classes = _check_classes(root, test_dir, train_items, test_items)
     files = [p for p, _ in train_items + test_items]
-    cache_file = cache_dir() / f"imagefolder-{_fingerprint(root, files, image_size)}.pt"
+    key = f"{image_size} skip" if skip_bad_images else image_size
+    cache_file = cache_dir() / f"imagefolder-{_fingerprint(root, files, key)}.pt"
     if cache_file.exists():
         try:
             cached = torch.load(cache_file, weights_only=True)
@@ -277,11 +308,25 @@ def load_imagefolder(root: str | Path, image_size: int = 32) -> Dataset:
             pass  # a truncated cache file is rebuilt below
     index = {c: i for i, c in enumerate(classes)}
     try:
-        images = _decode_all(files, image_size)
-    except Exception as exc:
-        raise DataError(f"imagefolder: cannot decode an image under {root} ({exc})") from None
+        images, bad = _decode_all(files, image_size)
+    except OSError as exc:
+        raise DataError(f"imagefolder: cannot read {exc.filename or root} ({exc.strerror or exc})") from None
     labels = torch.tensor([index[c] for _, c in train_items + test_items], dtype=torch.long)
     n_train = len(train_items)
+    if bad and not skip_bad_images:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise DataError(f"imagefolder: cannot decode {bad[0][1]}{more}; remove the file(s) or set "
+                        f"skip_bad_images: true")
+    if bad:
+        keep = torch.ones(len(files), dtype=torch.bool)
+        keep[[i for i, _ in bad]] = False
+        n_train = int(keep[:n_train].sum())
+        images, labels = images[keep], labels[keep]
+        warn(f"imagefolder: skipped {len(bad)} of {len(files)} files that do not decode "
+             f"(skip_bad_images), first {bad[0][1]}")
+        if n_train == 0 or n_train == len(labels):
+            raise DataError(f"imagefolder: no decodable images left in "
+                            f"{train_dir if n_train == 0 else test_dir}")
     mean, std = channel_stats(images[:n_train])
     payload = {"train_images": images[:n_train].clone(), "train_labels": labels[:n_train].clone(),
                "test_images": images[n_train:].clone(), "test_labels": labels[n_train:].clone(),
@@ -298,13 +343,14 @@ def load_imagefolder(root: str | Path, image_size: int = 32) -> Dataset:
                    extra={"cache_file": str(cache_file), "cache_hit": False})
 
 
-def load_dataset(name: str, data_dir: str | Path = "data", image_size: int = 32) -> Dataset:
+def load_dataset(name: str, data_dir: str | Path = "data", image_size: int = 32,
+                 skip_bad_images: bool = False) -> Dataset:
     if name == "digits":
         return load_digits()
     if name in CIFAR:
         return load_cifar(name, data_dir)
     if name == "imagefolder":
-        return load_imagefolder(data_dir, image_size)
+        return load_imagefolder(data_dir, image_size, skip_bad_images)
     raise DataError(f"unknown dataset {name!r}; choose one of: digits, {', '.join(CIFAR)}, imagefolder")
 
 
@@ -314,9 +360,10 @@ def dataset_key(config: dict) -> tuple:
     if name == "digits":
         return (name,)
     if name == "imagefolder":
-        return (name, config["data_dir"], config["image_size"])
+        return (name, config["data_dir"], config["image_size"], config.get("skip_bad_images", False))
     return (name, config["data_dir"])
 
 
 def load_for_config(config: dict) -> Dataset:
-    return load_dataset(config["dataset"], config["data_dir"], config["image_size"])
+    return load_dataset(config["dataset"], config["data_dir"], config["image_size"],
+                        config.get("skip_bad_images", False))

@@ -114,7 +114,7 @@ def shared_dataset(space: SearchSpace) -> dict | None:
     """The dataset decoded once here, for every trial through the object store,
     when all trials train on the same data.  Loading it before Ray starts also
     makes a missing dataset a one-line error rather than a trial failure."""
-    if any(k in space.params for k in ("dataset", "data_dir", "image_size")):
+    if any(k in space.params for k in ("dataset", "data_dir", "image_size", "skip_bad_images")):
         return None  # trials differ in their data: each loads its own
     return {"key": dataset_key(space.fixed), "arrays": load_for_config(space.fixed).to_arrays()}
 
@@ -352,9 +352,10 @@ def resume_sweep(experiment_dir: Path, *, restart_errored: bool, address: str | 
 
     experiment_dir = Path(experiment_dir).resolve()
     meta = read_metadata(experiment_dir)
-    if not tune.Tuner.can_restore(str(experiment_dir)):
-        raise UserError(f"{experiment_dir}: no saved Ray Tune state to resume (did the sweep start?)")
+    # The lock first: a driver still starting has not written Ray's state yet.
     with ExperimentLock(experiment_dir, "tune resume"):
+        if not tune.Tuner.can_restore(str(experiment_dir)):
+            raise UserError(f"{experiment_dir}: no saved Ray Tune state to resume (did the sweep start?)")
         return _resume_locked(experiment_dir, meta, restart_errored, address, verbose, console)
 
 
