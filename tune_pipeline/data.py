@@ -223,8 +223,9 @@ def _decode_chunk(paths: list[str], out: torch.Tensor, image_size: int) -> None:
     raw = []
     for path in paths:
         with open(path, "rb") as f:
-            raw.append(torch.frombuffer(bytearray(f.read()), dtype=torch.uint8))
-    jpeg = [i for i, p in enumerate(paths) if p.lower().endswith((".jpg", ".jpeg"))]
+            data = f.read()
+        raw.append(torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else None)
+    jpeg = [i for i, p in enumerate(paths) if p.lower().endswith((".jpg", ".jpeg")) and raw[i] is not None]
     decoded: dict[int, torch.Tensor] = {}
     if jpeg:
         try:
