@@ -120,7 +120,9 @@ FIELDS: dict[str, Field] = {
 }
 
 
-def suggest(name: str, options) -> str:
+def suggest(name, options) -> str:
+    if not isinstance(name, str):  # a YAML key may be 1, true or null
+        return ""
     close = difflib.get_close_matches(name, list(options), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
