@@ -95,7 +95,9 @@ def init_ray(address: str | None, verbose: bool):
                             f"start one with `tune dashboard` or `ray start --head`") from None
     else:
         # A local Ray sized to this machine; the dashboard is `tune dashboard`'s job.
-        ray.init(include_dashboard=False, **kwargs)
+        # address="local": without it Ray attaches to whatever /tmp/ray/ray_current_cluster
+        # names, and a head that died leaves that file behind: the sweep then hangs.
+        ray.init(address="local", include_dashboard=False, **kwargs)
     if not verbose:
         for name in ("ray", "ray.tune", "ray.train", "ray.data"):
             logging.getLogger(name).setLevel(logging.ERROR)

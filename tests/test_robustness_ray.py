@@ -1,0 +1,111 @@
+"""Issue 10's cases that need real drivers on Ray: one driver per experiment,
+a trial larger than any node, a trial past its time limit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tune_pipeline.experiment import load_experiment
+
+from conftest import ROOT, TINY, run_tune, write_sweep
+
+pytestmark = pytest.mark.slow
+
+ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def _start(*args, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tune_pipeline", *map(str, args)], cwd=cwd,
+                            env=dict(os.environ, **ENV, TUNE_PIPELINE_CACHE=str(cwd / "cache")),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(condition, what: str, limit_s: float = 300) -> None:
+    end = time.monotonic() + limit_s
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_two_drivers_on_one_experiment(tmp_path):
+    """Two `tune search --name X` at once: one runs it, the other gets one line.
+    While it runs, `tune resume X` is refused naming the holder; then every
+    trial's epochs are 1..N once each."""
+    gate = tmp_path / "gate"
+    gate.write_text("hold")
+    script = tmp_path / "gated.py"
+    # Trials wait at their first batch until the test opens the gate: the
+    # sweep is certainly still running while the second drivers try.
+    script.write_text(
+        "import os, time\nfrom tune_pipeline import augment as A\n"
+        f"GATE = {str(gate)!r}\n"
+        "def train_transform(images, ctx):\n"
+        "    while os.path.exists(GATE):\n        time.sleep(0.1)\n"
+        "    return A.normalize(images, ctx.mean, ctx.std)\n"
+        "def test_transform(images, ctx):\n    return A.normalize(images, ctx.mean, ctx.std)\n")
+    space = write_sweep(tmp_path, {"learning_rate": {"values": [0.01, 0.05]}, "epochs": {"value": 2},
+                                   "lr_scheduler": {"value": "none"},
+                                   "runtime_transform_script": {"value": str(script)}})
+    args = ("search", space, "--name", "x", "--storage-path", tmp_path / "store", *TINY)
+    drivers = [_start(*args, cwd=tmp_path), _start(*args, cwd=tmp_path)]
+    experiment = tmp_path / "store" / "x"
+    try:
+        _wait_for(lambda: any(d.poll() is not None for d in drivers), "the losing driver to exit")
+        loser = next(d for d in drivers if d.poll() is not None)
+        winner = next(d for d in drivers if d is not loser)
+        out, err = loser.communicate()
+        assert loser.returncode == 2, out + err
+        assert "Traceback" not in err and "already exists" in err
+        assert len([line for line in err.splitlines() if line.strip()]) == 1, err
+
+        _wait_for(lambda: (experiment / "driver.lock").exists(), "the winner's lock")
+        resume = run_tune("resume", experiment, cwd=tmp_path, env=ENV)
+        assert resume.returncode == 2, resume.stdout + resume.stderr
+        assert f"pid {winner.pid}" in resume.stderr and "another driver" in resume.stderr
+        assert "Traceback" not in resume.stderr
+    finally:
+        gate.unlink()
+    out, err = winner.communicate(timeout=600)
+    assert winner.returncode == 0, out + err
+    assert not (experiment / "driver.lock").exists()
+    trials = load_experiment(experiment).trials
+    assert len(trials) == 2
+    for trial in trials:
+        assert [row["epoch"] for row in trial.history] == [1, 2]
+
+
+def test_a_trial_larger_than_every_node_is_one_line_before_any_folder(tmp_path):
+    space = write_sweep(tmp_path, {"epochs": {"value": 1}})
+    result = run_tune("search", space, "--name", "big", "--storage-path", tmp_path / "store",
+                      "--cpus-per-trial", "64", cwd=tmp_path, env=ENV)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"a trial needs 64 CPUs; the largest node has {os.cpu_count()}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "store" / "big").exists()
+
+
+def test_a_trial_past_its_timeout_fails_and_the_others_go_on(tmp_path):
+    script = tmp_path / "slow.py"
+    script.write_text(
+        "import time\nfrom tune_pipeline import augment as A\n"
+        "def train_transform(images, ctx):\n    time.sleep(0.5)\n    return A.normalize(images, ctx.mean, ctx.std)\n"
+        "def test_transform(images, ctx):\n    return A.normalize(images, ctx.mean, ctx.std)\n")
+    basic = ROOT / "transforms" / "runtime_transform_basic.py"
+    space = write_sweep(tmp_path, {"runtime_transform_script": {"values": [str(basic), str(script)]},
+                                   "epochs": {"value": 1}, "trial_timeout": {"value": 2.0}})
+    result = run_tune("search", space, "--name", "t", "--storage-path", tmp_path / "store", *TINY,
+                      "--set", "max_train_images=1024", cwd=tmp_path, env=ENV)
+    assert result.returncode == 1, result.stdout + result.stderr
+    exp = load_experiment(tmp_path / "store" / "t")
+    assert exp.status_counts() == {"TERMINATED": 1, "ERROR": 1}
+    failed = exp.failed_trials()[0]
+    assert "trial_timeout: still running after 2 s" in failed.error
+    assert json.dumps(failed.config).count("slow.py") == 1
