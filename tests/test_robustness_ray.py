@@ -3,7 +3,6 @@ a trial larger than any node, a trial past its time limit."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -92,20 +91,19 @@ def test_a_trial_larger_than_every_node_is_one_line_before_any_folder(tmp_path):
     assert not (tmp_path / "store" / "big").exists()
 
 
-def test_a_trial_past_its_timeout_fails_and_the_others_go_on(tmp_path):
-    script = tmp_path / "slow.py"
+def test_trials_that_hang_fail_at_their_timeout_and_the_sweep_ends(tmp_path):
+    script = tmp_path / "hang.py"
     script.write_text(
         "import time\nfrom tune_pipeline import augment as A\n"
-        "def train_transform(images, ctx):\n    time.sleep(0.5)\n    return A.normalize(images, ctx.mean, ctx.std)\n"
+        "def train_transform(images, ctx):\n    while True:\n        time.sleep(0.05)\n"
         "def test_transform(images, ctx):\n    return A.normalize(images, ctx.mean, ctx.std)\n")
-    basic = ROOT / "transforms" / "runtime_transform_basic.py"
-    space = write_sweep(tmp_path, {"runtime_transform_script": {"values": [str(basic), str(script)]},
-                                   "epochs": {"value": 1}, "trial_timeout": {"value": 2.0}})
+    space = write_sweep(tmp_path, {"runtime_transform_script": {"value": str(script)},
+                                   "seed": {"values": [0, 1]}, "epochs": {"value": 1},
+                                   "trial_timeout": {"value": 2.0}})
     result = run_tune("search", space, "--name", "t", "--storage-path", tmp_path / "store", *TINY,
-                      "--set", "max_train_images=1024", cwd=tmp_path, env=ENV)
+                      cwd=tmp_path, env=ENV)
     assert result.returncode == 1, result.stdout + result.stderr
     exp = load_experiment(tmp_path / "store" / "t")
-    assert exp.status_counts() == {"TERMINATED": 1, "ERROR": 1}
-    failed = exp.failed_trials()[0]
-    assert "trial_timeout: still running after 2 s" in failed.error
-    assert json.dumps(failed.config).count("slow.py") == 1
+    assert exp.status_counts() == {"ERROR": 2}
+    for trial in exp.failed_trials():
+        assert "trial_timeout: still running after 2 s" in trial.error
