@@ -370,7 +370,7 @@ def test_a_script_sees_its_own_argv_not_ours(tmp_path):
 
 
 def test_a_missing_relative_script_names_every_place_looked(tmp_path):
-    with pytest.raises(UserError, match=r"'nope\.py' not found in .*" + str(tmp_path)):
+    with pytest.raises(UserError, match=r"'nope\.py' does not exist \(looked in " + str(tmp_path)):
         validate_config({"runtime_transform_script": "nope.py"}, base_dirs=[tmp_path, tmp_path / "other"])
 
 

@@ -227,7 +227,8 @@ def validate_config(raw: dict, source: str = "config", base_dirs: list[Path] | N
         script = Path(config["runtime_transform_script"])
         if not script.exists() and not Path(given_script).expanduser().is_absolute():
             # Name every place looked in, not only the last fallback.
-            problem = (f"{given_script!r} not found in " + ", ".join(str(b) for b in base_dirs))
+            places = ", ".join(dict.fromkeys(str(b) for b in base_dirs))
+            problem = f"transform script {given_script!r} does not exist (looked in {places})"
         else:
             problem = check_transform_script(script)
         if problem:
