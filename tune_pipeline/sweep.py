@@ -358,6 +358,7 @@ def resume_sweep(experiment_dir: Path, *, restart_errored: bool, address: str | 
     with ExperimentLock(experiment_dir, "tune resume"):
         if not tune.Tuner.can_restore(str(experiment_dir)):
             raise UserError(f"{experiment_dir}: no saved Ray Tune state to resume (did the sweep start?)")
+        check_storage(str(experiment_dir))
         return _resume_locked(experiment_dir, meta, restart_errored, address, verbose, console)
 
 
