@@ -215,7 +215,7 @@ def check_name(name: str) -> None:
         raise UserError(f"--name: {name!r} must be a plain folder name (no '/', not '.' or '..')")
 
 
-def check_storage(storage: str) -> None:
+def check_storage(storage: str, option: str = "--storage-path") -> None:
     """A local storage path that can hold an experiment: a folder (or one that
     can be made) where a file can be written, with free space left."""
     if "://" in storage:
@@ -227,15 +227,15 @@ def check_storage(storage: str) -> None:
             break
         existing = existing.parent
     if not existing.is_dir():
-        raise UserError(f"--storage-path: {existing} is a file, not a folder")
+        raise UserError(f"{option}: {existing} is a file, not a folder")
     try:
         with tempfile.NamedTemporaryFile(dir=existing, prefix=".tune-write-probe-"):
             pass
     except OSError as exc:
-        raise UserError(f"--storage-path: cannot write in {existing} ({exc.strerror or exc})") from None
+        raise UserError(f"{option}: cannot write in {existing} ({exc.strerror or exc})") from None
     free = shutil.disk_usage(existing).free
     if free < MIN_FREE_BYTES:
-        raise UserError(f"--storage-path: {existing} has {free / 2**20:.1f} MiB free; a sweep needs "
+        raise UserError(f"{option}: {existing} has {free / 2**20:.1f} MiB free; a sweep needs "
                         f"at least {MIN_FREE_BYTES >> 20} MiB for its checkpoints")
 
 
@@ -358,7 +358,7 @@ def resume_sweep(experiment_dir: Path, *, restart_errored: bool, address: str | 
     with ExperimentLock(experiment_dir, "tune resume"):
         if not tune.Tuner.can_restore(str(experiment_dir)):
             raise UserError(f"{experiment_dir}: no saved Ray Tune state to resume (did the sweep start?)")
-        check_storage(str(experiment_dir))
+        check_storage(str(experiment_dir), "experiment folder")
         return _resume_locked(experiment_dir, meta, restart_errored, address, verbose, console)
 
 
