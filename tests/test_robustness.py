@@ -259,6 +259,13 @@ def test_a_read_only_storage_is_refused_before_ray_starts(tmp_path, tiny_fs):
     assert "cannot write" in one_line_error(result)
 
 
+def test_train_on_a_full_disk_is_one_line(tmp_path, tiny_fs):
+    (tiny_fs / "filler").write_bytes(b"\0" * (1024 * 1024 - 64 * 1024))  # leave 64 KiB: not a checkpoint
+    result = invoke("train", _config(tmp_path), "-o", tiny_fs, "-q")
+    assert result.exit_code in (1, 2), result.output
+    assert "No space left on device" in one_line_error(result, code=result.exit_code)
+
+
 # ---------------------------------------------------------------- 4. readers of a live or crashed experiment
 
 def _trial_json(trial_id: str, status: str, config: dict) -> list:

@@ -3,6 +3,7 @@ exit code: 0 done, 1 a run or some trials failed, 2 bad input, 130 interrupted."
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from pathlib import Path
@@ -152,24 +153,33 @@ def train(
         progress.console.print(_epoch_line(metrics, cfg["epochs"]), soft_wrap=True)
         progress.update(task, completed=0, epoch=min(metrics["epoch"] + 1, cfg["epochs"]))
 
+    def record_end(status: str, error: str | None = None) -> None:
+        try:
+            run_dir.finish(run_dir.partial_result(), status=status, error=error)
+        except OSError as exc:  # a full or read-only disk: the run's own error says more
+            note(f"could not write {run_dir.path / 'summary.json'} ({exc.strerror or exc})")
+
     try:
         with progress, Watchdog(cfg["trial_timeout"]) as watchdog:
             result = fit(cfg, resume_state=resume_state, on_batch=on_batch,
                          on_epoch=lambda m, state: (on_epoch(m, state), watchdog.beat()))
     except TrialStalled as exc:
-        run_dir.finish(run_dir.partial_result(), status="failed", error=str(exc))
+        record_end("failed", str(exc))
         raise RunFailed(str(exc)) from None
     except KeyboardInterrupt:
-        run_dir.finish(run_dir.partial_result(), status="interrupted")
+        record_end("interrupted")
         raise
     except (RunFailed, UserError) as exc:
-        run_dir.finish(run_dir.partial_result(), status="failed", error=str(exc))
+        record_end("failed", str(exc))
         raise
-    except Exception as exc:  # a transform script's bug, a library's: recorded, then one line
-        reason = f"{type(exc).__name__}: {exc}{where_raised(exc)}"
-        run_dir.finish(run_dir.partial_result(), status="failed", error=reason)
+    except Exception as exc:  # a transform script's bug, a library's, a full disk: recorded, then one line
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
+            reason = f"cannot write {exc.filename or run_dir.path} ({exc.strerror or exc})"
+        else:
+            reason = f"{type(exc).__name__}: {exc}{where_raised(exc)}"
+        record_end("failed", reason)
         raise RunFailed(f"the run failed: {reason}") from None
-    summary = run_dir.finish(result)
+    summary = written(run_dir.path, lambda: run_dir.finish(result))
     typer.echo(f"done: {summary['epochs']} epochs, best test accuracy "
                f"{summary['best_test_accuracy']:.2%}, best test loss {summary['best_test_loss']:.4f} "
                f"-> {run_dir.path}")

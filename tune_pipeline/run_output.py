@@ -5,6 +5,7 @@ checkpoint.  Written epoch by epoch so a killed run keeps what it had."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -24,8 +25,20 @@ METRIC_COLUMNS = ["epoch", "train_loss", "train_accuracy", "test_loss", "test_ac
 
 def atomic_write_bytes(path: Path, write) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    write(tmp)
-    tmp.replace(path)
+    try:
+        write(tmp)
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a full disk must not keep half a checkpoint too
+        raise
+
+
+def _serialized(state: dict) -> bytes:
+    """torch.save into memory first: on a full disk a plain file write says
+    "No space left on device" where torch.save says "unexpected pos"."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
 
 
 class RunDirectory:
@@ -72,7 +85,7 @@ class RunDirectory:
     def record_epoch(self, metrics: dict, state: dict) -> None:
         with open(self.path / METRICS_FILE, "a", newline="") as f:
             csv.DictWriter(f, METRIC_COLUMNS, extrasaction="ignore").writerow(metrics)
-        atomic_write_bytes(self.checkpoint, lambda tmp: torch.save(state, tmp))
+        atomic_write_bytes(self.checkpoint, lambda tmp: tmp.write_bytes(_serialized(state)))
 
     def finish(self, result: dict, status: str = "finished", error: str | None = None) -> dict:
         summary = {"status": status, "epochs": len(result.get("history", [])),
