@@ -13,7 +13,7 @@ import pytest
 
 from tune_pipeline.experiment import load_experiment
 
-from conftest import ROOT, TINY, run_tune, write_sweep
+from conftest import TINY, run_tune, write_sweep
 
 pytestmark = pytest.mark.slow
 
