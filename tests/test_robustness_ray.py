@@ -107,3 +107,23 @@ def test_trials_that_hang_fail_at_their_timeout_and_the_sweep_ends(tmp_path):
     assert exp.status_counts() == {"ERROR": 2}
     for trial in exp.failed_trials():
         assert "trial_timeout: still running after 2 s" in trial.error
+
+
+def test_rays_cannot_be_scheduled_later_ends_the_sweep_with_one_line(tmp_path):
+    """As if a node left after the start check: Ray only warns and waits
+    forever; the sweep stops with the same kind of line instead."""
+    space = write_sweep(tmp_path, {"epochs": {"value": 1}})
+    driver = tmp_path / "driver.py"
+    driver.write_text(
+        "import sys\nfrom tune_pipeline import sweep\n"
+        "sweep.check_fits_cluster = lambda ray, resources: None  # the node 'left' after this check\n"
+        "from tune_pipeline.cli import main\n"
+        f"sys.argv = ['tune', 'search', {str(space)!r}, '--name', 'u', '--storage-path', "
+        f"{str(tmp_path / 'store')!r}, '--cpus-per-trial', '{os.cpu_count() + 1}']\n"
+        "main()\n")
+    result = subprocess.run([sys.executable, str(driver)], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=600, env=dict(os.environ, **ENV, TUNE_WARN_INSUFFICENT_RESOURCE_THRESHOLD_S="2"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (f"no trial can be scheduled: a trial needs {os.cpu_count() + 1} CPUs and 0 GPUs; "
+            f"the largest node now has {os.cpu_count()} CPUs") in result.stderr
+    assert "Traceback" not in result.stderr
