@@ -167,7 +167,7 @@ def search(
 @app.command()
 @user_errors
 def resume(
-    experiment_dir: Path = typer.Argument(..., help="the experiment folder `tune search` printed"),
+    experiment_dir: str = typer.Argument(..., help="the experiment `tune search` printed: a folder or s3://..."),
     restart_errored: bool = typer.Option(False, "--restart-errored", help="run failed trials again from scratch"),
     address: Optional[str] = typer.Option(None, help="attach to a running Ray cluster: auto or host:port"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="show Ray's own log"),
@@ -184,7 +184,7 @@ def resume(
 @app.command()
 @user_errors
 def export(
-    experiment_dir: Path = typer.Argument(..., help="experiment folder"),
+    experiment_dir: str = typer.Argument(..., help="experiment folder, or its URI (s3://bucket/prefix/NAME)"),
     format_: Optional[str] = typer.Option(None, "--format", "-f", help="md, csv, parquet or json (default: from --output, else md)"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="file to write (default: stdout)"),
     top: Optional[int] = typer.Option(None, min=1, help="only the N best trials"),
@@ -204,7 +204,7 @@ def export(
 
 @app.command()
 @user_errors
-def status(experiment_dir: Path = typer.Argument(..., help="experiment folder")):
+def status(experiment_dir: str = typer.Argument(..., help="experiment folder, or its URI (s3://...)")):
     """Trials per status, the best so far, and why failed trials failed (reads disk only)."""
     from tune_pipeline.experiment import RUNNING, load_experiment
 
@@ -228,8 +228,8 @@ def status(experiment_dir: Path = typer.Argument(..., help="experiment folder"))
 @app.command()
 @user_errors
 def plot(
-    experiment_dir: Path = typer.Argument(..., help="experiment folder"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="folder for the PNGs (default: EXPERIMENT_DIR/plots)"),
+    experiment_dir: str = typer.Argument(..., help="experiment folder, or its URI (s3://bucket/prefix/NAME)"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="folder for the PNGs (default: EXPERIMENT_DIR/plots; ./NAME/plots for a remote one)"),
     metric: Optional[str] = typer.Option(None, help="plot this metric (default: the sweep's)"),
     top: int = typer.Option(5, min=1, help="highlight the N best trials"),
 ):
@@ -237,11 +237,12 @@ def plot(
     from tune_pipeline.config import check_metric_name
     from tune_pipeline.experiment import load_experiment
     from tune_pipeline.plots import NothingToPlot, plot_all
+    from tune_pipeline.storage import local_output
 
     check_metric_name(metric)
     experiment = load_experiment(experiment_dir)
     try:
-        written = plot_all(experiment, output or experiment.path / "plots", metric, top)
+        written = plot_all(experiment, output or local_output(experiment.path, "plots"), metric, top)
     except NothingToPlot as exc:
         raise RunFailed(f"nothing to plot: {exc} (see tune status {experiment.path})") from None
     for path in written.values():
@@ -251,8 +252,8 @@ def plot(
 @app.command()
 @user_errors
 def report(
-    experiment_dir: Path = typer.Argument(..., help="experiment folder"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file (default: EXPERIMENT_DIR/report.html)"),
+    experiment_dir: str = typer.Argument(..., help="experiment folder, or its URI (s3://bucket/prefix/NAME)"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file (default: EXPERIMENT_DIR/report.html; ./NAME/report.html for a remote one)"),
     metric: Optional[str] = typer.Option(None, help="rank and plot this metric (default: the sweep's)"),
     top: int = typer.Option(5, min=1, help="highlight the N best trials"),
 ):
@@ -260,10 +261,11 @@ def report(
     from tune_pipeline.config import check_metric_name
     from tune_pipeline.experiment import load_experiment
     from tune_pipeline.report import write_report
+    from tune_pipeline.storage import local_output
 
     check_metric_name(metric)
     experiment = load_experiment(experiment_dir)
-    path = write_report(experiment, output or experiment.path / "report.html", metric, top)
+    path = write_report(experiment, output or local_output(experiment.path, "report.html"), metric, top)
     typer.echo(str(path))
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tune_pipeline.errors import UserError
+from tune_pipeline.storage import location
 
 METADATA_FILE = "tune_pipeline.json"
 FINISHED = "TERMINATED"  # Ray Tune's trial statuses
@@ -132,16 +133,17 @@ class Experiment:
         return [t for t in self.trials if t.status == FAILED]
 
 
-def read_metadata(path: Path) -> dict:
-    meta_file = Path(path) / METADATA_FILE
+def read_metadata(path) -> dict:
+    meta_file = location(path) / METADATA_FILE
     if not meta_file.exists():
         raise UserError(f"{path}: not a tune_pipeline experiment (no {METADATA_FILE}); "
                         f"pass the folder `tune search` printed")
     return json.loads(meta_file.read_text())
 
 
-def load_experiment(path: str | Path) -> Experiment:
-    path = Path(path).expanduser().resolve()
+def load_experiment(path) -> Experiment:
+    """`path`: a local folder or a URI (s3://bucket/prefix/NAME)."""
+    path = location(path)
     if not path.is_dir():
         raise UserError(f"{path}: no such experiment folder")
     meta = read_metadata(path)

@@ -21,8 +21,15 @@ from tune_pipeline.experiment import (FAILED, FINISHED, METADATA_FILE, Trial, lo
                                       read_metadata)
 from tune_pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RunFailed, UserError
 from tune_pipeline.space import SearchSpace, parse_space, to_tune, with_scheduler
+from tune_pipeline.storage import location
 
 CHECKPOINTS_TO_KEEP = 2  # the best and the latest: export needs one, resume the other
+# On remote storage Ray stages the experiment state locally and uploads it at
+# most every sync period (default 300 s).  After a SIGKILL the bucket then held
+# a searcher state that disagreed with the trial list, and `tune resume` waited
+# forever for a trial that would never come.  Uploading at each state save
+# (Ray saves every >= 10 s) keeps the bucket as current as a local folder.
+REMOTE_SYNC_SECONDS = 0
 
 
 @dataclass
@@ -63,8 +70,7 @@ def experiment_name(space: SearchSpace, name: str | None) -> str:
 
 
 def resolve_storage(storage_path: str | Path) -> str:
-    text = str(storage_path)
-    return text if "://" in text else str(Path(text).expanduser().resolve())
+    return str(location(storage_path))
 
 
 def _quiet_ray_env(verbose: bool) -> None:
@@ -80,6 +86,12 @@ def init_ray(address: str | None, verbose: bool):
     _quiet_ray_env(verbose)
     if ray.is_initialized():
         return ray
+    if address and address.startswith("ray://"):
+        # Under Ray Client the Tuner would run on the cluster while our driver
+        # (live table, lock, data loading) runs here; Ray Tune recommends a job.
+        raise UserError(f"--address {address}: Ray Client (ray://) is not supported; run `tune search` "
+                        f"on the cluster (ssh to the head, or `ray job submit -- tune search ...`) "
+                        f"with --address auto")
     kwargs = dict(log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR,
                   configure_logging=True)
     if address:
@@ -137,13 +149,17 @@ def wandb_callback(project: str, group: str):
     prompts and never needs the network (sync later with `wandb sync`)."""
     from ray.air.integrations.wandb import WandbLoggerCallback
 
+    wandb_environment()
+    return WandbLoggerCallback(project=project, group=group, log_config=True,
+                               mode=os.environ.get("WANDB_MODE", "online"))
+
+
+def wandb_environment() -> None:
     have_key = bool(os.environ.get("WANDB_API_KEY")) or _netrc_has_wandb()
     if not have_key:
         os.environ["WANDB_MODE"] = "offline"
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ.setdefault("WANDB_CONSOLE", "off")
-    return WandbLoggerCallback(project=project, group=group, log_config=True,
-                               mode=os.environ.get("WANDB_MODE", "online"))
 
 
 def _netrc_has_wandb() -> bool:
@@ -164,6 +180,7 @@ def _run_config(name: str, storage: str, meta: dict, callbacks):
 
     return tune.RunConfig(
         name=name, storage_path=storage, callbacks=callbacks, verbose=0,
+        sync_config=tune.SyncConfig(sync_period=REMOTE_SYNC_SECONDS),
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=CHECKPOINTS_TO_KEEP, checkpoint_score_attribute=meta["metric"],
             checkpoint_score_order=meta["mode"]),
@@ -179,8 +196,8 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
         space.num_samples = options.num_samples
     name = experiment_name(space, options.name)
     storage = resolve_storage(options.storage_path)
-    experiment_dir = Path(storage) / name if "://" not in storage else None
-    if experiment_dir is not None and experiment_dir.exists():
+    experiment_dir = location(storage) / name
+    if experiment_dir.exists():
         raise UserError(f"experiment {experiment_dir} already exists; continue it with "
                         f"`tune resume {experiment_dir}` or pick another --name")
 
@@ -205,9 +222,8 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
         "wandb": options.wandb, "wandb_project": options.wandb_project or space.project,
         "created": datetime.now().isoformat(timespec="seconds"),
     }
-    if experiment_dir is not None:
-        experiment_dir.mkdir(parents=True)
-        (experiment_dir / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    experiment_dir.mkdir(parents=True)
+    (experiment_dir / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
 
     parts = to_tune(space)
     tuner = tune.Tuner(
@@ -219,15 +235,15 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
             trial_dirname_creator=trial_dirname,
             reuse_actors=True),  # measured: 20 trivial trials 33 s fresh, 5 s reused
         run_config=_run_config(name, storage, meta, build_callbacks(meta, name, console)))
-    console.start(name, experiment_dir or f"{storage}/{name}", space.trial_count(), resources)
-    return _finish(tuner, experiment_dir or Path(f"{storage}/{name}"), meta, console)
+    console.start(name, experiment_dir, space.trial_count(), resources)
+    return _finish(tuner, experiment_dir, meta, console)
 
 
-def resume_sweep(experiment_dir: Path, *, restart_errored: bool, address: str | None,
+def resume_sweep(experiment_dir, *, restart_errored: bool, address: str | None,
                  verbose: bool, console) -> SweepOutcome:
     from ray import tune
 
-    experiment_dir = Path(experiment_dir).resolve()
+    experiment_dir = location(experiment_dir)
     meta = read_metadata(experiment_dir)
     if not tune.Tuner.can_restore(str(experiment_dir)):
         raise UserError(f"{experiment_dir}: no saved Ray Tune state to resume (did the sweep start?)")
@@ -235,13 +251,13 @@ def resume_sweep(experiment_dir: Path, *, restart_errored: bool, address: str | 
     ray = init_ray(address, verbose)
     resources = fit_resources(ray, dict(meta["resources"]), console)
     trainable = build_trainable(shared, resources)
+    if meta.get("wandb"):
+        wandb_environment()  # the restored callback runs offline again without a key
+    # Ray restores the run config it pickled, callbacks included; our live
+    # table reattaches itself to this terminal when unpickled (progress.py).
     tuner = tune.Tuner.restore(
         str(experiment_dir), trainable, resume_unfinished=True,
         resume_errored=False, restart_errored=restart_errored)
-    # Restore keeps Ray's pickled callbacks; ours hold a terminal, so attach fresh ones.
-    run_config = tuner._local_tuner.get_run_config()
-    run_config.callbacks = build_callbacks(meta, meta["name"], console)
-    run_config.verbose = 0
     console.start(meta["name"], experiment_dir, meta["trial_count"], resources, resumed=True)
     return _finish(tuner, experiment_dir, meta, console)
 
@@ -266,9 +282,6 @@ def _finish(tuner, experiment_dir: Path, meta: dict, console) -> SweepOutcome:
         lines = [line for line in str(exc).splitlines() if line.strip()]
         raise RunFailed(f"the sweep stopped: {lines[-1] if lines else exc}; its state is in "
                         f"{experiment_dir} (tune resume {experiment_dir})") from None
-    if not Path(experiment_dir).is_dir():  # remote storage (s3://...): Ray's results stay there
-        console.print(f"experiment: {experiment_dir} (remote storage: export and status read local folders)")
-        return SweepOutcome(experiment_dir, {}, None, interrupted)
     experiment = load_experiment(experiment_dir)
     counts = experiment.status_counts()
     unfinished = sum(n for s, n in counts.items() if s not in (FINISHED, FAILED))

@@ -1,0 +1,192 @@
+"""Experiments on S3-compatible storage, against a real S3 protocol server
+(moto's, on loopback): the sweep writes into a bucket, a killed driver is
+resumed from another folder, and every reader works from the bucket."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import TINY, run_tune, write_sweep
+
+BUCKET = "sweeps"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_env(tmp_path_factory):
+    """AWS_* variables pointing at a fresh moto S3 server with one bucket."""
+    pytest.importorskip("moto.server", reason="moto[server] is a test dependency")
+    boto3 = pytest.importorskip("boto3")
+    port = _free_port()
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=log, stderr=subprocess.STDOUT)
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "test",
+           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                boto3.client("s3").create_bucket(Bucket=BUCKET)
+                break
+            except Exception:
+                if time.time() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.3)
+        yield env
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _objects(prefix: str) -> list[str]:
+    import boto3
+
+    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+def test_remote_path_reads_like_a_local_folder(s3_env):
+    import boto3
+
+    from tune_pipeline.storage import RemotePath, location
+
+    client = boto3.client("s3")
+    for key in ("unit/a/trial_1/result.json", "unit/a/trial_2/result.json", "unit/a/trial_2/params.json",
+                "unit/a/experiment_state-2.json", "unit/a/experiment_state-1.json"):
+        client.put_object(Bucket=BUCKET, Key=key, Body=key.encode())
+    root = location(f"s3://{BUCKET}/unit/a")
+    assert isinstance(root, RemotePath) and str(root) == f"s3://{BUCKET}/unit/a"
+    assert root.is_dir() and root.exists() and not root.is_file()
+    assert [p.name for p in root.glob("experiment_state-*.json")] == ["experiment_state-1.json",
+                                                                     "experiment_state-2.json"]
+    assert [str(p) for p in root.glob("trial_*/params.json")] == [f"s3://{BUCKET}/unit/a/trial_2/params.json"]
+    assert (root / "trial_1" / "result.json").read_text() == "unit/a/trial_1/result.json"
+    assert not (root / "missing").exists()
+    (root / "written.json").write_text("{}")
+    assert (root / "written.json").is_file() and root.name == "a" and str(root.parent).endswith("/unit")
+
+
+def test_missing_remote_experiment_is_one_line(s3_env):
+    result = run_tune("status", f"s3://{BUCKET}/nowhere/exp", env=s3_env)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_ray_client_address_is_refused_with_one_line(tmp_path):
+    space = write_sweep(tmp_path, {"learning_rate": {"values": [0.05, 0.1]}})
+    result = run_tune("search", space, "--address", "ray://127.0.0.1:10001", "--storage-path", tmp_path,
+                      cwd=tmp_path)
+    assert result.returncode == 2 and "ray://" in result.stderr and "not supported" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not list(tmp_path.glob("space-*"))
+
+
+@pytest.mark.slow
+def test_sweep_in_a_bucket_killed_resumed_elsewhere_and_read_back(s3_env, tmp_path):
+    uri = f"s3://{BUCKET}/team/killed"
+    start_dir, other_dir = tmp_path / "start", tmp_path / "elsewhere"
+    start_dir.mkdir()
+    other_dir.mkdir()
+    space = write_sweep(start_dir, {"learning_rate": {"values": [0.01, 0.02, 0.05]}, "epochs": {"value": 2}})
+    env = dict(os.environ, TUNE_PIPELINE_CACHE=str(tmp_path / "cache"), **s3_env)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "tune_pipeline", "search", str(space), "--name", "killed",
+         "--storage-path", f"s3://{BUCKET}/team", "--max-concurrent", "1", *TINY],
+        cwd=start_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not any(k.endswith("result.json") for k in _objects("team/killed/")):
+            assert time.time() < deadline and driver.poll() is None, driver.stdout.read() if driver.poll() else ""
+            time.sleep(0.5)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+
+    resumed = run_tune("resume", uri, cwd=other_dir, env={"TUNE_PIPELINE_CACHE": str(tmp_path / "cache")})
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert uri in resumed.stdout
+
+    keys = _objects("team/killed/")
+    assert "team/killed/tune_pipeline.json" in keys
+    assert sum(k.endswith("/result.json") for k in keys) == 3
+    assert any("/checkpoint_" in k for k in keys)  # checkpoints live in the bucket
+    # Nothing of the experiment was written where the drivers ran.
+    assert sorted(p.name for p in start_dir.iterdir()) == ["space.yaml"]
+    assert list(other_dir.iterdir()) == []
+
+    status = run_tune("status", uri, cwd=other_dir)
+    assert status.returncode == 0 and "3 of 3 trials" in status.stdout, status.stdout + status.stderr
+    remote_md = run_tune("export", uri, cwd=other_dir)
+    assert remote_md.returncode == 0, remote_md.stderr
+    assert len(remote_md.stdout.strip().splitlines()) == 2 + 3
+    for row in remote_md.stdout.strip().splitlines()[2:]:
+        assert f"{uri}/trial_" in row  # the best checkpoint, where it lives
+
+    # The same table as for a local copy of the bucket, but for where checkpoints are.
+    import pyarrow.fs
+
+    copy = tmp_path / "copy" / "killed"
+    copy.parent.mkdir()
+    pyarrow.fs.copy_files(uri, str(copy))
+    local_md = run_tune("export", copy, cwd=other_dir)
+    assert local_md.returncode == 0, local_md.stderr
+    assert remote_md.stdout.replace(uri, str(copy)) == local_md.stdout
+
+    plots = run_tune("plot", uri, cwd=other_dir)
+    assert plots.returncode == 0, plots.stderr
+    assert (other_dir / "killed" / "plots" / "learning_curves.png").is_file()
+    report = run_tune("report", uri, "-o", tmp_path / "report.html", cwd=other_dir)
+    assert report.returncode == 0, report.stderr
+    assert uri in (tmp_path / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_two_nodes_write_one_experiment_to_the_bucket_and_resume_finishes_it(s3_env, tmp_path):
+    """Two Ray nodes on loopback (Ray's own cluster utility) and the experiment
+    on S3: trials run on both nodes, the dataset reaches the second node through
+    the object store, checkpoints land in the bucket."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from tune_pipeline.experiment import load_experiment
+    from tune_pipeline.progress import SweepConsole
+    from tune_pipeline.space import load_space
+    from tune_pipeline.sweep import SweepOptions, run_sweep
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    try:
+        space = load_space(write_sweep(tmp_path, {"learning_rate": {"values": [0.01, 0.02, 0.05, 0.1]},
+                                                  "epochs": {"value": 1}}), TINY[1::2])
+        outcome = run_sweep(space, SweepOptions(name="two", storage_path=f"s3://{BUCKET}/nodes",
+                                                address=cluster.address),
+                            SweepConsole(stream=open(os.devnull, "w")))
+        assert outcome.exit_code == 0
+        experiment = load_experiment(f"s3://{BUCKET}/nodes/two")
+        assert experiment.status_counts() == {"TERMINATED": 4}
+        assert len({t.last["node_id"] for t in experiment.trials}) == 2
+        assert all(t.best_checkpoint(experiment.metric, experiment.mode) is not None for t in experiment.trials)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
