@@ -161,32 +161,93 @@ def test_sweep_in_a_bucket_killed_resumed_elsewhere_and_read_back(s3_env, tmp_pa
     assert uri in (tmp_path / "report.html").read_text()
 
 
+@pytest.fixture
+def private_ray_tmpdir(monkeypatch):
+    """Ray's temp folder (sessions, and the address file a bare ray.init()
+    joins) for this test alone, short enough for Ray's socket paths."""
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+    monkeypatch.setenv("RAY_TMPDIR", folder)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.mark.slow
-def test_two_nodes_write_one_experiment_to_the_bucket_and_resume_finishes_it(s3_env, tmp_path):
+def test_a_stale_ray_address_does_not_hang_the_sweep(private_ray_tmpdir, tmp_path):
+    """A crashed `ray start --head` leaves its address behind; a bare
+    ray.init() would retry it for minutes."""
+    address_file = os.path.join(private_ray_tmpdir, "ray", "ray_current_cluster")
+    os.makedirs(os.path.dirname(address_file))
+    with open(address_file, "w") as f:
+        f.write(f"127.0.0.1:{_free_port()}")  # nothing listens there
+    space = write_sweep(tmp_path, {"learning_rate": {"values": [0.05]}, "epochs": {"value": 1}})
+    result = run_tune("search", space, "--name", "stale", "--storage-path", tmp_path, *TINY, cwd=tmp_path,
+                      timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no Ray head answers" in result.stderr
+
+
+@pytest.mark.slow
+def test_two_nodes_write_one_experiment_to_the_bucket_and_resume_finishes_it(s3_env, private_ray_tmpdir,
+                                                                            tmp_path):
     """Two Ray nodes on loopback (Ray's own cluster utility) and the experiment
-    on S3: trials run on both nodes, the dataset reaches the second node through
-    the object store, checkpoints land in the bucket."""
-    import ray
+    on S3, driven as a user would: `tune search --address`, the driver killed,
+    `tune resume --address`.  Trials run on both nodes, the dataset reaches
+    the second node through the object store, checkpoints land in the bucket."""
     from ray.cluster_utils import Cluster
 
     from tune_pipeline.experiment import load_experiment
-    from tune_pipeline.progress import SweepConsole
-    from tune_pipeline.space import load_space
-    from tune_pipeline.sweep import SweepOptions, run_sweep
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     cluster.add_node(num_cpus=1)
+    uri = f"s3://{BUCKET}/nodes/two"
     try:
-        space = load_space(write_sweep(tmp_path, {"learning_rate": {"values": [0.01, 0.02, 0.05, 0.1]},
-                                                  "epochs": {"value": 1}}), TINY[1::2])
-        outcome = run_sweep(space, SweepOptions(name="two", storage_path=f"s3://{BUCKET}/nodes",
-                                                address=cluster.address),
-                            SweepConsole(stream=open(os.devnull, "w")))
-        assert outcome.exit_code == 0
-        experiment = load_experiment(f"s3://{BUCKET}/nodes/two")
+        space = write_sweep(tmp_path, {"learning_rate": {"values": [0.01, 0.02, 0.05, 0.1]},
+                                       "epochs": {"value": 2}})
+        env = dict(os.environ, TUNE_PIPELINE_CACHE=str(tmp_path / "cache"))
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "tune_pipeline", "search", str(space), "--name", "two",
+             "--storage-path", f"s3://{BUCKET}/nodes", "--address", cluster.address, *TINY],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True)
+        try:
+            deadline = time.time() + 300
+            while not any(k.endswith("result.json") for k in _objects("nodes/two/")):
+                assert time.time() < deadline and driver.poll() is None
+                time.sleep(0.5)
+        finally:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+        resumed = run_tune("resume", uri, "--address", cluster.address, cwd=tmp_path,
+                           env={"TUNE_PIPELINE_CACHE": str(tmp_path / "cache")})
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+        experiment = load_experiment(uri)
         assert experiment.status_counts() == {"TERMINATED": 4}
-        assert len({t.last["node_id"] for t in experiment.trials}) == 2
-        assert all(t.best_checkpoint(experiment.metric, experiment.mode) is not None for t in experiment.trials)
+        assert all(t.epochs == 2 for t in experiment.trials)
+        assert len({h["node_id"] for t in experiment.trials for h in t.history}) == 2
+        assert all(str(t.best_checkpoint(experiment.metric, experiment.mode)).startswith(uri)
+                   for t in experiment.trials)
     finally:
-        ray.shutdown()
         cluster.shutdown()
+
+
+def test_a_change_in_rays_state_format_is_one_plain_line(tmp_path):
+    """experiment.py reads Ray's private experiment state; if a Ray upgrade
+    changes it, the user gets the file and the key, not a KeyError."""
+    from tune_pipeline.errors import UserError
+    from tune_pipeline.experiment import METADATA_FILE, RAY_FORMAT_TESTED, load_experiment
+
+    (tmp_path / METADATA_FILE).write_text('{"name": "x"}')
+    state = tmp_path / "experiment_state-2026-01-01_00-00-00.json"
+    for layout, key in (({"trials": []}, "trial_data"),
+                        ({"trial_data": [["{}"]]}, "trial_data[]"),
+                        ({"trial_data": [['{"id": 1}', "{}"]]}, "trial_data[].trial_id")):
+        state.write_text(__import__("json").dumps(layout))
+        with pytest.raises(UserError) as caught:
+            load_experiment(tmp_path)
+        message = caught.value.one_line()
+        assert str(state) in message and key in message and RAY_FORMAT_TESTED in message

@@ -78,6 +78,33 @@ def _read_history(trial_dir: Path) -> list[dict]:
     return rows
 
 
+# The Ray minor version whose private experiment_state-*.json layout this
+# reader knows (pyproject pins Ray to it); a change there must be one clear line.
+RAY_FORMAT_TESTED = "2.60"
+
+
+def _ray_trial_records(state, source) -> list[tuple[dict, dict]]:
+    """(trial info, runtime info) per trial of Ray's experiment state."""
+    def changed(key: str) -> UserError:
+        import ray
+        return UserError(f"{source}: {key}: not in the layout this tool reads (Ray {RAY_FORMAT_TESTED}; "
+                         f"Ray {ray.__version__} is installed); install the Ray version pyproject.toml names")
+
+    if not isinstance(state, dict) or not isinstance(state.get("trial_data"), list):
+        raise changed("trial_data")
+    records = []
+    for entry in state["trial_data"]:
+        try:
+            trial_json, runtime_json = entry
+            info, runtime = json.loads(trial_json), json.loads(runtime_json)
+        except (TypeError, ValueError):
+            raise changed("trial_data[]: [trial JSON, runtime JSON]") from None
+        if not isinstance(info, dict) or not isinstance(runtime, dict) or "trial_id" not in info:
+            raise changed("trial_data[].trial_id")
+        records.append((info, runtime))
+    return records
+
+
 def _state_files(path: Path) -> list[Path]:
     """Oldest first, by the start time in the name (a resumed sweep writes a new
     file): modification times do not order them, Ray's final sync touches all."""
@@ -154,8 +181,7 @@ def load_experiment(path) -> Experiment:
             state = json.loads(states[-1].read_text())
         except json.JSONDecodeError:  # being rewritten this instant: the previous one will do
             state = json.loads(states[-2].read_text()) if len(states) > 1 else {"trial_data": []}
-        for trial_json, runtime_json in state.get("trial_data", []):
-            info, runtime = json.loads(trial_json), json.loads(runtime_json)
+        for info, runtime in _ray_trial_records(state, states[-1]):
             trial_dir = path / info.get("relative_logdir", "")
             error = None
             if runtime.get("error_filename"):

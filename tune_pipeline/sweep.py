@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -80,7 +81,26 @@ def _quiet_ray_env(verbose: bool) -> None:
     os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
 
 
-def init_ray(address: str | None, verbose: bool):
+def local_head_address() -> tuple[str | None, bool]:
+    """(address, answers) of the Ray head that `ray start` or `tune dashboard`
+    recorded on this machine, which a bare `ray.init()` would join.  A head
+    that crashed leaves its address behind, and `ray.init()` then retries it
+    for minutes: we check that something listens there first."""
+    from ray._common.utils import get_ray_address_file  # no public API; Ray is pinned in pyproject
+
+    try:
+        address = Path(get_ray_address_file(None)).read_text().strip()
+    except OSError:
+        return None, False
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return address, True
+    except (OSError, ValueError):
+        return address, False
+
+
+def init_ray(address: str | None, verbose: bool, console=None):
     import ray
 
     _quiet_ray_env(verbose)
@@ -100,9 +120,18 @@ def init_ray(address: str | None, verbose: bool):
         except (ConnectionError, RuntimeError) as exc:
             raise UserError(f"--address {address}: cannot reach a Ray cluster ({str(exc).splitlines()[0]}); "
                             f"start one with `tune dashboard` or `ray start --head`") from None
+    elif os.environ.get("RAY_ADDRESS"):
+        ray.init(**kwargs)  # the user's choice, as every Ray program reads it
     else:
-        # A local Ray sized to this machine; the dashboard is `tune dashboard`'s job.
-        ray.init(include_dashboard=False, **kwargs)
+        head, answers = local_head_address()
+        if head and answers:  # a `tune dashboard` head: the sweep shows in its dashboard
+            ray.init(address=head, **kwargs)
+        else:
+            if head and console is not None:
+                console.note(f"no Ray head answers at {head} (recorded by an earlier `ray start` or "
+                             f"`tune dashboard`); starting a private local Ray instead")
+            # A local Ray sized to this machine; the dashboard is `tune dashboard`'s job.
+            ray.init(address="local", include_dashboard=False, **kwargs)
     if not verbose:
         for name in ("ray", "ray.tune", "ray.train", "ray.data"):
             logging.getLogger(name).setLevel(logging.ERROR)
@@ -209,7 +238,7 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
     max_concurrent = options.max_concurrent or space.max_concurrent_trials
 
     shared = shared_dataset(space)
-    ray = init_ray(options.address, options.verbose)
+    ray = init_ray(options.address, options.verbose, console)
     resources = fit_resources(ray, resources, console)
     trainable = build_trainable(shared, resources)
 
@@ -248,7 +277,7 @@ def resume_sweep(experiment_dir, *, restart_errored: bool, address: str | None,
     if not tune.Tuner.can_restore(str(experiment_dir)):
         raise UserError(f"{experiment_dir}: no saved Ray Tune state to resume (did the sweep start?)")
     shared = shared_dataset(load_space_from_meta(meta))
-    ray = init_ray(address, verbose)
+    ray = init_ray(address, verbose, console)
     resources = fit_resources(ray, dict(meta["resources"]), console)
     trainable = build_trainable(shared, resources)
     if meta.get("wandb"):
