@@ -147,29 +147,6 @@ def test_ctrl_c_saves_state_and_prints_the_resume_command(tmp_path):
     assert load_experiment(experiment_dir).status_counts() == {"TERMINATED": 3}
 
 
-def test_two_nodes_share_the_trials(tmp_path):
-    from ray.cluster_utils import Cluster
-
-    from tune_pipeline.progress import SweepConsole
-    from tune_pipeline.space import load_space
-    from tune_pipeline.sweep import SweepOptions, run_sweep
-    import ray
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    cluster.add_node(num_cpus=1)
-    try:
-        space = load_space(sweep_file(tmp_path, {"learning_rate": {"values": [0.01, 0.02, 0.05, 0.1]},
-                                                 "epochs": {"value": 1}}), TINY[1::2])
-        outcome = run_sweep(space, SweepOptions(name="two", storage_path=tmp_path, address=cluster.address),
-                            SweepConsole(stream=open(os.devnull, "w")))
-        assert outcome.exit_code == 0
-        nodes = {t.last["node_id"] for t in load_experiment(tmp_path / "two").trials}
-        assert len(nodes) == 2
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-
-
 def test_wandb_logs_offline_without_a_key(tmp_path):
     space = sweep_file(tmp_path, {"learning_rate": {"values": [0.05]}, "epochs": {"value": 1}})
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}

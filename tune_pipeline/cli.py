@@ -263,7 +263,7 @@ def search(
 @app.command()
 @user_errors
 def resume(
-    experiment_dir: Path = typer.Argument(..., help="the experiment folder `tune search` printed"),
+    experiment_dir: str = typer.Argument(..., help="the experiment `tune search` printed: a folder or s3://..."),
     restart_errored: bool = typer.Option(False, "--restart-errored", help="run failed trials again from scratch"),
     address: Optional[str] = typer.Option(None, help="attach to a running Ray cluster: auto or host:port"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="show Ray's own log"),
@@ -280,7 +280,7 @@ def resume(
 @app.command()
 @user_errors
 def export(
-    experiment_dir: Path = typer.Argument(..., help="experiment folder"),
+    experiment_dir: str = typer.Argument(..., help="experiment folder, or its URI (s3://bucket/prefix/NAME)"),
     format_: Optional[str] = typer.Option(None, "--format", "-f", help="md, csv, parquet or json (default: from --output, else md)"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="file to write (default: stdout)"),
     top: Optional[int] = typer.Option(None, min=1, help="only the N best trials"),
@@ -302,7 +302,7 @@ def export(
 
 @app.command()
 @user_errors
-def status(experiment_dir: Path = typer.Argument(..., help="experiment folder")):
+def status(experiment_dir: str = typer.Argument(..., help="experiment folder, or its URI (s3://...)")):
     """Trials per status, the best so far, and why failed trials failed (reads disk only)."""
     from tune_pipeline.experiment import RUNNING
 
@@ -326,20 +326,21 @@ def status(experiment_dir: Path = typer.Argument(..., help="experiment folder"))
 @app.command()
 @user_errors
 def plot(
-    experiment_dir: Path = typer.Argument(..., help="experiment folder"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="folder for the PNGs (default: EXPERIMENT_DIR/plots)"),
+    experiment_dir: str = typer.Argument(..., help="experiment folder, or its URI (s3://bucket/prefix/NAME)"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="folder for the PNGs (default: EXPERIMENT_DIR/plots; ./NAME/plots for a remote one)"),
     metric: Optional[str] = typer.Option(None, help="plot this metric (default: the sweep's)"),
     top: int = typer.Option(5, min=1, help="highlight the N best trials"),
 ):
     """PNG plots: learning curves, parallel coordinates, parameter effects and importance."""
     from tune_pipeline.config import check_metric_name
     from tune_pipeline.plots import NothingToPlot, plot_all
+    from tune_pipeline.storage import local_output
 
     check_metric_name(metric)
     if output is not None:
         check_output_folder(output)
     experiment = load_experiment_noted(experiment_dir)
-    folder = output or experiment.path / "plots"
+    folder = output or local_output(experiment.path, "plots")
     try:
         pictures = written(folder, lambda: plot_all(experiment, folder, metric, top))
     except NothingToPlot as exc:
@@ -351,20 +352,21 @@ def plot(
 @app.command()
 @user_errors
 def report(
-    experiment_dir: Path = typer.Argument(..., help="experiment folder"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file (default: EXPERIMENT_DIR/report.html)"),
+    experiment_dir: str = typer.Argument(..., help="experiment folder, or its URI (s3://bucket/prefix/NAME)"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file (default: EXPERIMENT_DIR/report.html; ./NAME/report.html for a remote one)"),
     metric: Optional[str] = typer.Option(None, help="rank and plot this metric (default: the sweep's)"),
     top: int = typer.Option(5, min=1, help="highlight the N best trials"),
 ):
     """One self-contained HTML report: table, plots, failures, search space."""
     from tune_pipeline.config import check_metric_name
     from tune_pipeline.report import write_report
+    from tune_pipeline.storage import local_output
 
     check_metric_name(metric)
     if output is not None:
         check_output_file(output, make_parent=True)
     experiment = load_experiment_noted(experiment_dir)
-    target = output or experiment.path / "report.html"
+    target = output or local_output(experiment.path, "report.html")
     path = written(target, lambda: write_report(experiment, target, metric, top))
     typer.echo(str(path))
 

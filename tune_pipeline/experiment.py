@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tune_pipeline.errors import UserError
+from tune_pipeline.storage import location
 
 METADATA_FILE = "tune_pipeline.json"
 FINISHED = "TERMINATED"  # Ray Tune's trial statuses
@@ -93,6 +94,18 @@ def _read_history(trial_dir: Path) -> list[dict]:
     return rows
 
 
+# The Ray minor version whose private experiment_state-*.json layout this
+# reader knows (pyproject pins Ray to it).  A half-written file is skipped;
+# a whole file in another layout is a format change: one line naming it.
+RAY_FORMAT_TESTED = "2.60"
+
+
+def _format_changed(source, key: str) -> UserError:
+    import ray
+    return UserError(f"{source}: {key}: not in the layout this tool reads (Ray {RAY_FORMAT_TESTED}; "
+                     f"Ray {ray.__version__} is installed); install the Ray version pyproject.toml names")
+
+
 def _state_files(path: Path) -> list[Path]:
     """Oldest first, by the start time in the name (a resumed sweep writes a new
     file): modification times do not order them, Ray's final sync touches all."""
@@ -149,10 +162,10 @@ class Experiment:
         return [t for t in self.trials if t.status == FAILED]
 
 
-def read_metadata(path: Path, notes: list[str] | None = None) -> dict:
+def read_metadata(path, notes: list[str] | None = None) -> dict:
     """Our tune_pipeline.json.  Damaged: a UserError, or, when the caller
     collects `notes` (readers of a live or crashed experiment), {} and a note."""
-    meta_file = Path(path) / METADATA_FILE
+    meta_file = location(path) / METADATA_FILE
     if not meta_file.exists():
         raise UserError(f"{path}: not a tune_pipeline experiment (no {METADATA_FILE}); "
                         f"pass the folder `tune search` printed")
@@ -166,22 +179,25 @@ def read_metadata(path: Path, notes: list[str] | None = None) -> dict:
     return {}
 
 
-def _read_state(path: Path, notes: list[str]) -> list:
-    """Ray's trial_data from the newest state file that reads whole; a damaged
-    newer one is named in `notes` so a fallback is never silent."""
+def _read_state(path: Path, notes: list[str]) -> tuple[list, Path | None]:
+    """Ray's trial_data from the newest state file that reads whole, and that
+    file; a damaged newer one is named in `notes` so a fallback is never silent."""
     states = _state_files(path)
     skipped = []
     for state_file in reversed(states):
         state = _read_json(state_file)
-        if isinstance(state, dict) and isinstance(state.get("trial_data", []), list):
-            if skipped:
-                notes.append(f"skipped damaged {', '.join(skipped)}; read {state_file.name} "
-                             f"(trials it does not list are read from their folders)")
-            return state.get("trial_data", [])
-        skipped.append(state_file.name)
+        if state is None:  # cut short or unreadable
+            skipped.append(state_file.name)
+            continue
+        if not isinstance(state, dict) or not isinstance(state.get("trial_data"), list):
+            raise _format_changed(state_file, "trial_data")
+        if skipped:
+            notes.append(f"skipped damaged {', '.join(skipped)}; read {state_file.name} "
+                         f"(trials it does not list are read from their folders)")
+        return state["trial_data"], state_file
     if skipped:
         notes.append(f"skipped damaged {', '.join(skipped)}; trials read from their folders")
-    return []
+    return [], None
 
 
 def _trial_from_state(path: Path, entry) -> Trial | None:
@@ -209,17 +225,25 @@ def _trial_from_state(path: Path, entry) -> Trial | None:
     return Trial(info["trial_id"], status, config, trial_dir, _read_history(trial_dir), error)
 
 
-def load_experiment(path: str | Path) -> Experiment:
-    path = Path(path).expanduser().resolve()
+def load_experiment(path) -> Experiment:
+    """`path`: a local folder or a URI (s3://bucket/prefix/NAME)."""
+    path = location(path)
     if not path.is_dir():
         raise UserError(f"{path}: no such experiment folder")
     notes: list[str] = []
     meta = read_metadata(path, notes)
     trials: dict[str, Trial] = {}
-    for entry in _read_state(path, notes):
+    entries, state_file = _read_state(path, notes)
+    for entry in entries:
         trial = _trial_from_state(path, entry)
         if trial is not None:
             trials[trial.trial_id] = trial
+    unread = len(entries) - len(trials)
+    if unread and not trials:  # not one entry in the layout we know: Ray's format changed
+        raise _format_changed(state_file, "trial_data[]: [trial JSON with trial_id, runtime JSON]")
+    if unread:
+        notes.append(f"{state_file.name}: {unread} trial entr{'y' if unread == 1 else 'ies'} unreadable; "
+                     f"those trials are read from their folders")
     # Trials that started after the last state save exist only as folders.
     for params in sorted(path.glob("trial_*/params.json")):
         trial_dir = params.parent

@@ -10,6 +10,11 @@ and its modification time is a heartbeat refreshed while the driver runs.
 A lock is stale, and taken over, when its holder is on this host and its
 process is gone, or when its heartbeat is older than STALE_AFTER_S (a holder
 on another node of a shared filesystem, or one killed with its machine).
+
+On object storage (s3://...) there is no exclusive create: the lock is
+written, then read back after a moment, and the driver whose lock is there
+holds it.  Two drivers started in the same second on one bucket can both
+pass; one started while another runs is refused as on a local folder.
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ from datetime import datetime
 from pathlib import Path
 
 from tune_pipeline.errors import UserError
+from tune_pipeline.storage import RemotePath
 
 LOCK_FILE = "driver.lock"
 HEARTBEAT_S = 20.0
 STALE_AFTER_S = 120.0  # six missed heartbeats: the holder is gone, not slow
+REMOTE_SETTLE_S = 1.0  # object storage: time for a competing write to show
 
 
 def _pid_alive(pid: int) -> bool:
@@ -49,8 +56,9 @@ def _describe(holder: dict | None) -> str:
 class ExperimentLock:
     """`with ExperimentLock(folder):` holds the experiment for this process."""
 
-    def __init__(self, experiment_dir: str | Path, command: str = "tune"):
-        self.path = Path(experiment_dir) / LOCK_FILE
+    def __init__(self, experiment_dir, command: str = "tune"):
+        self.remote = isinstance(experiment_dir, RemotePath)
+        self.path = experiment_dir / LOCK_FILE if self.remote else Path(experiment_dir) / LOCK_FILE
         self.command = command
         self.me = {"host": socket.gethostname(), "pid": os.getpid(),
                    "started": datetime.now().isoformat(timespec="seconds"), "command": command,
@@ -84,16 +92,36 @@ class ExperimentLock:
 
     # ------------------------------------------------------------ taking
 
+    def _refused(self, holder: dict | None) -> UserError:
+        return UserError(f"{self.path.parent}: another driver is running this experiment "
+                         f"({_describe(holder)}); wait for it to end or stop it first")
+
+    def _acquire_remote(self) -> "ExperimentLock":
+        holder = self.holder()
+        if holder is not None and holder != self.me and not self.is_stale(holder):
+            raise self._refused(holder)
+        try:
+            self.path.write_text(json.dumps(self.me))
+            time.sleep(REMOTE_SETTLE_S)  # a driver that wrote just after us wins; we see it here
+        except OSError as exc:
+            raise UserError(f"{self.path.parent}: cannot write {LOCK_FILE} "
+                            f"({str(exc).splitlines()[0]})") from None
+        holder = self.holder()
+        if holder != self.me:
+            raise self._refused(holder)
+        self._start_heartbeat()
+        return self
+
     def acquire(self) -> "ExperimentLock":
+        if self.remote:
+            return self._acquire_remote()
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self.holder()
                 if not self.is_stale(holder):
-                    raise UserError(
-                        f"{self.path.parent}: another driver is running this experiment "
-                        f"({_describe(holder)}); wait for it to end or stop it first") from None
+                    raise self._refused(holder) from None
                 self._take_over(holder)
                 continue
             except OSError as exc:
@@ -139,7 +167,10 @@ class ExperimentLock:
         def beat():
             while not self._stop.wait(HEARTBEAT_S):
                 try:
-                    os.utime(self.path)
+                    if self.remote:  # an object's mtime changes only when it is written
+                        self.path.write_text(json.dumps(self.me))
+                    else:
+                        os.utime(self.path)
                 except OSError:
                     pass  # storage hiccup: the next beat tries again
         self._beat = threading.Thread(target=beat, name="tune-driver-lock", daemon=True)

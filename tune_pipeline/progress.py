@@ -76,10 +76,12 @@ class LiveTable(tune.Callback):
         self._last = 0.0
 
     # Ray pickles the run config (callbacks included) for `Tuner.restore`; a
-    # terminal does not pickle, and a restored sweep attaches a fresh table.
+    # terminal does not pickle, so a restored table writes to this process's.
     def __getstate__(self):
-        return {"swept": self.swept, "metric": self.metric, "mode": self.mode, "total": self.total,
-                "console": None, "_live": None, "_last": 0.0}
+        return {"swept": self.swept, "metric": self.metric, "mode": self.mode, "total": self.total}
+
+    def __setstate__(self, state):
+        self.__init__(console=SweepConsole(), **state)
 
     def setup(self, **info):
         if self.console is not None and self.console.live:

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import shutil
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -26,8 +27,15 @@ from tune_pipeline.experiment import (FAILED, FINISHED, METADATA_FILE, Trial, lo
 from tune_pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RunFailed, UserError
 from tune_pipeline.lock import ExperimentLock
 from tune_pipeline.space import SearchSpace, parse_space, to_tune, with_scheduler
+from tune_pipeline.storage import location
 
 CHECKPOINTS_TO_KEEP = 2  # the best and the latest: export needs one, resume the other
+# On remote storage Ray stages the experiment state locally and uploads it at
+# most every sync period (default 300 s).  After a SIGKILL the bucket then held
+# a searcher state that disagreed with the trial list, and `tune resume` waited
+# forever for a trial that would never come.  Uploading at each state save
+# (Ray saves every >= 10 s) keeps the bucket as current as a local folder.
+REMOTE_SYNC_SECONDS = 0
 
 
 @dataclass
@@ -68,8 +76,7 @@ def experiment_name(space: SearchSpace, name: str | None) -> str:
 
 
 def resolve_storage(storage_path: str | Path) -> str:
-    text = str(storage_path)
-    return text if "://" in text else str(Path(text).expanduser().resolve())
+    return str(location(storage_path))
 
 
 def _quiet_ray_env(verbose: bool) -> None:
@@ -79,12 +86,37 @@ def _quiet_ray_env(verbose: bool) -> None:
     os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
 
 
-def init_ray(address: str | None, verbose: bool):
+def local_head_address() -> tuple[str | None, bool]:
+    """(address, answers) of the Ray head that `ray start` or `tune dashboard`
+    recorded on this machine, which a bare `ray.init()` would join.  A head
+    that crashed leaves its address behind, and `ray.init()` then retries it
+    for minutes: we check that something listens there first."""
+    from ray._common.utils import get_ray_address_file  # no public API; Ray is pinned in pyproject
+
+    try:
+        address = Path(get_ray_address_file(None)).read_text().strip()
+    except OSError:
+        return None, False
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return address, True
+    except (OSError, ValueError):
+        return address, False
+
+
+def init_ray(address: str | None, verbose: bool, console=None):
     import ray
 
     _quiet_ray_env(verbose)
     if ray.is_initialized():
         return ray
+    if address and address.startswith("ray://"):
+        # Under Ray Client the Tuner would run on the cluster while our driver
+        # (live table, lock, data loading) runs here; Ray Tune recommends a job.
+        raise UserError(f"--address {address}: Ray Client (ray://) is not supported; run `tune search` "
+                        f"on the cluster (ssh to the head, or `ray job submit -- tune search ...`) "
+                        f"with --address auto")
     kwargs = dict(log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR,
                   configure_logging=True)
     if address:
@@ -93,11 +125,18 @@ def init_ray(address: str | None, verbose: bool):
         except (ConnectionError, RuntimeError) as exc:
             raise UserError(f"--address {address}: cannot reach a Ray cluster ({str(exc).splitlines()[0]}); "
                             f"start one with `tune dashboard` or `ray start --head`") from None
+    elif os.environ.get("RAY_ADDRESS"):
+        ray.init(**kwargs)  # the user's choice, as every Ray program reads it
     else:
-        # A local Ray sized to this machine; the dashboard is `tune dashboard`'s job.
-        # address="local": without it Ray attaches to whatever /tmp/ray/ray_current_cluster
-        # names, and a head that died leaves that file behind: the sweep then hangs.
-        ray.init(address="local", include_dashboard=False, **kwargs)
+        head, answers = local_head_address()
+        if head and answers:  # a `tune dashboard` head: the sweep shows in its dashboard
+            ray.init(address=head, **kwargs)
+        else:
+            if head and console is not None:
+                console.note(f"no Ray head answers at {head} (recorded by an earlier `ray start` or "
+                             f"`tune dashboard`); starting a private local Ray instead")
+            # A local Ray sized to this machine; the dashboard is `tune dashboard`'s job.
+            ray.init(address="local", include_dashboard=False, **kwargs)
     if not verbose:
         for name in ("ray", "ray.tune", "ray.train", "ray.data"):
             logging.getLogger(name).setLevel(logging.ERROR)
@@ -144,13 +183,17 @@ def wandb_callback(project: str, group: str):
     prompts and never needs the network (sync later with `wandb sync`)."""
     from ray.air.integrations.wandb import WandbLoggerCallback
 
+    wandb_environment()
+    return WandbLoggerCallback(project=project, group=group, log_config=True,
+                               mode=os.environ.get("WANDB_MODE", "online"))
+
+
+def wandb_environment() -> None:
     have_key = bool(os.environ.get("WANDB_API_KEY")) or _netrc_has_wandb()
     if not have_key:
         os.environ["WANDB_MODE"] = "offline"
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ.setdefault("WANDB_CONSOLE", "off")
-    return WandbLoggerCallback(project=project, group=group, log_config=True,
-                               mode=os.environ.get("WANDB_MODE", "online"))
 
 
 def _netrc_has_wandb() -> bool:
@@ -171,6 +214,7 @@ def _run_config(name: str, storage: str, meta: dict, callbacks):
 
     return tune.RunConfig(
         name=name, storage_path=storage, callbacks=callbacks, verbose=0,
+        sync_config=tune.SyncConfig(sync_period=REMOTE_SYNC_SECONDS),
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=CHECKPOINTS_TO_KEEP, checkpoint_score_attribute=meta["metric"],
             checkpoint_score_order=meta["mode"]),
@@ -218,8 +262,14 @@ def check_name(name: str) -> None:
 def check_storage(storage: str, option: str = "--storage-path") -> None:
     """A local storage path that can hold an experiment: a folder (or one that
     can be made) where a file can be written, with free space left."""
-    if "://" in storage:
-        return  # remote storage: Ray reports its own errors, and pyarrow has no cheap probe
+    if "://" in storage:  # what Ray does first, but here as one line, before Ray starts
+        probe = location(storage) / f".tune-write-probe-{os.getpid()}"
+        try:
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise UserError(f"{option}: cannot write to {storage} ({str(exc).splitlines()[0]})") from None
+        return
     path = Path(storage)
     existing = path
     while not existing.exists():
@@ -260,10 +310,11 @@ def check_fits_cluster(ray, resources: dict) -> None:
         raise UserError(problems)
 
 
-def create_experiment_dir(storage: str, name: str) -> Path:
+def create_experiment_dir(storage: str, name: str):
     """The experiment folder, made atomically: of two sweeps given one --name
-    at the same moment, one gets it and the other a one-line error."""
-    parent = Path(storage)
+    at the same moment, one gets it and the other a one-line error.  (Object
+    storage has no atomic create: there the driver lock is what decides.)"""
+    parent = location(storage)
     path = parent / name
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -276,11 +327,16 @@ def create_experiment_dir(storage: str, name: str) -> Path:
     return path
 
 
-def write_metadata(experiment_dir: Path, meta: dict) -> None:
-    """Atomically: readers of a live experiment never see half of it."""
-    tmp = experiment_dir / f".{METADATA_FILE}.tmp{os.getpid()}"
+def write_metadata(experiment_dir, meta: dict) -> None:
+    """Atomically: readers of a live experiment never see half of it (an
+    object store's writes are whole objects already)."""
+    text = json.dumps(meta, indent=2, default=str) + "\n"
     try:
-        tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        if not isinstance(experiment_dir, Path):
+            (experiment_dir / METADATA_FILE).write_text(text)
+            return
+        tmp = experiment_dir / f".{METADATA_FILE}.tmp{os.getpid()}"
+        tmp.write_text(text)
         tmp.replace(experiment_dir / METADATA_FILE)
     except OSError as exc:
         raise UserError(f"{experiment_dir}: cannot write {METADATA_FILE} ({exc.strerror or exc})") from None
@@ -295,8 +351,8 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
     name = experiment_name(space, options.name)
     check_name(name)
     storage = resolve_storage(options.storage_path)
-    experiment_dir = Path(storage) / name if "://" not in storage else None
-    if experiment_dir is not None and experiment_dir.exists():
+    experiment_dir = location(storage) / name
+    if experiment_dir.exists():
         raise UserError(f"experiment {experiment_dir} already exists; continue it with "
                         f"`tune resume {experiment_dir}` or pick another --name")
     check_storage(storage)
@@ -310,7 +366,7 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
     max_concurrent = options.max_concurrent or space.max_concurrent_trials
 
     shared = shared_dataset(space)
-    ray = init_ray(options.address, options.verbose)
+    ray = init_ray(options.address, options.verbose, console)
     resources = fit_resources(ray, resources, console)
     check_fits_cluster(ray, resources)
     trainable = build_trainable(shared, resources)
@@ -324,11 +380,9 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
         "wandb": options.wandb, "wandb_project": options.wandb_project or space.project,
         "created": datetime.now().isoformat(timespec="seconds"),
     }
-    lock = None
-    if experiment_dir is not None:
-        experiment_dir = create_experiment_dir(storage, name)
-        lock = ExperimentLock(experiment_dir, "tune search").acquire()
-        write_metadata(experiment_dir, meta)
+    experiment_dir = create_experiment_dir(storage, name)
+    lock = ExperimentLock(experiment_dir, "tune search").acquire()
+    write_metadata(experiment_dir, meta)
 
     parts = to_tune(space)
     tuner = tune.Tuner(
@@ -340,19 +394,18 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
             trial_dirname_creator=trial_dirname,
             reuse_actors=True),  # measured: 20 trivial trials 33 s fresh, 5 s reused
         run_config=_run_config(name, storage, meta, build_callbacks(meta, name, console)))
-    console.start(name, experiment_dir or f"{storage}/{name}", space.trial_count(), resources)
+    console.start(name, experiment_dir, space.trial_count(), resources)
     try:
-        return _finish(tuner, experiment_dir or Path(f"{storage}/{name}"), meta, console)
+        return _finish(tuner, experiment_dir, meta, console)
     finally:
-        if lock is not None:
-            lock.release()
+        lock.release()
 
 
-def resume_sweep(experiment_dir: Path, *, restart_errored: bool, address: str | None,
+def resume_sweep(experiment_dir, *, restart_errored: bool, address: str | None,
                  verbose: bool, console) -> SweepOutcome:
     from ray import tune
 
-    experiment_dir = Path(experiment_dir).resolve()
+    experiment_dir = location(experiment_dir)
     meta = read_metadata(experiment_dir)
     # The lock first: a driver still starting has not written Ray's state yet.
     with ExperimentLock(experiment_dir, "tune resume"):
@@ -367,17 +420,17 @@ def _resume_locked(experiment_dir: Path, meta: dict, restart_errored: bool, addr
     from ray import tune
 
     shared = shared_dataset(load_space_from_meta(meta))
-    ray = init_ray(address, verbose)
+    ray = init_ray(address, verbose, console)
     resources = fit_resources(ray, dict(meta["resources"]), console)
     check_fits_cluster(ray, resources)
     trainable = build_trainable(shared, resources)
+    if meta.get("wandb"):
+        wandb_environment()  # the restored callback runs offline again without a key
+    # Ray restores the run config it pickled, callbacks included; our live
+    # table reattaches itself to this terminal when unpickled (progress.py).
     tuner = tune.Tuner.restore(
         str(experiment_dir), trainable, resume_unfinished=True,
         resume_errored=False, restart_errored=restart_errored)
-    # Restore keeps Ray's pickled callbacks; ours hold a terminal, so attach fresh ones.
-    run_config = tuner._local_tuner.get_run_config()
-    run_config.callbacks = build_callbacks(meta, meta["name"], console)
-    run_config.verbose = 0
     console.start(meta["name"], experiment_dir, meta["trial_count"], resources, resumed=True)
     return _finish(tuner, experiment_dir, meta, console)
 
@@ -451,9 +504,6 @@ def _finish(tuner, experiment_dir: Path, meta: dict, console) -> SweepOutcome:
         lines = [line for line in str(exc).splitlines() if line.strip()]
         raise RunFailed(f"the sweep stopped: {lines[-1] if lines else exc}; its state is in "
                         f"{experiment_dir} (tune resume {experiment_dir})") from None
-    if not Path(experiment_dir).is_dir():  # remote storage (s3://...): Ray's results stay there
-        console.print(f"experiment: {experiment_dir} (remote storage: export and status read local folders)")
-        return SweepOutcome(experiment_dir, {}, None, interrupted)
     experiment = load_experiment(experiment_dir)
     counts = experiment.status_counts()
     unfinished = sum(n for s, n in counts.items() if s not in (FINISHED, FAILED))
