@@ -31,7 +31,7 @@ WANDB_IGNORED = {
     "entity": "wandb's account", "description": "text for wandb's UI",
     "controller": "wandb's local/cloud controller", "job": "a wandb launch job",
     "image_uri": "a wandb launch image", "apiVersion": "wandb's API version", "kind": "wandb's kind",
-    "scheduler": "wandb's launch/custom scheduler (ours is tune.scheduler)",
+    "scheduler": "wandb's launch/custom scheduler; ours is tune.scheduler",
     "metrics": "wandb's multi-objective metrics (method custom only)",
 }
 WANDB_KEYS = {"method", "metric", "parameters", "early_terminate", "run_cap", "name", "project",
@@ -206,7 +206,8 @@ def _parse_param(key, spec, where: str, method: str, bases: list[Path],
         if "value" not in spec:
             problems.append(f"{where}: constant needs value")
             return None
-        return (key, _check_param_value(key, spec["value"], f"{where}.value", bases, problems))
+        value_where = where if where.startswith("--set") else f"{where}.value"
+        return (key, _check_param_value(key, spec["value"], value_where, bases, problems))
     if distribution.startswith("categorical"):
         return _parse_categorical(key, spec, where, method, bases, problems, distribution)
     return _parse_numeric(key, spec, where, method, bases, problems, record)
@@ -601,7 +602,7 @@ def _parse_hyperband(et, src: str, max_epochs: float, problems: list[str], ignor
     if "strict" in et and not isinstance(et["strict"], bool):
         problems.append(f"{where}strict: must be true or false, got {et['strict']!r}")
     if "min_iter" not in et and not ("max_iter" in et and "s" in et):
-        problems.append(f"{where}: needs min_iter, or max_iter with s (as in wandb)")
+        problems.append(f"{src}: early_terminate: needs min_iter, or max_iter with s (as in wandb)")
     if len(problems) > n:
         return {"type": "fifo"}
     if "s" in et and "max_iter" not in et:
@@ -612,7 +613,7 @@ def _parse_hyperband(et, src: str, max_epochs: float, problems: list[str], ignor
     cuts = hyperband_cut_points(et, max_epochs)
     if not cuts:
         first = hyperband_cut_points(et, math.inf)[:1] or ["none"]
-        problems.append(f"{where}: the first cut point is epoch {first[0]}, but no trial trains more "
+        problems.append(f"{src}: early_terminate: the first cut point is epoch {first[0]}, but no trial trains more "
                         f"than {_fmt(max_epochs)} epochs (grace_period must be <= max_t): lower "
                         f"min_iter/max_iter or raise epochs")
         return {"type": "fifo"}
