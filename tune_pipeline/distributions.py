@@ -8,7 +8,7 @@ records; nothing about a distribution is stated anywhere else.
 Source: wandb/sweeps, src/sweeps/params.py (HyperParameter.ppf) and
 src/sweeps/config/schema.json.  `round` below is Python's, which rounds half to
 even like numpy's `np.round` that wandb uses.  Ray is imported only inside
-`bayes_domain`.
+`bayes_domain`, numpy only for a q_uniform grid.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class Distribution:
     bounds: str                # what min/max mean: "values", "exponents" or "none"
     draw: Callable[[dict, random.Random], Any]         # one value before q-rounding
     support: Callable[[dict], tuple[float, float]] | None  # extremes before q-rounding
-    grid: Callable[[dict], list] | None = None         # what method grid enumerates
+    grid: Callable[[dict], Any] | None = None          # what method grid enumerates (a sequence)
     bayes: Callable[[dict], tuple[str, tuple]] | None = None  # Tune domain (name, args) for Optuna
     integral: bool = False     # draws are integers whatever the bounds
     doc: str = ""              # README's line
@@ -87,9 +87,12 @@ def _values(b):
 
 
 def _arange(b):
-    """numpy.arange(min, max, q): wandb's grid for q_uniform (max excluded)."""
-    n = max(0, math.ceil((b["max"] - b["min"]) / b["q"]))
-    return [b["min"] + i * b["q"] for i in range(n)]
+    """wandb's grid for q_uniform: numpy.arange(min, max, q), max excluded."""
+    import numpy as np
+
+    if (b["max"] - b["min"]) / b["q"] > 1e6:
+        return range(1_000_001)  # too many to list; the caller refuses the length
+    return np.arange(b["min"], b["max"], b["q"]).tolist()
 
 
 def _multiples(b) -> bool:
@@ -111,7 +114,7 @@ RECORDS = [
                  doc="`values` + `probabilities` (summing to 1): a weighted choice for random; "
                      "refused for grid (as wandb) and bayes (Optuna cannot weight)."),
     Distribution("int_uniform", MINMAX, "values", lambda b, rng: rng.randint(int(b["min"]), int(b["max"])),
-                 _values, grid=lambda b: list(range(int(b["min"]), int(b["max"]) + 1)),
+                 _values, grid=lambda b: range(int(b["min"]), int(b["max"]) + 1),
                  bayes=lambda b: ("randint", (int(b["min"]), int(b["max"]) + 1)), integral=True,
                  doc="integers min..max, both included; integer bounds; a grid enumerates them all."),
     Distribution("uniform", MINMAX, "values", _uniform, _values,

@@ -359,8 +359,8 @@ def parse_space(raw, path: Path, overrides: list[str] | None = None, *, schedule
     bases = path_bases(path)
     for key in raw:
         if not isinstance(key, str):
-            problems.append(f"{src}: top-level key {key!r} is not a name (YAML 1.1 reads on, off, yes, no "
-                            f"as booleans: quote it)")
+            hint = " (YAML 1.1 reads on, off, yes, no as booleans: quote it)" if isinstance(key, bool) else ""
+            problems.append(f"{src}: top-level key {key!r} is not a name{hint}")
         elif key in TUNE_KEYS - WANDB_KEYS:
             problems.append(f"{src}: {key}: a Tune setting; put it under tune: (wandb has no {key} key)")
         elif key not in TOP_LEVEL:
@@ -530,12 +530,13 @@ def asha_cut_points(grace_period: int, reduction_factor: float, max_t: float) ->
     return sorted(set(cuts))
 
 
-def _number_at_least(block: dict, key: str, minimum, where: str, problems: list[str], integer=False):
+def _number_at_least(block: dict, key: str, minimum, where: str, problems: list[str], integer=False,
+                     exclusive=False):
     value = block.get(key)
     if (not _is_number(value) or not math.isfinite(value) or value < minimum
-            or (integer and not float(value).is_integer())):
+            or (exclusive and value == minimum) or (integer and not float(value).is_integer())):
         kind = "an integer" if integer else "a number"
-        problems.append(f"{where}{key}: must be {kind} >= {minimum}, got {value!r}")
+        problems.append(f"{where}{key}: must be {kind} {'>' if exclusive else '>='} {minimum}, got {value!r}")
         return None
     return int(value) if integer else value
 
@@ -593,7 +594,7 @@ def _parse_hyperband(et, src: str, max_epochs: float, problems: list[str], ignor
     for key in sorted(map(str, set(et) - HYPERBAND_KEYS)):
         problems.append(f"{where}{key}: unknown key{suggest(key, HYPERBAND_KEYS)}")
     et = {"eta": 3, **et}
-    _number_at_least(et, "eta", 1.000001, where, problems)
+    _number_at_least(et, "eta", 1, where, problems, exclusive=True)
     for key in ("min_iter", "max_iter"):
         if key in et:
             _number_at_least(et, key, 1, where, problems, integer=True)
