@@ -729,7 +729,14 @@ def check_tune(space: SearchSpace) -> dict:
     try:
         parts = to_tune(space)
         if parts["search_alg"] is not None:
-            parts["search_alg"].set_search_properties(space.metric, space.mode, parts["param_space"])
+            import optuna
+
+            verbosity = optuna.logging.get_verbosity()
+            optuna.logging.set_verbosity(optuna.logging.WARNING)  # a throwaway study: no "created" line
+            try:
+                parts["search_alg"].set_search_properties(space.metric, space.mode, parts["param_space"])
+            finally:
+                optuna.logging.set_verbosity(verbosity)
         if parts["scheduler"] is not None:
             parts["scheduler"].set_search_properties(space.metric, space.mode)
     except (AssertionError, ValueError, TypeError) as exc:
