@@ -320,3 +320,15 @@ def test_an_unknown_set_value_names_set_quotes_it_and_suggests(tmp_path):
     assert "parameters.model" not in out
     refused(space_file(tmp_path), "--set optimizer: must be one of sgd, adam, adamw, got 'rmsprop'",
             args=["--set", "optimizer=rmsprop"])
+
+
+def test_readme_lists_every_wandb_key_and_distribution_with_what_it_does():
+    from tune_pipeline.distributions import RECORDS
+    from tune_pipeline.space import TOP_LEVEL
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Search-space format"):readme.index("## Training keys")]
+    for key in TOP_LEVEL:
+        assert f"`{key}`" in section, key
+    for record in RECORDS:  # the table row is the record's own line
+        assert f"| `{record.name}` |" in section and record.doc in section, record.name
