@@ -91,8 +91,9 @@ def init_ray(address: str | None, verbose: bool):
             raise UserError(f"--address {address}: cannot reach a Ray cluster ({str(exc).splitlines()[0]}); "
                             f"start one with `tune dashboard` or `ray start --head`") from None
     else:
-        # A local Ray sized to this machine; the dashboard is `tune dashboard`'s job.
-        ray.init(include_dashboard=False, **kwargs)
+        # A local Ray sized to this machine; the dashboard is `tune dashboard`'s job.  "local":
+        # never the cluster a stale /tmp/ray/ray_current_cluster names (that hangs on a dead one).
+        ray.init(address="local", include_dashboard=False, **kwargs)
     if not verbose:
         for name in ("ray", "ray.tune", "ray.train", "ray.data"):
             logging.getLogger(name).setLevel(logging.ERROR)
@@ -316,4 +317,8 @@ def _finish(tuner, experiment_dir: Path, meta: dict, console) -> SweepOutcome:
     interrupted = interrupted or unfinished > 0
     best = experiment.best_trial()
     console.finish(experiment, best, interrupted, time.perf_counter() - started)
+    target = meta.get("target")
+    value = best.best_value(meta["metric"], meta["mode"]) if best is not None else None
+    if target is not None and value is not None and (value >= target if meta["mode"] == "max" else value <= target):
+        console.print(f"{meta['metric']} reached its target {target:g} (metric.target): the sweep stopped there")
     return SweepOutcome(experiment_dir, counts, best, interrupted)
