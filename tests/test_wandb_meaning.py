@@ -191,7 +191,7 @@ def test_inv_log_uniform_bounds_are_exponents(tmp_path):
     ("learning_rate", {"distribution": "int_uniform", "min": 0.5, "max": 2.5},
      "int_uniform needs integer min and max, got 0.5 and 2.5"),
     ("learning_rate", {"distribution": "log_uniform", "min": -5, "max": 1000},
-     "log_uniform's bounds are natural-log exponents: exp(1000) overflows"),
+     "log_uniform's bounds are natural-log exponents: exp of min -5 or max 1000 overflows"),
 ])
 def test_a_range_the_key_refuses_is_one_clear_line(tmp_path, key, spec, fragment):
     refused(space_file(tmp_path, {key: spec}), f"parameters.{key}: {fragment}")

@@ -284,9 +284,9 @@ def _parse_numeric(key, spec, where, method, bases, problems, record) -> Param |
         return None
     lo, hi = record.value_range(b)
     if record.bounds != "none" and not (math.isfinite(lo) and math.isfinite(hi)):
-        problems.append(f"{where}: {record.name}'s bounds are natural-log exponents: exp("
-                        f"{_fmt(b['max'])}) overflows a float (for the values themselves use "
-                        f"{record.name.replace('inv_', '').split('log_uniform')[0]}log_uniform_values)")
+        problems.append(f"{where}: {record.name}'s bounds are natural-log exponents: exp of min "
+                        f"{_fmt(b['min'])} or max {_fmt(b['max'])} overflows a float (for the values "
+                        f"themselves use {record.name}_values)")
         return None
     for end in (lo, hi):  # the key's own check on what the distribution can produce
         problem = FIELDS[key].check(end)
@@ -301,8 +301,8 @@ def _parse_numeric(key, spec, where, method, bases, problems, record) -> Param |
             return None
         grid = record.grid(b)
         if not grid or len(grid) > MAX_GRID_AXIS:
-            problems.append(f"{where}: {record.name} with {_describe(b)} gives a grid axis of {len(grid)} "
-                            f"values (1 to {MAX_GRID_AXIS} allowed)")
+            size = f"more than {MAX_GRID_AXIS}" if grid else "no"
+            problems.append(f"{where}: {record.name} with {_describe(b)} gives a grid axis of {size} values")
             return None
         values = [_check_param_value(key, v, f"{where} (grid value {_fmt(v)})", bases, problems)
                   for v in grid]
@@ -333,7 +333,9 @@ def _positive_int(block: dict, key: str, where: str, problems: list[str], defaul
 def _max_epochs(fixed: dict, params: dict) -> float:
     """The largest `epochs` any trial can have: the one source of ASHA's max_t."""
     if "epochs" not in params:
-        return fixed.get("epochs", FIELDS["epochs"].default)
+        epochs = fixed.get("epochs")
+        # A bad value is reported where it was read; the scheduler must not trip on it.
+        return epochs if _is_number(epochs) and math.isfinite(epochs) else FIELDS["epochs"].default
     p = params["epochs"]
     if p.values is not None:
         return max(v for v in p.values if _is_number(v)) if any(_is_number(v) for v in p.values) else 1
