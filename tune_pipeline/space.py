@@ -518,7 +518,7 @@ def hyperband_cut_points(et: dict, max_epochs: float) -> list[int]:
     else:
         limit = min(et.get("max_iter", math.inf), max_epochs)
         bands, band = [], et["min_iter"]
-        while int(band) <= limit and len(bands) < 100:
+        while math.isfinite(band) and band < limit + 1 and len(bands) < 100:
             bands.append(int(band))
             band *= eta
     return sorted({b for b in bands if b < max_epochs})
