@@ -5,14 +5,12 @@ import collections
 import json
 import math
 import random
-from pathlib import Path
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from tune_pipeline.cli import app
-from tune_pipeline.errors import UserError
 from tune_pipeline.experiment import Experiment, Trial
 from tune_pipeline.export import export, grouped_rows
 from tune_pipeline.space import (REPEAT_KEY, hyperband_cut_points, load_space, parse_space,
@@ -332,3 +330,10 @@ def test_readme_lists_every_wandb_key_and_distribution_with_what_it_does():
         assert f"`{key}`" in section, key
     for record in RECORDS:  # the table row is the record's own line
         assert f"| `{record.name}` |" in section and record.doc in section, record.name
+
+
+@pytest.mark.parametrize("early", [{"type": "hyperband", "min_iter": 1.0e300, "eta": 1.0e300},
+                                   {"type": "hyperband", "min_iter": 1, "eta": float("inf")},
+                                   {"type": "hyperband", "max_iter": float("nan"), "s": 2}])
+def test_absurd_hyperband_numbers_are_one_line(tmp_path, early):
+    refused(space_file(tmp_path, early_terminate=early), "early_terminate")

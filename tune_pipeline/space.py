@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tune_pipeline.config import (FIELDS, METRIC_MODES, PATH_KEYS, REPORTED_METRICS,
+from tune_pipeline.config import (FIELDS, PATH_KEYS, REPORTED_METRICS,
                                   check_transform_script, check_value, parse_set_option,
                                   path_bases, read_yaml, resolve_path, suggest)
 from tune_pipeline.distributions import DISTRIBUTIONS, SPEC_KEYS, bayes_domain, integral
@@ -476,7 +476,7 @@ def _parse_metric(raw: dict, src: str, problems: list[str], notes: list[str], ig
     goal = spec.get("goal")
     if goal is None:
         goal = "minimize"  # wandb's documented default
-        if METRIC_MODES.get(name, "max") == "max":
+        if "accuracy" in name:
             notes.append(f"metric.goal is not given: minimizing {name}, as wandb does; "
                          f"write goal: maximize to maximize it")
     elif goal not in ("maximize", "minimize"):
