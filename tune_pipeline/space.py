@@ -470,8 +470,8 @@ def _parse_metric(raw: dict, src: str, problems: list[str], notes: list[str], ig
             ignored.append(f"metric.{key} (wandb's bayes imputation)")
     name = spec["name"]
     if not isinstance(name, str) or name not in REPORTED_METRICS:
-        problems.append(f"{src}: metric.name: {name!r} is not a reported metric; choose one of "
-                        f"{', '.join(REPORTED_METRICS)}")
+        problems.append(f"{src}: metric.name: {name!r} is not a reported metric"
+                        f"{suggest(str(name), REPORTED_METRICS)}; choose one of {', '.join(REPORTED_METRICS)}")
         name = "test_accuracy"
     goal = spec.get("goal")
     if goal is None:
