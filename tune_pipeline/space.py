@@ -56,10 +56,6 @@ class Param:
     def record(self):
         return DISTRIBUTIONS[self.distribution]
 
-    @property
-    def log_scale(self) -> bool:
-        return "log" in self.distribution
-
 
 @dataclass
 class SearchSpace:
@@ -648,9 +644,6 @@ def sample(param: Param, rng: random.Random):
     if kind is float:
         return float(value)
     return value
-
-
-_sample = sample  # the name earlier tests import
 
 
 def preview_configs(space: SearchSpace, count: int = 3, seed: int = 0) -> list[dict]:
