@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from tune_pipeline.cli import app
 from tune_pipeline.errors import UserError
-from tune_pipeline.space import DISTRIBUTIONS, Param, _sample, load_space, preview_configs, to_tune
+from tune_pipeline.distributions import DISTRIBUTIONS
+from tune_pipeline.space import load_space, preview_configs, sample, to_tune
 
 from conftest import ROOT, SEARCH_SPACES
 
@@ -53,9 +54,12 @@ def test_grid_dry_run_counts_144():
 def test_asha_file_maps_hyperband_to_asha():
     space = load_space(ROOT / "search_spaces" / "asha.yaml")
     assert space.method == "random" and space.num_samples == 40
-    assert space.scheduler == {"type": "asha", "grace_period": 3, "reduction_factor": 3, "max_t": 30}
+    s = space.scheduler
+    assert (s["type"], s["grace_period"], s["reduction_factor"], s["max_t"]) == ("asha", 3, 3, 30)
+    assert s["cut_points"] == [3, 9, 27]
     parts = to_tune(space)
     assert type(parts["scheduler"]).__name__ == "AsyncHyperBandScheduler"
+    assert sorted(t for t, _ in parts["scheduler"]._brackets[0]._rungs) == [3, 9, 27]
 
 
 @pytest.mark.parametrize("path", BAD_SPACES, ids=lambda p: p.name)
@@ -76,6 +80,7 @@ def test_bad_spaces_report_every_problem(path):
 def test_a_wandb_sweep_file_runs_as_is(tmp_path):
     wandb_file = write_space(tmp_path, """
 program: train.py
+controller: {type: local}
 method: random
 project: my-project
 entity: someone
@@ -98,59 +103,78 @@ parameters:
     assert space.params["learning_rate"].distribution == "uniform"      # inferred, as wandb does
     assert space.params["batch_size"].distribution == "int_uniform"
     assert space.params["weight_decay"].values == [1e-4, 1e-3]          # YAML 1.1 strings read as floats
-    assert set(space.ignored) == {"program", "command", "entity"} and space.project == "my-project"
+    assert {i.split()[0] for i in space.ignored} == {"program", "command", "entity", "controller"}
+    assert space.project == "my-project"
     result = CliRunner().invoke(app, ["search", str(wandb_file), "--dry-run"])
-    assert result.exit_code == 0 and "ignored keys" in result.output
+    assert result.exit_code == 0
+    assert len([line for line in result.output.splitlines() if line.startswith("ignored: ")]) == 1
 
 
-NUMERIC = {
-    "uniform": {"min": 0.01, "max": 0.2}, "q_uniform": {"min": 0.01, "max": 0.2, "q": 0.01},
-    "log_uniform": {"min": -9.2, "max": -2.3}, "log_uniform_values": {"min": 1.0e-4, "max": 0.1},
-    "q_log_uniform": {"min": -4.6, "max": -2.3, "q": 0.001},
-    "q_log_uniform_values": {"min": 0.001, "max": 0.1, "q": 0.001},
-    "inv_log_uniform": {"min": 2.3, "max": 9.2}, "inv_log_uniform_values": {"min": 1.0e-4, "max": 0.1},
-    "normal": {"mu": 0.05, "sigma": 0.01}, "q_normal": {"mu": 0.05, "sigma": 0.01, "q": 0.001},
-    "log_normal": {"mu": -3.0, "sigma": 0.5}, "q_log_normal": {"mu": -3.0, "sigma": 0.5, "q": 0.001},
+# Every distribution of wandb's sweep schema (wandb/sweeps src/sweeps/config/schema.json).
+WANDB_SCHEMA_DISTRIBUTIONS = {
+    "constant", "categorical", "categorical_w_probabilities", "int_uniform", "uniform", "q_uniform",
+    "log_uniform", "log_uniform_values", "q_log_uniform", "q_log_uniform_values", "inv_log_uniform",
+    "inv_log_uniform_values", "normal", "q_normal", "log_normal", "q_log_normal", "beta", "q_beta",
 }
-BOUNDS = {  # where learning_rate samples must fall
-    "log_uniform": (math.exp(-9.2), math.exp(-2.3)), "q_log_uniform": (0.0, math.exp(-2.3) + 0.001),
-    "inv_log_uniform": (math.exp(-9.2), math.exp(-2.3)),
+NUMERIC = {  # on a key that takes any real number > 0 or >= 0
+    "uniform": ("learning_rate", {"min": 0.01, "max": 0.2}),
+    "q_uniform": ("learning_rate", {"min": 0.01, "max": 0.2, "q": 0.01}),
+    "log_uniform": ("learning_rate", {"min": -9.2, "max": -2.3}),
+    "log_uniform_values": ("learning_rate", {"min": 1.0e-4, "max": 0.1}),
+    "q_log_uniform": ("weight_decay", {"min": -4.6, "max": -2.3, "q": 0.001}),
+    "q_log_uniform_values": ("learning_rate", {"min": 0.001, "max": 0.1, "q": 0.001}),
+    "inv_log_uniform": ("learning_rate", {"min": 2.3, "max": 9.2}),
+    "inv_log_uniform_values": ("learning_rate", {"min": 1.0e-4, "max": 0.1}),
+    "normal": ("warmup_epochs", {"mu": 0.05, "sigma": 0.01}),  # refused below: warmup can't be < 0
+    "q_normal": ("grad_clip", {"mu": 0.05, "sigma": 0.01, "q": 0.001}),  # refused likewise
+    "log_normal": ("learning_rate", {"mu": -3.0, "sigma": 0.5}),
+    "q_log_normal": ("grad_clip", {"mu": -3.0, "sigma": 0.5, "q": 0.001}),
+    "beta": ("label_smoothing", {"a": 2.0, "b": 5.0}),  # [0, 1]: 1 is outside [0, 1): refused
+    "q_beta": ("grad_clip", {"a": 2.0, "b": 5.0, "q": 0.05}),
+    "int_uniform": ("batch_size", {"min": 2, "max": 4}),
 }
+WANDB_RANGE = {  # what wandb's ppf can return, written out independently of distributions.py
+    "uniform": (0.01, 0.2), "q_uniform": (0.01, 0.2), "log_uniform": (math.exp(-9.2), math.exp(-2.3)),
+    "log_uniform_values": (1.0e-4, 0.1), "q_log_uniform": (0.0, 0.1), "q_log_uniform_values": (0.001, 0.1),
+    "inv_log_uniform": (math.exp(-9.2), math.exp(-2.3)), "inv_log_uniform_values": (1.0e-4, 0.1),
+    "log_normal": (0.0, math.inf), "q_log_normal": (0.0, math.inf), "beta": (0.0, 1.0), "q_beta": (0.0, 1.0),
+    "int_uniform": (2, 4),
+}
+REFUSED_BY_KEY_CHECK = {"normal", "q_normal", "beta"}
 
 
-def test_every_wandb_distribution_is_covered():
-    assert set(NUMERIC) | {"constant", "categorical", "int_uniform"} == set(DISTRIBUTIONS)
+def test_every_wandb_distribution_has_a_record():
+    assert set(DISTRIBUTIONS) == WANDB_SCHEMA_DISTRIBUTIONS
+    assert set(NUMERIC) | {"constant", "categorical", "categorical_w_probabilities"} == set(DISTRIBUTIONS)
 
 
 @pytest.mark.parametrize("distribution", sorted(NUMERIC))
-def test_distributions_map_to_tune_and_sample_in_range(tmp_path, distribution):
-    spec = {"distribution": distribution, **NUMERIC[distribution]}
-    space = load_space(write_space(tmp_path, {"method": "random", "parameters": {"learning_rate": spec}}))
-    domain = to_tune(space)["param_space"]["learning_rate"]
-    lo, hi = BOUNDS.get(distribution, (spec.get("min", -math.inf), spec.get("max", math.inf)))
-    ours = [_sample(space.params["learning_rate"], random.Random(i)) for i in range(200)]
-    if hasattr(domain, "sample"):
-        tunes = [domain.sample() for _ in range(200)]
-    else:  # sample_from: the function Tune calls per trial
-        tunes = [domain.func(None) for _ in range(200)]
+def test_distributions_sample_inside_wandbs_range_through_tune_too(tmp_path, distribution):
+    key, bounds = NUMERIC[distribution]
+    spec = {"distribution": distribution, **bounds}
+    path = write_space(tmp_path, {"method": "random", "parameters": {key: spec}})
+    if distribution in REFUSED_BY_KEY_CHECK:
+        with pytest.raises(UserError, match=rf"parameters.{key}: {distribution} with .* draws values in"):
+            load_space(path)
+        return
+    space = load_space(path)
+    domain = to_tune(space)["param_space"][key]
+    lo, hi = WANDB_RANGE[distribution]
+    ours = [sample(space.params[key], random.Random(i)) for i in range(300)]
+    tunes = [domain.func(None) for _ in range(300)]  # sample_from: what Tune calls per trial
     for values in (ours, tunes):
-        if "mu" in spec:
-            if distribution.endswith("log_normal"):
-                values = [math.log(v) for v in values if v > 0]
-                assert abs(sum(values) / len(values) - spec["mu"]) < 0.2
-            else:
-                assert abs(sum(values) / len(values) - spec["mu"]) < 0.005
-        else:
-            assert all(lo - 1e-9 <= v <= hi + 1e-9 for v in values), (min(values), max(values))
-            assert max(values) - min(values) > (hi - lo) * 0.3  # spread over the range, not one point
+        assert all(lo - 1e-9 <= v <= hi + 1e-9 for v in values), (min(values), max(values))
+        assert len(set(values)) > 2  # spread, not one point
+        if "q" in bounds:
+            assert all(math.isclose(v / bounds["q"], round(v / bounds["q"]), abs_tol=1e-6) for v in values)
 
 
 def test_int_uniform_is_inclusive_and_integer(tmp_path):
     space = load_space(write_space(tmp_path, {"method": "random", "parameters": {
         "batch_size": {"distribution": "int_uniform", "min": 2, "max": 4}}}))
     domain = to_tune(space)["param_space"]["batch_size"]
-    samples = {domain.sample() for _ in range(300)}
-    assert samples == {2, 3, 4}
+    samples = {domain.func(None) for _ in range(300)}
+    assert samples == {2, 3, 4} and all(isinstance(v, int) for v in samples)
 
 
 def test_set_pins_a_parameter_and_paths_resolve_beside_the_file(tmp_path):

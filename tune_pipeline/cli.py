@@ -194,17 +194,31 @@ def models():
         typer.echo(f"{name:<18} {count_parameters(create_model(name, num_classes=10)) / 1e6:7.2f}M parameters")
 
 
+def describe_space(space) -> list[str]:
+    """What the sweep will do, as the dry run and the real run both say it."""
+    s = space.scheduler
+    scheduler = s["type"] if s["type"] == "fifo" else (
+        f"asha (cut points at epochs {', '.join(map(str, s['cut_points']))}; max_t {s['max_t']}, "
+        f"reduction factor {s['reduction_factor']:g}, from {s.get('source', 'the file')})")
+    target = f", stops when {space.metric} reaches {space.target:g}" if space.target is not None else ""
+    repeats = f" ({space.repeats} seeds per grid point)" if space.repeats > 1 else ""
+    lines = [f"{space.source}: method {space.method}, {space.trial_count()} trials{repeats}, metric "
+             f"{space.metric} ({'maximize' if space.mode == 'max' else 'minimize'}){target}, scheduler "
+             f"{scheduler}, {space.resources['cpu']:g} CPU + {space.resources['gpu']:g} GPU per trial"]
+    if space.ignored:
+        lines.append(f"ignored: {', '.join(space.ignored)}")
+    lines += [f"note: {n}" for n in space.notes]
+    return lines
+
+
 def _print_preview(space) -> None:
     from tune_pipeline.space import preview_configs
 
-    typer.echo(f"{space.source}: method {space.method}, {space.trial_count()} trials, metric "
-               f"{space.metric} ({'maximize' if space.mode == 'max' else 'minimize'}), scheduler "
-               f"{space.scheduler['type']}, {space.resources['cpu']:g} CPU + {space.resources['gpu']:g} GPU per trial")
-    if space.ignored:
-        typer.echo(f"ignored keys (no meaning here): {', '.join(space.ignored)}")
-    typer.echo("fixed: " + ", ".join(f"{k}={v}" for k, v in space.fixed.items()))
+    for line in describe_space(space):
+        typer.echo(line)
+    typer.echo("fixed: " + ", ".join(f"{k}={v}" for k, v in space.fixed.items() if k not in space.swept()))
     for i, cfg in enumerate(preview_configs(space, 3), 1):
-        typer.echo(f"trial {i}: " + (", ".join(f"{k}={cfg[k]}" for k in space.params) or "(no swept keys)"))
+        typer.echo(f"trial {i}: " + (", ".join(f"{k}={cfg[k]}" for k in space.swept()) or "(no swept keys)"))
 
 
 @app.command()
@@ -232,7 +246,7 @@ def search(
         raise UserError(f"--scheduler: must be asha or fifo, got {scheduler!r}")
     from tune_pipeline.sweep import check_name, check_resources, resume_warning
 
-    space = load_space(space_file, set_)
+    space = load_space(space_file, set_, scheduler=scheduler, num_samples=num_samples)
     overridden = {k: v for k, v in (("cpu", cpus_per_trial), ("gpu", gpus_per_trial)) if v is not None}
     check_resources({**space.resources, **overridden}, "resources")
     if name is not None:
@@ -254,8 +268,8 @@ def search(
                            max_concurrent=max_concurrent, num_samples=num_samples, scheduler=scheduler,
                            wandb=wandb, wandb_project=wandb_project, verbose=verbose,
                            overrides=tuple(set_))
-    if space.ignored:
-        SweepConsole().note(f"ignored keys (no meaning here): {', '.join(space.ignored)}")
+    for line in describe_space(space)[1:]:
+        typer.echo(line, err=True)
     outcome = run_sweep(space, options, SweepConsole())
     raise typer.Exit(outcome.exit_code)
 
@@ -285,6 +299,7 @@ def export(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="file to write (default: stdout)"),
     top: Optional[int] = typer.Option(None, min=1, help="only the N best trials"),
     metric: Optional[str] = typer.Option(None, help="rank by this metric (default: the sweep's)"),
+    group: bool = typer.Option(False, "--group", help="one row per configuration: repeats as mean ± std"),
 ):
     """The best-trial table of an experiment (finished, interrupted or running)."""
     from tune_pipeline.export import export as export_table, guess_format
@@ -293,7 +308,7 @@ def export(
     if output is not None:
         check_output_file(output)
     experiment = load_experiment_noted(experiment_dir)
-    text = written(output, lambda: export_table(experiment, fmt, output, metric, top))
+    text = written(output, lambda: export_table(experiment, fmt, output, metric, top, group))
     if text is not None:
         typer.echo(text, nl=False)
     else:

@@ -71,8 +71,8 @@ def _choice(options):
 
 
 def _model(v):
-    from tune_pipeline.models import is_model, list_models
-    return None if is_model(v) else f"unknown model; choose one of: {', '.join(list_models())}"
+    from tune_pipeline.models import is_model, unknown_model_message
+    return None if is_model(v) else unknown_model_message(v)
 
 
 def _device(v):
@@ -162,8 +162,11 @@ def check_value(key: str, value: Any) -> tuple[Any, str | None]:
     value, problem = coerce(key, value)
     if problem is None:
         problem = FIELDS[key].check(value)
-        if problem and FIELDS[key].kind is not str:
+        if problem and repr(value) not in problem:  # every refusal quotes the value
             problem = f"{problem}, got {value!r}"
+        if problem is None and key == "model":  # the registered spelling is what gets recorded
+            from tune_pipeline.models import canonical_model
+            value = canonical_model(value)
     return value, problem
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import statistics
 from pathlib import Path
 
 from tune_pipeline.config import check_metric_name
@@ -49,6 +51,51 @@ def best_trial_rows(experiment: Experiment, metric: str | None = None, top: int 
                     "error": trial.error})
         rows.append(row)
     return rows
+
+
+def grouped_rows(experiment: Experiment, metric: str | None = None) -> list[dict]:
+    """Repeats folded: one row per configuration (the swept keys but the repeat
+    seed), each column's mean and standard deviation over its trials, best first."""
+    metric = metric or experiment.metric
+    mode = experiment.mode_for(metric)
+    repeat_key = experiment.meta.get("repeat_key") or "seed"
+    keys = [k for k in experiment.swept if k != repeat_key]
+    columns = BEST_COLUMNS + ([metric] if metric not in BEST_COLUMNS else [])
+    groups: dict[str, list] = {}
+    for trial in experiment.trials:
+        groups.setdefault(json.dumps([trial.config.get(k) for k in keys], default=str), []).append(trial)
+    rows = []
+    for trials in groups.values():
+        row = {"config": ", ".join(f"{k}={short(trials[0].config.get(k))}" for k in keys), "trials": len(trials)}
+        for column in columns:
+            values = [t.best_value(metric, mode) if column == metric and column not in BEST_COLUMNS
+                      else t.last.get(column) for t in trials]
+            values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+            row[f"{column}_mean"] = statistics.fmean(values) if values else None
+            row[f"{column}_std"] = statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
+        for key in keys:
+            row[key] = trials[0].config.get(key)
+        rows.append(row)
+    sign = -1 if mode == "max" else 1
+    rows.sort(key=lambda r: (r[f"{metric}_mean"] is None, sign * (r[f"{metric}_mean"] or 0)))
+    return rows
+
+
+def _mean_std_columns(rows: list[dict]) -> list[dict]:
+    """For markdown: `mean ± std` in one cell."""
+    out = []
+    for row in rows:
+        merged = {}
+        for key, value in row.items():
+            if key.endswith("_std"):
+                continue
+            if key.endswith("_mean"):
+                std = row[key[:-5] + "_std"]
+                merged[key[:-5]] = None if value is None else f"{value:.4f} ± {std:.4f}"
+            else:
+                merged[key] = value
+        out.append(merged)
+    return out
 
 
 def _fmt_md(value) -> str:
@@ -118,10 +165,16 @@ def guess_format(output: Path | None, fmt: str | None) -> str:
 
 
 def export(experiment: Experiment, fmt: str, output: Path | None, metric: str | None = None,
-           top: int | None = None) -> str | None:
-    """Write the table to `output` (or return it as text when output is None)."""
+           top: int | None = None, group: bool = False) -> str | None:
+    """Write the table to `output` (or return it as text when output is None).
+    With `group`, repeats of a configuration fold into one row (mean and std)."""
     check_metric_name(metric)
-    rows = best_trial_rows(experiment, metric, top)
+    if group:
+        rows = grouped_rows(experiment, metric)[: top or None]
+        if fmt == "md":
+            rows = _mean_std_columns(rows)
+    else:
+        rows = best_trial_rows(experiment, metric, top)
     if fmt == "parquet":
         if output is None:
             raise UserError("--format parquet needs --output FILE")

@@ -1,9 +1,12 @@
-"""Search spaces: reading a wandb-format sweep YAML, validating all of it at
-once, and mapping it to Ray Tune's search space.
+"""Search spaces: reading a wandb-format sweep file with wandb's meaning,
+validating all of it at once, and building the Ray Tune objects it runs as.
 
 The file format is wandb's sweep configuration, so existing sweep files run
-unchanged; Tune-only settings are extra top-level keys.  Nothing here imports
-Ray except `to_tune`, which is called only when a sweep starts.
+unchanged; wandb keys with no meaning here are listed as ignored, and our own
+Tune settings live in one `tune:` block (wandb has no such key).  What each
+distribution means comes from `distributions.py`.  Validation ends by building
+the real search space, searcher and scheduler (`to_tune`), so anything Ray or
+Optuna would refuse is refused here, before a folder or Ray exists.
 """
 
 from __future__ import annotations
@@ -15,53 +18,43 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tune_pipeline.config import (FIELDS, METRIC_MODES, PATH_KEYS, REPORTED_METRICS,
+from tune_pipeline.config import (FIELDS, PATH_KEYS, REPORTED_METRICS,
                                   check_transform_script, check_value, parse_set_option,
                                   path_bases, read_yaml, resolve_path, suggest)
+from tune_pipeline.distributions import DISTRIBUTIONS, SPEC_KEYS, bayes_domain, integral
 from tune_pipeline.errors import UserError
 
 METHODS = ("grid", "random", "bayes")
-# wandb's distribution names -> the keys each one needs (defaults as wandb's).
-DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
-    "constant": ("value",),
-    "categorical": ("values",),
-    "int_uniform": ("min", "max"),
-    "uniform": ("min", "max"),
-    "q_uniform": ("min", "max", "q"),
-    "log_uniform": ("min", "max"),            # bounds are natural-log exponents
-    "log_uniform_values": ("min", "max"),     # bounds are the values themselves
-    "q_log_uniform": ("min", "max", "q"),
-    "q_log_uniform_values": ("min", "max", "q"),
-    "inv_log_uniform": ("min", "max"),
-    "inv_log_uniform_values": ("min", "max"),
-    "normal": ("mu", "sigma"),
-    "q_normal": ("mu", "sigma", "q"),
-    "log_normal": ("mu", "sigma"),
-    "q_log_normal": ("mu", "sigma", "q"),
+# wandb keys that mean nothing here: accepted and listed once as ignored.
+WANDB_IGNORED = {
+    "program": "wandb's training script", "command": "wandb's agent command line",
+    "entity": "wandb's account", "description": "text for wandb's UI",
+    "controller": "wandb's local/cloud controller", "job": "a wandb launch job",
+    "image_uri": "a wandb launch image", "apiVersion": "wandb's API version", "kind": "wandb's kind",
+    "scheduler": "wandb's launch/custom scheduler; ours is tune.scheduler",
+    "metrics": "wandb's multi-objective metrics (method custom only)",
 }
-LOG_VALUE_DISTRIBUTIONS = ("log_uniform_values", "q_log_uniform_values", "inv_log_uniform_values")
-BOUNDED = tuple(d for d, keys in DISTRIBUTIONS.items() if "min" in keys)
-SPEC_KEYS = {"values", "value", "distribution", "min", "max", "mu", "sigma", "q", "probabilities"}
-TOP_LEVEL = {
-    # wandb's keys
-    "method", "metric", "parameters", "early_terminate", "run_cap", "name", "description",
-    "program", "command", "project", "entity",
-    # Tune extensions
-    "resources", "max_concurrent_trials", "num_samples", "scheduler",
-}
-IGNORED = ("program", "command", "entity", "description")
+WANDB_KEYS = {"method", "metric", "parameters", "early_terminate", "run_cap", "name", "project",
+              *WANDB_IGNORED}
+TUNE_KEYS = {"resources", "max_concurrent_trials", "num_samples", "scheduler"}
+TOP_LEVEL = WANDB_KEYS | {"tune"}
+METRIC_KEYS = {"name", "goal", "target", "impute", "impute_while_running"}
+HYPERBAND_KEYS = {"type", "min_iter", "max_iter", "eta", "s", "strict"}
+SCHEDULER_KEYS = {"type", "grace_period", "max_t", "reduction_factor"}
+MAX_GRID_AXIS = 10_000
+REPEAT_KEY = "seed"  # grid repeats differ by this key, one value per repeat
 
 
 @dataclass
 class Param:
     name: str
-    values: list | None = None          # categorical (grid or choice)
-    distribution: str | None = None
-    bounds: dict = field(default_factory=dict)  # min, max, mu, sigma, q
+    distribution: str
+    spec: dict                           # the distribution's keys, checked (values made absolute)
+    values: list | None = None           # a grid axis (enumerated) or a categorical's values
 
     @property
-    def log_scale(self) -> bool:
-        return bool(self.distribution) and "log" in self.distribution
+    def record(self):
+        return DISTRIBUTIONS[self.distribution]
 
 
 @dataclass
@@ -72,23 +65,59 @@ class SearchSpace:
     mode: str
     params: dict[str, Param]             # what varies between trials
     fixed: dict[str, Any]                # every other training key (defaults included)
-    num_samples: int
+    num_samples: int                     # random/bayes: trials; grid: repeats of the grid
     run_cap: int | None
-    scheduler: dict                      # {"type": "asha"|"fifo", grace_period, max_t, reduction_factor}
+    scheduler: dict                      # {"type": "asha"|"fifo", grace_period, max_t, reduction_factor, cut_points}
     resources: dict                      # {"cpu": float, "gpu": float}
     max_concurrent_trials: int | None
     name: str | None
     project: str | None
     ignored: list[str]
     raw: dict
+    target: float | None = None          # metric.target: the sweep stops once a trial reaches it
+    notes: list[str] = field(default_factory=list)
+    early_terminate: dict | None = None  # as given (resume rebuilds the same cut points)
 
     def trial_count(self) -> int:
         if self.method == "grid":
-            return math.prod(len(p.values) for p in self.params.values()) * self.num_samples
+            return math.prod(len(p.values) for p in self.params.values()) * self.repeats
         return self.num_samples
 
+    @property
+    def repeats(self) -> int:
+        return self.num_samples if self.method == "grid" else 1
+
     def swept(self) -> list[str]:
-        return list(self.params)
+        return list(self.params) + ([REPEAT_KEY] if self.repeats > 1 else [])
+
+    def max_epochs(self) -> float:
+        return _max_epochs(self.fixed, self.params)
+
+    def resolved(self) -> dict:
+        """This space as a sweep file with every path absolute and every default
+        filled in: what `tune resume` rebuilds the space from, from any folder."""
+        parameters = {k: {"value": v} for k, v in self.fixed.items()}
+        for name, p in self.params.items():
+            if self.method == "grid":
+                parameters[name] = {"values": list(p.values)}
+            else:
+                parameters[name] = {"distribution": p.distribution, **p.spec}
+        metric = {"name": self.metric, "goal": "maximize" if self.mode == "max" else "minimize"}
+        if self.target is not None:
+            metric["target"] = self.target
+        tune: dict = {"num_samples": self.num_samples, "resources": dict(self.resources)}
+        if self.max_concurrent_trials:
+            tune["max_concurrent_trials"] = self.max_concurrent_trials
+        out = {"method": self.method, "metric": metric, "parameters": parameters, "tune": tune}
+        if self.scheduler.get("source") == "early_terminate":
+            out["early_terminate"] = self.early_terminate
+        else:
+            tune["scheduler"] = {k: self.scheduler[k] for k in SCHEDULER_KEYS if k in self.scheduler}
+        if self.name:
+            out["name"] = self.name
+        if self.project:
+            out["project"] = self.project
+        return out
 
 
 def _is_number(v) -> bool:
@@ -105,6 +134,10 @@ def _number(v):
     return v
 
 
+def _fmt(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
 def _check_path_value(key: str, value: str, bases: list[Path]) -> tuple[str, str | None]:
     path = resolve_path(value, bases)
     if key == "runtime_transform_script":
@@ -113,6 +146,9 @@ def _check_path_value(key: str, value: str, bases: list[Path]) -> tuple[str, str
 
 
 def _check_param_value(key: str, value, where: str, bases: list[Path], problems: list[str]):
+    if isinstance(value, float) and not math.isfinite(value) and FIELDS[key].kind is not float:
+        problems.append(f"{where}: must be {FIELDS[key].kind.__name__}, got {value!r}")
+        return value
     value, problem = check_value(key, value)
     if problem is None and key in PATH_KEYS:
         value, problem = _check_path_value(key, value, bases)
@@ -121,126 +157,222 @@ def _check_param_value(key: str, value, where: str, bases: list[Path], problems:
     return value
 
 
-def _parse_param(key: str, spec, src: str, method: str, bases: list[Path],
+def _infer_distribution(spec: dict) -> str | None:
+    """wandb's rules when `distribution` is not given."""
+    if "values" in spec:
+        return "categorical_w_probabilities" if "probabilities" in spec else "categorical"
+    if "value" in spec:
+        return "constant"
+    if "min" in spec and "max" in spec:
+        ints = all(isinstance(spec[k], int) and not isinstance(spec[k], bool) for k in ("min", "max"))
+        return "int_uniform" if ints else "uniform"
+    return None
+
+
+def _parse_param(key, spec, where: str, method: str, bases: list[Path],
                  problems: list[str]) -> Param | tuple[str, Any] | None:
-    where = f"{src}: parameters.{key}"
-    if key not in FIELDS:
-        problems.append(f"{where}: not a training key{suggest(key, FIELDS)}")
+    if not isinstance(key, str) or key not in FIELDS:
+        problems.append(f"{where}: not a training key{suggest(str(key), FIELDS)}")
         return None
     if not isinstance(spec, dict):
-        problems.append(f"{where}: expected a mapping with values, value or distribution")
+        problems.append(f"{where}: expected a mapping with values, value or distribution, got {spec!r}")
         return None
     if "parameters" in spec:
-        problems.append(f"{where}: nested parameters are not supported")
+        problems.append(f"{where}: nested parameters are not supported (training keys are flat)")
         return None
-    for extra in sorted(set(spec) - SPEC_KEYS):
+    for extra in sorted(map(str, set(spec) - SPEC_KEYS)):
         problems.append(f"{where}.{extra}: unknown key{suggest(extra, SPEC_KEYS)}")
     distribution = spec.get("distribution")
-    if distribution is None:  # wandb infers it
-        if "values" in spec:
-            distribution = "categorical"
-        elif "value" in spec:
-            distribution = "constant"
-        elif "min" in spec and "max" in spec:
-            lo, hi = _number(spec["min"]), _number(spec["max"])
-            ints = isinstance(lo, int) and isinstance(hi, int) and not isinstance(lo, bool)
-            distribution = "int_uniform" if ints else "uniform"
-        else:
-            problems.append(f"{where}: needs values, value, or distribution with its bounds")
+    if distribution is None:
+        distribution = _infer_distribution(spec)
+        if distribution is None:
+            problems.append(f"{where}: needs values, value, or a distribution with its bounds")
             return None
-    if distribution not in DISTRIBUTIONS:
+    if not isinstance(distribution, str) or distribution not in DISTRIBUTIONS:
         problems.append(f"{where}.distribution: unknown distribution {distribution!r}"
                         f"{suggest(str(distribution), DISTRIBUTIONS)}")
+        return None
+    record = DISTRIBUTIONS[distribution]
+    for extra in sorted(set(spec) & SPEC_KEYS - set(record.keys) - {"distribution"}):
+        hint = (" (use distribution categorical_w_probabilities, or no distribution)"
+                if extra == "probabilities" else f" (its keys: {', '.join(record.keys)})")
+        problems.append(f"{where}.{extra}: {distribution} takes no {extra}{hint}")
         return None
     if distribution == "constant":
         if "value" not in spec:
             problems.append(f"{where}: constant needs value")
             return None
-        return (key, _check_param_value(key, spec["value"], f"{where}.value", bases, problems))
-    if distribution == "categorical":
-        values = spec.get("values")
-        if not isinstance(values, list) or not values:
-            problems.append(f"{where}.values: must be a non-empty list")
-            return None
-        checked = [_check_param_value(key, v, f"{where}.values[{i}]", bases, problems)
-                   for i, v in enumerate(values)]
-        return Param(key, values=checked, distribution="categorical")
-    # a numeric distribution
-    if method == "grid":
-        problems.append(f"{where}: method grid needs values or value, not distribution {distribution}")
+        value_where = where if where.startswith("--set") else f"{where}.value"
+        return (key, _check_param_value(key, spec["value"], value_where, bases, problems))
+    if distribution.startswith("categorical"):
+        return _parse_categorical(key, spec, where, method, bases, problems, distribution)
+    return _parse_numeric(key, spec, where, method, bases, problems, record)
+
+
+def _parse_categorical(key, spec, where, method, bases, problems, distribution) -> Param | None:
+    values = spec.get("values")
+    if not isinstance(values, list) or not values:
+        problems.append(f"{where}.values: must be a non-empty list, got {values!r}")
         return None
+    n = len(problems)
+    checked = [_check_param_value(key, v, f"{where}.values[{i}]", bases, problems)
+               for i, v in enumerate(values)]
+    out = {"values": checked}
+    if distribution == "categorical_w_probabilities":
+        probs = [_number(p) for p in spec.get("probabilities") or []] \
+            if isinstance(spec.get("probabilities"), list) else None
+        if method == "grid":
+            problems.append(f"{where}.probabilities: method grid runs every value once; probabilities "
+                            f"weigh random draws (drop them, or use method random)")
+        elif method == "bayes":
+            problems.append(f"{where}.probabilities: method bayes (Optuna) cannot weigh values; "
+                            f"drop probabilities or use method random")
+        elif probs is None or len(probs) != len(values):
+            problems.append(f"{where}.probabilities: must be a list of {len(values)} numbers, one per "
+                            f"value, got {spec.get('probabilities')!r}")
+        elif not all(_is_number(p) and math.isfinite(p) and p >= 0 for p in probs):
+            problems.append(f"{where}.probabilities: must be numbers >= 0, got {spec['probabilities']!r}")
+        elif not math.isclose(sum(probs), 1.0, abs_tol=1e-6):
+            problems.append(f"{where}.probabilities: must sum to 1, they sum to {sum(probs):g}")
+        else:
+            out["probabilities"] = [float(p) for p in probs]
+    if len(problems) > n:
+        return None
+    if distribution == "categorical" or len(checked) > 1:
+        return Param(key, distribution, out, values=checked)
+    return Param(key, "categorical", {"values": checked}, values=checked)
+
+
+def _parse_numeric(key, spec, where, method, bases, problems, record) -> Param | None:
     kind = FIELDS[key].kind
     if kind not in (int, float):
-        problems.append(f"{where}: distribution {distribution} needs a numeric key; {key} takes "
+        problems.append(f"{where}: distribution {record.name} needs a numeric key; {key} takes "
                         f"{kind.__name__} values")
         return None
-    bounds = {}
-    defaults = {"mu": 0.0, "sigma": 1.0, "q": 1.0}
-    for name in DISTRIBUTIONS[distribution]:
-        value = _number(spec.get(name, defaults.get(name)))
+    b: dict = {}
+    for name, default in record.keys.items():
+        value = _number(spec.get(name, default))
         if value is None:
-            problems.append(f"{where}: distribution {distribution} needs {name}")
+            problems.append(f"{where}: distribution {record.name} needs {name}")
             return None
         if not _is_number(value) or not math.isfinite(value):
-            problems.append(f"{where}.{name}: must be a number, got {value!r}")
+            problems.append(f"{where}.{name}: must be a finite number, got {value!r}")
             return None
-        bounds[name] = value
-    ok = True
-    if "min" in bounds and bounds["min"] > bounds["max"]:
-        problems.append(f"{where}: min {bounds['min']} is greater than max {bounds['max']}")
-        ok = False
-    if distribution in LOG_VALUE_DISTRIBUTIONS and min(bounds["min"], bounds["max"]) <= 0:
-        problems.append(f"{where}: {distribution} needs min and max > 0 (log scale), got "
-                        f"min {bounds['min']}")
-        ok = False
-    if bounds.get("sigma", 1) <= 0 or bounds.get("q", 1) <= 0:
-        problems.append(f"{where}: sigma and q must be > 0")
-        ok = False
-    if kind is int and (distribution not in ("int_uniform", "q_uniform", "q_log_uniform_values")
-                        or any(not float(bounds[k]).is_integer() for k in bounds)):
+        b[name] = value
+    before = len(problems)
+    if "min" in b and b["min"] > b["max"]:
+        problems.append(f"{where}: min {_fmt(b['min'])} is greater than max {_fmt(b['max'])}")
+    if record.name == "int_uniform" and not all(float(b[k]).is_integer() for k in ("min", "max")):
+        problems.append(f"{where}: int_uniform needs integer min and max, got {_fmt(b['min'])} and "
+                        f"{_fmt(b['max'])} (use uniform for real numbers)")
+    if record.name.endswith("_values") and min(b["min"], b["max"]) <= 0:
+        problems.append(f"{where}: {record.name} needs min and max > 0 (log scale), got min {_fmt(b['min'])}")
+    if b.get("sigma", 0) < 0 or b.get("q", 1) <= 0 or min(b.get("a", 1), b.get("b", 1)) <= 0:
+        problems.append(f"{where}: sigma must be >= 0, q, a and b > 0")
+    if "mu" in b and "log" in record.name and b["mu"] + 10 * b["sigma"] > 700:
+        problems.append(f"{where}: exp(mu + 10 sigma) overflows a float; log_normal's mu and sigma are "
+                        f"those of log(x)")
+    if len(problems) > before:
+        return None
+    if kind is int and not integral(record, b):
         problems.append(f"{where}: {key} is an integer; use values, int_uniform, or a q_ distribution "
-                        f"with integer bounds and q")
-        ok = False
-    if ok and distribution in BOUNDED and distribution not in ("log_uniform", "q_log_uniform"):
-        for name in ("min", "max"):  # the bounds must be legal values of the key themselves
-            _, problem = check_value(key, int(bounds[name]) if kind is int else bounds[name])
-            if problem:
-                problems.append(f"{where}.{name}: {problem}")
-                ok = False
-    return Param(key, distribution=distribution, bounds=bounds) if ok else None
+                        f"with an integer q")
+        return None
+    lo, hi = record.value_range(b)
+    if record.bounds != "none" and not (math.isfinite(lo) and math.isfinite(hi)):
+        problems.append(f"{where}: {record.name}'s bounds are natural-log exponents: exp of min "
+                        f"{_fmt(b['min'])} or max {_fmt(b['max'])} overflows a float (for the values "
+                        f"themselves use {record.name}_values)")
+        return None
+    for end in (lo, hi):  # the key's own check on what the distribution can produce
+        problem = FIELDS[key].check(end)
+        if problem:
+            problems.append(f"{where}: {record.name} with {_describe(b)} draws values in "
+                            f"[{_fmt(lo)}, {_fmt(hi)}]; {key} {problem}")
+            return None
+    if method == "grid":
+        if record.grid is None:
+            problems.append(f"{where}: method grid cannot enumerate {record.name}; use values, value, "
+                            f"int_uniform or q_uniform")
+            return None
+        grid = record.grid(b)
+        if not grid or len(grid) > MAX_GRID_AXIS:
+            size = f"more than {MAX_GRID_AXIS}" if grid else "no"
+            problems.append(f"{where}: {record.name} with {_describe(b)} gives a grid axis of {size} values")
+            return None
+        values = [_check_param_value(key, v, f"{where} (grid value {_fmt(v)})", bases, problems)
+                  for v in grid]
+        return Param(key, record.name, b, values=values)
+    if method == "bayes" and (record.bayes is None or record.bayes(b) is None):
+        why = ("min and max must be multiples of q" if record.name == "q_uniform"
+               else "Optuna takes uniform, log-uniform, integer and categorical ranges only")
+        problems.append(f"{where}: method bayes (Optuna) cannot search {record.name} ({why}); use "
+                        f"method random, or values, uniform, int_uniform, log_uniform_values")
+        return None
+    return Param(key, record.name, b)
 
 
-def _positive_int(raw: dict, key: str, src: str, problems: list[str], default=None):
-    value = raw.get(key, default)
+def _describe(b: dict) -> str:
+    return ", ".join(f"{k} {_fmt(v)}" for k, v in b.items())
+
+
+def _positive_int(block: dict, key: str, where: str, problems: list[str], default=None):
+    value = block.get(key, default)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        problems.append(f"{src}: {key}: must be an integer >= 1, got {value!r}")
+        problems.append(f"{where}{key}: must be an integer >= 1, got {value!r}")
         return default
     return value
 
 
-def load_space(path: str | Path, overrides: list[str] | None = None) -> SearchSpace:
+def _max_epochs(fixed: dict, params: dict) -> float:
+    """The largest `epochs` any trial can have: the one source of ASHA's max_t."""
+    if "epochs" not in params:
+        epochs = fixed.get("epochs")
+        # A bad value is reported where it was read; the scheduler must not trip on it.
+        return epochs if _is_number(epochs) and math.isfinite(epochs) else FIELDS["epochs"].default
+    p = params["epochs"]
+    if p.values is not None:
+        return max(v for v in p.values if _is_number(v)) if any(_is_number(v) for v in p.values) else 1
+    return p.record.value_range(p.spec)[1]
+
+
+def load_space(path: str | Path, overrides: list[str] | None = None, *, scheduler: str | None = None,
+               num_samples: int | None = None) -> SearchSpace:
     """Read and validate a sweep file; raise UserError listing every problem."""
     path = Path(path)
-    return parse_space(read_yaml(path), path, overrides)
+    return parse_space(read_yaml(path), path, overrides, scheduler=scheduler, num_samples=num_samples)
 
 
-def parse_space(raw, path: Path, overrides: list[str] | None = None) -> SearchSpace:
-    """Validate a sweep mapping; relative paths resolve beside `path`."""
+def parse_space(raw, path: Path, overrides: list[str] | None = None, *, scheduler: str | None = None,
+                num_samples: int | None = None, build: bool = True) -> SearchSpace:
+    """Validate a sweep mapping; relative paths resolve beside `path`.  With
+    `build`, the Tune objects are built too, so what Ray would refuse is refused here."""
     src = str(path)
     if not isinstance(raw, dict):
         raise UserError(f"{src}: expected a mapping with method, metric and parameters")
     problems: list[str] = []
+    notes: list[str] = []
     bases = path_bases(path)
-    for key in sorted(set(raw) - TOP_LEVEL):
-        problems.append(f"{src}: {key}: unknown top-level key{suggest(key, TOP_LEVEL)}")
-    ignored = [k for k in IGNORED if k in raw]
-    if raw.get("run_cap") is not None and raw.get("method", "grid") == "grid":
-        ignored.append("run_cap (grid runs every combination)")
+    for key in raw:
+        if not isinstance(key, str):
+            hint = " (YAML 1.1 reads on, off, yes, no as booleans: quote it)" if isinstance(key, bool) else ""
+            problems.append(f"{src}: top-level key {key!r} is not a name{hint}")
+        elif key in TUNE_KEYS - WANDB_KEYS:
+            problems.append(f"{src}: {key}: a Tune setting; put it under tune: (wandb has no {key} key)")
+        elif key not in TOP_LEVEL:
+            problems.append(f"{src}: {key}: unknown top-level key{suggest(key, TOP_LEVEL)}")
+    ignored = [f"{k} ({why})" for k, why in WANDB_IGNORED.items() if k in raw]
 
-    method = raw.get("method", "grid")
-    if method not in METHODS:
+    method = raw.get("method")
+    if method is None:
+        problems.append(f"{src}: method: required (grid, random or bayes), as in wandb")
+        method = "random"
+    elif method == "custom":
+        problems.append(f"{src}: method: custom needs wandb's own scheduler; use grid, random or bayes")
+        method = "random"
+    elif not isinstance(method, str) or method not in METHODS:
         problems.append(f"{src}: method: must be one of {', '.join(METHODS)}, got {method!r}")
         method = "random"
     if method == "bayes":
@@ -250,34 +382,28 @@ def parse_space(raw, path: Path, overrides: list[str] | None = None) -> SearchSp
             problems.append(f"{src}: method: bayes needs optuna; install it with "
                             f"pip install 'tune-pipeline[bayes]' (or pip install optuna)")
 
-    metric_spec = raw.get("metric", {"name": "test_accuracy", "goal": "maximize"})
-    metric, mode = "test_accuracy", "max"
-    if not isinstance(metric_spec, dict) or "name" not in metric_spec:
-        problems.append(f"{src}: metric: expected {{name: ..., goal: maximize|minimize}}")
-    else:
-        metric = metric_spec["name"]
-        if metric not in REPORTED_METRICS:
-            problems.append(f"{src}: metric.name: {metric!r} is not a reported metric; choose one of "
-                            f"{', '.join(REPORTED_METRICS)}")
-        goal = metric_spec.get("goal", "minimize" if METRIC_MODES.get(metric) == "min" else "maximize")
-        if goal not in ("maximize", "minimize"):
-            problems.append(f"{src}: metric.goal: must be maximize or minimize, got {goal!r}")
-        mode = "min" if goal == "minimize" else "max"
+    metric, mode, target = _parse_metric(raw, src, problems, notes, ignored)
 
     parameters = raw.get("parameters") or {}
     if not isinstance(parameters, dict):
         problems.append(f"{src}: parameters: expected a mapping of training keys")
         parameters = {}
-    set_values = parse_set_option(overrides or [])
+    sources = {key: f"{src}: parameters.{key}" for key in parameters}
+    try:
+        set_values = parse_set_option(overrides or [])
+    except UserError as exc:
+        problems.extend(exc.problems)
+        set_values = {}
     for key, value in set_values.items():  # --set pins a parameter to one value
         parameters = {**parameters, key: {"value": value}}
+        sources[key] = f"--set {key}"
 
     params: dict[str, Param] = {}
     fixed: dict[str, Any] = {}
     for key, spec in parameters.items():
-        parsed = _parse_param(str(key), spec, src, method, bases, problems)
+        parsed = _parse_param(key, spec, sources[key], method, bases, problems)
         if isinstance(parsed, Param):
-            if len(parsed.values or [None, None]) == 1:
+            if parsed.values is not None and len(parsed.values) == 1:
                 fixed[key] = parsed.values[0]  # one value is no dimension
             else:
                 params[key] = parsed
@@ -292,109 +418,231 @@ def parse_space(raw, path: Path, overrides: list[str] | None = None) -> SearchSp
                     problems.append(f"{src}: {key} (default): {problem}")
             fixed[key] = value
 
-    num_samples = _positive_int(raw, "num_samples", src, problems)
-    run_cap = _positive_int(raw, "run_cap", src, problems)
-    if num_samples is None:
-        num_samples = 1 if method == "grid" else (run_cap or 10)
-    max_concurrent = _positive_int(raw, "max_concurrent_trials", src, problems)
+    tune = raw.get("tune") or {}
+    if not isinstance(tune, dict):
+        problems.append(f"{src}: tune: expected a mapping of Tune settings ({', '.join(sorted(TUNE_KEYS))})")
+        tune = {}
+    for key in sorted(map(str, set(tune) - TUNE_KEYS)):
+        problems.append(f"{src}: tune.{key}: unknown key{suggest(key, TUNE_KEYS)}")
+    run_cap = _positive_int(raw, "run_cap", f"{src}: ", problems)
+    if run_cap is not None and method == "grid":
+        ignored.append("run_cap (grid runs every combination)")
+    samples = num_samples or _positive_int(tune, "num_samples", f"{src}: tune.", problems)
+    if samples is None:
+        samples = 1 if method == "grid" else (run_cap or 10)
+    if method == "grid" and samples > 1 and REPEAT_KEY in params:
+        problems.append(f"{src}: tune.num_samples {samples} repeats the grid with a new {REPEAT_KEY} per "
+                        f"repeat, but {REPEAT_KEY} is swept already: drop one of them")
+    max_concurrent = _positive_int(tune, "max_concurrent_trials", f"{src}: tune.", problems)
+    resources = _parse_resources(tune, src, problems)
+    for key in ("name", "project"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            problems.append(f"{src}: {key}: must be a string, got {raw[key]!r}")
 
-    resources = {"cpu": 1.0, "gpu": 0.0}
-    res = raw.get("resources", {})
-    if not isinstance(res, dict):
-        problems.append(f"{src}: resources: expected {{cpu: N, gpu: F}}")
-        res = {}
-    for key, value in res.items():
-        if key not in resources:
-            problems.append(f"{src}: resources.{key}: unknown resource; use cpu and gpu")
-        elif not _is_number(value) or value < 0 or (key == "cpu" and value == 0):
-            problems.append(f"{src}: resources.{key}: must be a number > 0 (gpu may be 0), got {value!r}")
-        else:
-            resources[key] = float(value)
-
-    scheduler = _parse_scheduler(raw, src, fixed, params, problems)
+    sched = _parse_scheduler(raw, tune, scheduler, src, _max_epochs(fixed, params), problems, ignored)
     if problems:
         raise UserError(problems)
-    return SearchSpace(source=path.resolve(), method=method, metric=metric, mode=mode, params=params,
-                       fixed=fixed, num_samples=num_samples, run_cap=run_cap, scheduler=scheduler,
-                       resources=resources, max_concurrent_trials=max_concurrent,
-                       name=raw.get("name"), project=raw.get("project"), ignored=ignored, raw=raw)
+    space = SearchSpace(source=path.resolve(), method=method, metric=metric, mode=mode, params=params,
+                        fixed=fixed, num_samples=samples, run_cap=run_cap, scheduler=sched,
+                        resources=resources, max_concurrent_trials=max_concurrent,
+                        name=raw.get("name"), project=raw.get("project"), ignored=ignored, raw=raw,
+                        target=target, notes=notes, early_terminate=raw.get("early_terminate"))
+    if build:
+        check_tune(space)
+    return space
 
 
-def _parse_scheduler(raw: dict, src: str, fixed: dict, params: dict, problems: list[str]) -> dict:
-    epochs = fixed.get("epochs")
-    if epochs is None and "epochs" in params:
-        p = params["epochs"]
-        epochs = max(p.values) if p.values else int(p.bounds.get("max", 1))
-    scheduler = {"type": "fifo"}
-    early = raw.get("early_terminate")
-    if early is not None:
-        if not isinstance(early, dict) or early.get("type") != "hyperband":
-            problems.append(f"{src}: early_terminate.type: only hyperband is supported (run as ASHA)")
+def _parse_metric(raw: dict, src: str, problems: list[str], notes: list[str], ignored: list[str]):
+    spec = raw.get("metric")
+    if spec is None:  # wandb needs no metric for grid/random; we rank trials by one
+        return "test_accuracy", "max", None
+    if not isinstance(spec, dict) or "name" not in spec:
+        problems.append(f"{src}: metric: expected {{name: ..., goal: maximize|minimize}}")
+        return "test_accuracy", "max", None
+    for key in sorted(map(str, set(spec) - METRIC_KEYS)):
+        problems.append(f"{src}: metric.{key}: unknown key{suggest(key, METRIC_KEYS)}")
+    for key in ("impute", "impute_while_running"):
+        if key in spec:
+            ignored.append(f"metric.{key} (wandb's bayes imputation)")
+    name = spec["name"]
+    if not isinstance(name, str) or name not in REPORTED_METRICS:
+        problems.append(f"{src}: metric.name: {name!r} is not a reported metric"
+                        f"{suggest(str(name), REPORTED_METRICS)}; choose one of {', '.join(REPORTED_METRICS)}")
+        name = "test_accuracy"
+    goal = spec.get("goal")
+    if goal is None:
+        goal = "minimize"  # wandb's documented default
+        if "accuracy" in name:
+            notes.append(f"metric.goal is not given: minimizing {name}, as wandb does; "
+                         f"write goal: maximize to maximize it")
+    elif goal not in ("maximize", "minimize"):
+        problems.append(f"{src}: metric.goal: must be maximize or minimize, got {goal!r}")
+    target = spec.get("target")
+    if target is not None and (not _is_number(target) or not math.isfinite(target)):
+        problems.append(f"{src}: metric.target: must be a finite number, got {target!r}")
+        target = None
+    return name, ("min" if goal == "minimize" else "max"), target
+
+
+def _parse_resources(tune: dict, src: str, problems: list[str]) -> dict:
+    resources = {"cpu": 1.0, "gpu": 0.0}
+    res = tune.get("resources", {})
+    if not isinstance(res, dict):
+        problems.append(f"{src}: tune.resources: expected {{cpu: N, gpu: F}}")
+        return resources
+    for key, value in res.items():
+        if key not in resources:
+            problems.append(f"{src}: tune.resources.{key}: unknown resource; use cpu and gpu")
+        elif not _is_number(value) or not math.isfinite(value) or value < 0 or (key == "cpu" and value == 0):
+            problems.append(f"{src}: tune.resources.{key}: must be a number > 0 (gpu may be 0), got {value!r}")
         else:
-            for key in sorted(set(early) - {"type", "min_iter", "max_iter", "eta", "s", "strict"}):
-                problems.append(f"{src}: early_terminate.{key}: unknown key")
-            scheduler = {"type": "asha", "grace_period": early.get("min_iter", 1),
-                         "reduction_factor": early.get("eta", 3),
-                         "max_t": early.get("max_iter", epochs)}
-    explicit = raw.get("scheduler")
-    if explicit is not None:
-        if not isinstance(explicit, dict) or explicit.get("type", "asha") not in ("asha", "fifo"):
-            problems.append(f"{src}: scheduler.type: must be asha or fifo")
-            return scheduler
-        for key in sorted(set(explicit) - {"type", "grace_period", "max_t", "reduction_factor"}):
-            problems.append(f"{src}: scheduler.{key}: unknown key; use grace_period, max_t, reduction_factor")
-        scheduler = {"type": explicit.get("type", "asha"), **{k: v for k, v in scheduler.items() if k != "type"},
-                     **{k: v for k, v in explicit.items() if k != "type"}}
-    if scheduler["type"] == "asha":
-        scheduler.setdefault("grace_period", 1)
-        scheduler.setdefault("reduction_factor", 3)
-        if scheduler.get("max_t") is None:
-            scheduler["max_t"] = epochs
-        for key, minimum in (("grace_period", 1), ("max_t", 1), ("reduction_factor", 2)):
-            value = scheduler[key]
-            if not _is_number(value) or value < minimum:
-                problems.append(f"{src}: scheduler {key}: must be a number >= {minimum}, got {value!r}")
-    return scheduler
+            resources[key] = float(value)
+    return resources
+
+
+def hyperband_cut_points(et: dict, max_epochs: float) -> list[int]:
+    """The epochs at which wandb's hyperband judges a run (its `bands`), as
+    wandb/sweeps hyperband_stopping.py computes them, below the last epoch."""
+    eta = et.get("eta", 3)
+    if "max_iter" in et and "s" in et:
+        band, bands = et["max_iter"], []
+        for _ in range(int(et["s"])):
+            band /= eta
+            if band < 1:
+                break
+            bands.append(int(band))
+    else:
+        limit = min(et.get("max_iter", math.inf), max_epochs)
+        bands, band = [], et["min_iter"]
+        while math.isfinite(band) and band < limit + 1 and len(bands) < 100:
+            bands.append(int(band))
+            band *= eta
+    return sorted({b for b in bands if b < max_epochs})
+
+
+def asha_cut_points(grace_period: int, reduction_factor: float, max_t: float) -> list[int]:
+    cuts, t = [], grace_period
+    while t < max_t:
+        cuts.append(int(t))
+        t *= reduction_factor
+    return sorted(set(cuts))
+
+
+def _number_at_least(block: dict, key: str, minimum, where: str, problems: list[str], integer=False,
+                     exclusive=False):
+    value = block.get(key)
+    if (not _is_number(value) or not math.isfinite(value) or value < minimum
+            or (exclusive and value == minimum) or (integer and not float(value).is_integer())):
+        kind = "an integer" if integer else "a number"
+        problems.append(f"{where}{key}: must be {kind} {'>' if exclusive else '>='} {minimum}, got {value!r}")
+        return None
+    return int(value) if integer else value
+
+
+def _parse_scheduler(raw: dict, tune: dict, flag: str | None, src: str, max_epochs: float,
+                     problems: list[str], ignored: list[str]) -> dict:
+    early, explicit = raw.get("early_terminate"), tune.get("scheduler")
+    if early is not None and explicit is not None:
+        problems.append(f"{src}: give early_terminate (wandb's hyperband) or tune.scheduler, not both")
+        return {"type": "fifo"}
+    if flag == "fifo":
+        return {"type": "fifo", "source": "--scheduler"}
+    wants_asha = (flag == "asha" or early is not None
+                  or (isinstance(explicit, dict) and explicit.get("type", "asha") == "asha"))
+    if wants_asha and not math.isfinite(max_epochs):
+        problems.append(f"{src}: epochs has no largest value, and early stopping needs one")
+        return {"type": "fifo"}
+    if early is not None:
+        return _parse_hyperband(early, src, max_epochs, problems, ignored)
+    if explicit is None:
+        if flag == "asha":
+            explicit = {"type": "asha"}
+        else:
+            return {"type": "fifo"}
+    where = f"{src}: tune.scheduler."
+    if not isinstance(explicit, dict) or explicit.get("type", "asha") not in ("asha", "fifo"):
+        problems.append(f"{where}type: must be asha or fifo")
+        return {"type": "fifo"}
+    for key in sorted(map(str, set(explicit) - SCHEDULER_KEYS)):
+        problems.append(f"{where}{key}: unknown key; use type, grace_period, max_t, reduction_factor")
+    if explicit.get("type", "asha") == "fifo" and flag is None:
+        return {"type": "fifo", "source": "tune.scheduler"}
+    s = {"grace_period": 1, "reduction_factor": 3, "max_t": max_epochs, **explicit}
+    n = len(problems)
+    grace = _number_at_least(s, "grace_period", 1, where, problems, integer=True)
+    max_t = _number_at_least(s, "max_t", 1, where, problems, integer=True)
+    rf = _number_at_least(s, "reduction_factor", 2, where, problems)
+    if len(problems) > n:
+        return {"type": "fifo"}
+    if grace > max_t:
+        problems.append(f"{where}grace_period: {grace} is beyond max_t {max_t} (the largest epochs "
+                        f"a trial can have): no trial would ever be judged")
+        return {"type": "fifo"}
+    return {"type": "asha", "grace_period": grace, "max_t": max_t, "reduction_factor": rf,
+            "cut_points": asha_cut_points(grace, rf, max_t),
+            "source": "tune.scheduler" if tune.get("scheduler") is not None else "--scheduler"}
+
+
+def _parse_hyperband(et, src: str, max_epochs: float, problems: list[str], ignored: list[str]) -> dict:
+    where = f"{src}: early_terminate."
+    if not isinstance(et, dict) or et.get("type") != "hyperband":
+        problems.append(f"{where}type: only hyperband is supported (it runs as ASHA)")
+        return {"type": "fifo"}
+    n = len(problems)
+    for key in sorted(map(str, set(et) - HYPERBAND_KEYS)):
+        problems.append(f"{where}{key}: unknown key{suggest(key, HYPERBAND_KEYS)}")
+    et = {"eta": 3, **et}
+    _number_at_least(et, "eta", 1, where, problems, exclusive=True)
+    for key in ("min_iter", "max_iter"):
+        if key in et:
+            _number_at_least(et, key, 1, where, problems, integer=True)
+    if "s" in et:
+        _number_at_least(et, "s", 1, where, problems, integer=True)
+    if "strict" in et and not isinstance(et["strict"], bool):
+        problems.append(f"{where}strict: must be true or false, got {et['strict']!r}")
+    if "min_iter" not in et and not ("max_iter" in et and "s" in et):
+        problems.append(f"{src}: early_terminate: needs min_iter, or max_iter with s (as in wandb)")
+    if len(problems) > n:
+        return {"type": "fifo"}
+    if "s" in et and "max_iter" not in et:
+        ignored.append("early_terminate.s (wandb uses s only with max_iter)")
+    if et.get("strict") is False:
+        ignored.append("early_terminate.strict: false (ASHA judges a trial by its value at each cut "
+                       "point, as strict: true)")
+    cuts = hyperband_cut_points(et, max_epochs)
+    if not cuts:
+        first = hyperband_cut_points(et, math.inf)[:1] or ["none"]
+        problems.append(f"{src}: early_terminate: the first cut point is epoch {first[0]}, but no trial trains more "
+                        f"than {_fmt(max_epochs)} epochs (grace_period must be <= max_t): lower "
+                        f"min_iter/max_iter or raise epochs")
+        return {"type": "fifo"}
+    return {"type": "asha", "grace_period": cuts[0], "max_t": int(max_epochs),
+            "reduction_factor": et["eta"], "cut_points": cuts, "source": "early_terminate"}
 
 
 def with_scheduler(space: SearchSpace, kind: str | None) -> SearchSpace:
-    """`--scheduler asha|fifo` from the command line over the file's choice."""
+    """`--scheduler asha|fifo` over the file's choice; max_t from the same source."""
     if kind is None or kind == space.scheduler["type"]:
         return space
-    if kind == "fifo":
-        space.scheduler = {"type": "fifo"}
-    else:
-        epochs = space.fixed.get("epochs") or 1
-        space.scheduler = {"type": "asha", "grace_period": 1, "reduction_factor": 3, "max_t": epochs}
+    problems: list[str] = []
+    space.scheduler = _parse_scheduler({}, {}, kind, str(space.source), space.max_epochs(), problems, [])
+    if problems:
+        raise UserError(problems)
     return space
 
 
 # ------------------------------------------------------------ sampling
 
-def _sample(param: Param, rng: random.Random):
-    d, b = param.distribution, param.bounds
-    if d == "categorical":
+def sample(param: Param, rng: random.Random):
+    """One value of `param`, drawn as wandb draws it, in the key's type."""
+    if param.values is not None and param.distribution == "categorical":
         return rng.choice(param.values)
-    if d == "int_uniform":
-        return rng.randint(int(b["min"]), int(b["max"]))
-    if d in ("uniform", "q_uniform"):
-        value = rng.uniform(b["min"], b["max"])
-    elif d in ("log_uniform", "q_log_uniform"):
-        value = math.exp(rng.uniform(b["min"], b["max"]))
-    elif d in ("log_uniform_values", "q_log_uniform_values"):
-        value = math.exp(rng.uniform(math.log(b["min"]), math.log(b["max"])))
-    elif d == "inv_log_uniform":
-        value = math.exp(-rng.uniform(b["min"], b["max"]))
-    elif d == "inv_log_uniform_values":
-        value = 1.0 / math.exp(rng.uniform(math.log(1 / b["max"]), math.log(1 / b["min"])))
-    elif d in ("normal", "q_normal"):
-        value = rng.gauss(b["mu"], b["sigma"])
-    else:  # log_normal, q_log_normal
-        value = math.exp(rng.gauss(b["mu"], b["sigma"]))
-    if "q" in b:
-        value = round(value / b["q"]) * b["q"]
-    if FIELDS[param.name].kind is int:
-        value = int(round(value))
+    value = param.record.sample(param.spec, rng)
+    kind = FIELDS[param.name].kind
+    if kind is int:
+        return int(round(value))
+    if kind is float:
+        return float(value)
     return value
 
 
@@ -402,56 +650,56 @@ def preview_configs(space: SearchSpace, count: int = 3, seed: int = 0) -> list[d
     """The first trial configs, as --dry-run shows them (random draws for
     random/bayes; Tune's own draws differ)."""
     if space.method == "grid":
-        names = list(space.params)
-        combos = itertools.islice(itertools.product(*(space.params[n].values for n in names)), count)
+        axes = {n: p.values for n, p in space.params.items()}
+        axes.update(_repeat_axis(space))
+        names = list(axes)
+        combos = itertools.islice(itertools.product(*(axes[n] for n in names)), count)
         return [{**space.fixed, **dict(zip(names, combo))} for combo in combos]
     rng = random.Random(seed)
-    return [{**space.fixed, **{n: _sample(p, rng) for n, p in space.params.items()}} for _ in range(count)]
+    return [{**space.fixed, **{n: sample(p, rng) for n, p in space.params.items()}} for _ in range(count)]
+
+
+def _repeat_axis(space: SearchSpace) -> dict:
+    """A grid repeated N times runs each point with N seeds (recorded in the
+    trial config), so repeats measure the spread rather than copy one run."""
+    if space.repeats <= 1:
+        return {}
+    base = space.fixed.get(REPEAT_KEY, 0)
+    return {REPEAT_KEY: [base + i for i in range(space.repeats)]}
 
 
 # ------------------------------------------------------------ Ray Tune
 
-def _divisible(bounds: dict, keys) -> bool:
-    """Tune's quantized domains insist that their bounds are multiples of q."""
-    return all(math.isclose(bounds[k] / bounds["q"], round(bounds[k] / bounds["q"])) for k in keys)
+class _Draw:
+    """`tune.sample_from` callable: each trial draws with wandb's sampler."""
+
+    def __init__(self, param: Param):
+        self.param = param
+
+    def __call__(self, _spec=None):
+        return sample(self.param, random.Random())
 
 
 def _tune_domain(param: Param, method: str):
     from ray import tune
 
-    d, b = param.distribution, param.bounds
-    if d == "categorical":
-        return tune.grid_search(param.values) if method == "grid" else tune.choice(param.values)
-    if d == "int_uniform":
-        return tune.randint(int(b["min"]), int(b["max"]) + 1)  # wandb's max is inclusive
-    if d == "uniform":
-        return tune.uniform(b["min"], b["max"])
-    if d == "q_uniform" and _divisible(b, ("min", "max")):
-        if FIELDS[param.name].kind is int:
-            return tune.qrandint(int(b["min"]), int(b["max"]), int(b["q"]))
-        return tune.quniform(b["min"], b["max"], b["q"])
-    if d == "log_uniform_values":
-        return tune.loguniform(b["min"], b["max"])
-    if d == "log_uniform":
-        return tune.loguniform(math.exp(b["min"]), math.exp(b["max"]))
-    if d == "q_log_uniform_values" and _divisible(b, ("min", "max")):
-        if FIELDS[param.name].kind is int:
-            return tune.qlograndint(int(b["min"]), int(b["max"]), int(b["q"]))
-        return tune.qloguniform(b["min"], b["max"], b["q"])
-    if d == "normal":
-        return tune.randn(b["mu"], b["sigma"])
-    if d == "q_normal":
-        return tune.qrandn(b["mu"], b["sigma"], b["q"])
-    # The rest have no Tune domain (or bounds it refuses): each trial draws
-    # with our own sampler, the one --dry-run uses.
-    return tune.sample_from(lambda _spec, p=param: _sample(p, random.Random()))
+    if method == "grid":
+        return tune.grid_search(list(param.values))
+    if param.distribution == "categorical":
+        return tune.choice(list(param.values))
+    if method == "bayes":
+        return bayes_domain(param.record, param.spec, FIELDS[param.name].kind is int)
+    return tune.sample_from(_Draw(param))
 
 
 def to_tune(space: SearchSpace) -> dict:
     """param_space, search_alg, scheduler and num_samples for a Tuner."""
     from ray import tune
 
-    param_space = {**space.fixed, **{n: _tune_domain(p, space.method) for n, p in space.params.items()}}
+    fixed = {k: v for k, v in space.fixed.items() if not (space.repeats > 1 and k == REPEAT_KEY)}
+    param_space = {**fixed, **{n: _tune_domain(p, space.method) for n, p in space.params.items()}}
+    for name, values in _repeat_axis(space).items():
+        param_space[name] = tune.grid_search(values)
     search_alg = None
     if space.method == "bayes":
         from ray.tune.search.optuna import OptunaSearch
@@ -463,6 +711,30 @@ def to_tune(space: SearchSpace) -> dict:
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=int(s["max_t"]),
                                   grace_period=int(s["grace_period"]),
                                   reduction_factor=float(s["reduction_factor"]))
-    del tune
+        # The cut points are set, not derived: wandb's (int-truncated, s-limited) bands
+        # are not always grace_period * eta^k.
+        scheduler._brackets[0]._rungs = [(t, {}) for t in reversed(s["cut_points"])]
     return {"param_space": param_space, "search_alg": search_alg, "scheduler": scheduler,
-            "num_samples": space.num_samples}
+            "num_samples": 1 if space.method == "grid" else space.num_samples}
+
+
+def check_tune(space: SearchSpace) -> dict:
+    """Build what the run builds, without Ray running: the search space, the
+    searcher (given the space, as Tune gives it) and the scheduler."""
+    try:
+        parts = to_tune(space)
+        if parts["search_alg"] is not None:
+            import optuna
+
+            verbosity = optuna.logging.get_verbosity()
+            optuna.logging.set_verbosity(optuna.logging.WARNING)  # a throwaway study: no "created" line
+            try:
+                parts["search_alg"].set_search_properties(space.metric, space.mode, parts["param_space"])
+            finally:
+                optuna.logging.set_verbosity(verbosity)
+        if parts["scheduler"] is not None:
+            parts["scheduler"].set_search_properties(space.metric, space.mode)
+    except (AssertionError, ValueError, TypeError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        raise UserError(f"{space.source}: Ray Tune refuses this space: {reason}") from None
+    return parts

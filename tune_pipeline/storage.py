@@ -161,6 +161,20 @@ class RemotePath:
         self.fs.delete_file(self.path)
 
 
+def remove_tree(path) -> None:
+    """Delete a folder and everything in it, local or remote; quietly, since it
+    is cleaning up after a failure that is reported already."""
+    import shutil
+
+    if isinstance(path, RemotePath):
+        try:
+            path.fs.delete_dir(path.path)
+        except OSError:
+            pass
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def local_output(experiment_path, default_name: str) -> Path:
     """Where plots and reports go by default: inside a local experiment, or in
     a folder named after a remote one under the working directory."""

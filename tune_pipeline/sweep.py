@@ -26,8 +26,9 @@ from tune_pipeline.experiment import (FAILED, FINISHED, METADATA_FILE, Trial, lo
                                       read_metadata)
 from tune_pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RunFailed, UserError
 from tune_pipeline.lock import ExperimentLock
-from tune_pipeline.space import SearchSpace, parse_space, to_tune, with_scheduler
-from tune_pipeline.storage import location
+from tune_pipeline.space import (REPEAT_KEY, SearchSpace, check_tune, parse_space, to_tune,
+                                 with_scheduler)
+from tune_pipeline.storage import location, remove_tree
 
 CHECKPOINTS_TO_KEEP = 2  # the best and the latest: export needs one, resume the other
 # On remote storage Ray stages the experiment state locally and uploads it at
@@ -209,11 +210,34 @@ def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
+def target_stopper(metric: str, mode: str, target: float):
+    """wandb's metric.target: once any trial reaches it, the sweep stops (here
+    the running trials stop too; wandb lets them finish)."""
+    from ray.tune.stopper import Stopper
+
+    class TargetReached(Stopper):
+        def __init__(self):
+            self.reached = False
+
+        def __call__(self, trial_id, result) -> bool:
+            value = result.get(metric)
+            if isinstance(value, (int, float)) and (value >= target if mode == "max" else value <= target):
+                self.reached = True
+            return False
+
+        def stop_all(self) -> bool:
+            return self.reached
+
+    return TargetReached()
+
+
 def _run_config(name: str, storage: str, meta: dict, callbacks):
     from ray import tune
 
+    stop = (target_stopper(meta["metric"], meta["mode"], meta["target"])
+            if meta.get("target") is not None else None)
     return tune.RunConfig(
-        name=name, storage_path=storage, callbacks=callbacks, verbose=0,
+        name=name, storage_path=storage, callbacks=callbacks, verbose=0, stop=stop,
         sync_config=tune.SyncConfig(sync_period=REMOTE_SYNC_SECONDS),
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=CHECKPOINTS_TO_KEEP, checkpoint_score_attribute=meta["metric"],
@@ -348,6 +372,7 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
     space = with_scheduler(space, options.scheduler)
     if options.num_samples:
         space.num_samples = options.num_samples
+    check_tune(space)  # what Ray or Optuna would refuse, refused before anything exists
     name = experiment_name(space, options.name)
     check_name(name)
     storage = resolve_storage(options.storage_path)
@@ -373,8 +398,12 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
 
     meta = {
         "name": name, "storage_path": storage, "space_file": str(space.source), "space": space.raw,
+        # Every path absolute, every default filled: `tune resume` works from any folder.
+        "resolved_space": space.resolved(), "dataset_key": list(dataset_key(space.fixed)),
         "overrides": list(options.overrides), "method": space.method, "metric": space.metric,
-        "mode": space.mode, "swept": space.swept(), "scheduler": space.scheduler,
+        "mode": space.mode, "target": space.target, "swept": space.swept(),
+        "repeats": space.repeats, "repeat_key": REPEAT_KEY if space.repeats > 1 else None,
+        "scheduler": space.scheduler,
         "resources": resources, "max_concurrent_trials": max_concurrent,
         "num_samples": space.num_samples, "trial_count": space.trial_count(),
         "wandb": options.wandb, "wandb_project": options.wandb_project or space.project,
@@ -382,18 +411,22 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
     }
     experiment_dir = create_experiment_dir(storage, name)
     lock = ExperimentLock(experiment_dir, "tune search").acquire()
-    write_metadata(experiment_dir, meta)
-
-    parts = to_tune(space)
-    tuner = tune.Tuner(
-        trainable, param_space=parts["param_space"],
-        tune_config=tune.TuneConfig(
-            metric=space.metric, mode=space.mode, search_alg=parts["search_alg"],
-            scheduler=parts["scheduler"], num_samples=parts["num_samples"],
-            max_concurrent_trials=max_concurrent,
-            trial_dirname_creator=trial_dirname,
-            reuse_actors=True),  # measured: 20 trivial trials 33 s fresh, 5 s reused
-        run_config=_run_config(name, storage, meta, build_callbacks(meta, name, console)))
+    try:
+        write_metadata(experiment_dir, meta)
+        parts = to_tune(space)
+        tuner = tune.Tuner(
+            trainable, param_space=parts["param_space"],
+            tune_config=tune.TuneConfig(
+                metric=space.metric, mode=space.mode, search_alg=parts["search_alg"],
+                scheduler=parts["scheduler"], num_samples=parts["num_samples"],
+                max_concurrent_trials=max_concurrent,
+                trial_dirname_creator=trial_dirname,
+                reuse_actors=True),  # measured: 20 trivial trials 33 s fresh, 5 s reused
+            run_config=_run_config(name, storage, meta, build_callbacks(meta, name, console)))
+    except BaseException:
+        lock.release()
+        remove_tree(experiment_dir)  # a start that failed leaves nothing behind
+        raise
     console.start(name, experiment_dir, space.trial_count(), resources)
     try:
         return _finish(tuner, experiment_dir, meta, console)
@@ -436,8 +469,15 @@ def _resume_locked(experiment_dir: Path, meta: dict, restart_errored: bool, addr
 
 
 def load_space_from_meta(meta: dict) -> SearchSpace:
-    """The search space as it was when the sweep started (the file may have changed since)."""
-    space = parse_space(meta["space"], Path(meta["space_file"]), meta.get("overrides", []))
+    """The search space as it was when the sweep started (the file may have
+    changed since, and the working directory too: its paths were stored absolute)."""
+    if "resolved_space" in meta:
+        return parse_space(meta["resolved_space"], Path(meta["space_file"]), build=False)
+    # Experiments from before the resolved space was stored: their Tune settings were top-level.
+    raw = {"method": "grid", **meta["space"]}
+    raw["tune"] = {k: raw.pop(k) for k in ("resources", "max_concurrent_trials", "num_samples", "scheduler")
+                   if k in raw}
+    space = parse_space(raw, Path(meta["space_file"]), meta.get("overrides", []), build=False)
     space.num_samples = meta.get("num_samples", space.num_samples)
     return with_scheduler(space, meta["scheduler"]["type"])
 
@@ -510,4 +550,8 @@ def _finish(tuner, experiment_dir: Path, meta: dict, console) -> SweepOutcome:
     interrupted = interrupted or unfinished > 0
     best = experiment.best_trial()
     console.finish(experiment, best, interrupted, time.perf_counter() - started)
+    target = meta.get("target")
+    value = best.best_value(meta["metric"], meta["mode"]) if best is not None else None
+    if target is not None and value is not None and (value >= target if meta["mode"] == "max" else value <= target):
+        console.print(f"{meta['metric']} reached its target {target:g} (metric.target): the sweep stopped there")
     return SweepOutcome(experiment_dir, counts, best, interrupted)
