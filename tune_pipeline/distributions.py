@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
-TINY = math.ulp(0.0)  # the smallest positive float: exp() of a very negative number
+# The smallest positive normal float: exp() of a very negative number.  Not the
+# subnormal math.ulp(0.0): once a CPU training run flushes denormals (train.py
+# does, for speed), that one compares equal to 0 in this process.
+TINY = sys.float_info.min
 
 
 def safe_exp(x: float) -> float:

@@ -146,9 +146,6 @@ def _check_path_value(key: str, value: str, bases: list[Path]) -> tuple[str, str
 
 
 def _check_param_value(key: str, value, where: str, bases: list[Path], problems: list[str]):
-    if isinstance(value, float) and not math.isfinite(value) and FIELDS[key].kind is not float:
-        problems.append(f"{where}: must be {FIELDS[key].kind.__name__}, got {value!r}")
-        return value
     value, problem = check_value(key, value)
     if problem is None and key in PATH_KEYS:
         value, problem = _check_path_value(key, value, bases)
