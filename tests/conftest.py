@@ -77,7 +77,7 @@ TINY = ["--set", "max_train_images=256", "--set", "max_test_images=128", "--set"
 def write_sweep(folder: Path, parameters: dict, name: str = "space.yaml", **top) -> Path:
     import yaml
 
-    data = {"method": "grid", "metric": {"name": "test_accuracy", "goal": "maximize"},
+    data = {"method": "grid", "metric": {"name": "val_accuracy", "goal": "maximize"},
             "parameters": {**{"dataset": {"value": "digits"}, "model": {"value": "small_cnn"}}, **parameters},
             **top}
     path = folder / name

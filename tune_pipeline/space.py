@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tune_pipeline.config import (FIELDS, METRIC_MODES, PATH_KEYS, REPORTED_METRICS,
-                                  check_transform_script, check_value, parse_set_option,
-                                  path_bases, read_yaml, resolve_path, suggest)
+from tune_pipeline.config import (FIELDS, PATH_KEYS, check_transform_script, check_value,
+                                  parse_set_option, path_bases, read_yaml, resolve_path, suggest)
 from tune_pipeline.errors import UserError
+from tune_pipeline.metrics import METRIC_MODES, REPORTED_METRICS, VALIDATION_METRICS, default_metric
 
 METHODS = ("grid", "random", "bayes")
 # wandb's distribution names -> the keys each one needs (defaults as wandb's).
@@ -250,8 +250,8 @@ def parse_space(raw, path: Path, overrides: list[str] | None = None) -> SearchSp
             problems.append(f"{src}: method: bayes needs optuna; install it with "
                             f"pip install 'tune-pipeline[bayes]' (or pip install optuna)")
 
-    metric_spec = raw.get("metric", {"name": "test_accuracy", "goal": "maximize"})
-    metric, mode = "test_accuracy", "max"
+    metric_spec = raw.get("metric", {"name": "val_accuracy", "goal": "maximize"})
+    metric, mode = "val_accuracy", "max"
     if not isinstance(metric_spec, dict) or "name" not in metric_spec:
         problems.append(f"{src}: metric: expected {{name: ..., goal: maximize|minimize}}")
     else:
@@ -292,6 +292,9 @@ def parse_space(raw, path: Path, overrides: list[str] | None = None) -> SearchSp
                     problems.append(f"{src}: {key} (default): {problem}")
             fixed[key] = value
 
+    _check_selection(raw, src, fixed, params, metric, problems)
+    if "metric" not in raw and not _holds_out_validation(fixed, params):
+        metric, mode = default_metric(0.0)
     num_samples = _positive_int(raw, "num_samples", src, problems)
     run_cap = _positive_int(raw, "run_cap", src, problems)
     if num_samples is None:
@@ -318,6 +321,24 @@ def parse_space(raw, path: Path, overrides: list[str] | None = None) -> SearchSp
                        fixed=fixed, num_samples=num_samples, run_cap=run_cap, scheduler=scheduler,
                        resources=resources, max_concurrent_trials=max_concurrent,
                        name=raw.get("name"), project=raw.get("project"), ignored=ignored, raw=raw)
+
+
+def _holds_out_validation(fixed: dict, params: dict) -> bool:
+    """Whether every trial has a validation split (val_fraction > 0)."""
+    if "val_fraction" in params:
+        p = params["val_fraction"]
+        low = min(p.values) if p.values else p.bounds.get("min", 0)
+        return _is_number(low) and low > 0
+    value = fixed.get("val_fraction")
+    return _is_number(value) and value > 0
+
+
+def _check_selection(raw: dict, src: str, fixed: dict, params: dict, metric: str,
+                     problems: list[str]) -> None:
+    """A validation metric means nothing in a trial that holds out no validation split."""
+    if "metric" in raw and metric in VALIDATION_METRICS and not _holds_out_validation(fixed, params):
+        problems.append(f"{src}: metric.name: {metric} needs a validation split, but val_fraction "
+                        f"can be 0; set val_fraction > 0 or select on test_accuracy")
 
 
 def _parse_scheduler(raw: dict, src: str, fixed: dict, params: dict, problems: list[str]) -> dict:
