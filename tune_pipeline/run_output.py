@@ -73,7 +73,8 @@ class RunDirectory:
             csv.DictWriter(f, METRIC_COLUMNS, extrasaction="ignore").writerow(metrics)
         atomic_write_bytes(self.checkpoint, lambda tmp: torch.save(state, tmp))
 
-    def finish(self, result: dict, status: str = "finished", error: str | None = None) -> dict:
+    def finish(self, result: dict, status: str = "finished", error: str | None = None,
+               source: str | None = None) -> dict:
         """summary.json; with it, the final model's weights (not a best epoch's:
         choosing an epoch by its test score would make the test number optimistic)."""
         history = result.get("history", [])
@@ -82,6 +83,8 @@ class RunDirectory:
         summary = {"status": status, "epochs": len(history), **result.get("best", {}),
                    "selection_metric": metric, "selection": selection_note(metric),
                    QUOTED: quoted_accuracy(history, metric, mode), "final": result.get("final", {})}
+        if source:
+            summary["from"] = source
         if error:
             summary["error"] = error
         (self.path / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=float) + "\n")
