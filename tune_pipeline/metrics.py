@@ -76,6 +76,8 @@ REPORTED_METRICS: tuple[str, ...] = tuple(m.name for m in _ALL if m.name != QUOT
 # Reported only when the run holds out a validation split.
 VALIDATION_METRICS: tuple[str, ...] = tuple(m.name for m in _ALL if m.split == "val")
 METRIC_MODES: dict[str, str] = {m.name: m.goal for m in _ALL}
+# Wall-clock measures: they differ between two runs of the same config and seed.
+TIMING_METRICS: tuple[str, ...] = tuple(m.name for m in _ALL if m.kind in ("rate", "seconds"))
 
 # The original pipeline's results table, then what selection on validation adds.
 ORIGINAL_COLUMNS = ("best_train_accuracy", "best_test_accuracy", "best_loss", "best_test_loss")
