@@ -103,7 +103,7 @@ def test_train_from_reproduces_the_winner_and_its_weights_load_in_two_lines(sele
     path = run / "model.pt"
     lines = readme_loading_lines()
     scope = {}
-    exec("\n".join(lines).replace('"output/final/model.pt"', repr(str(path))), scope)
+    exec(re.sub(r'load_model\("[^"]+"\)', f"load_model({str(path)!r})", "\n".join(lines)), scope)
     model = scope["model"]
     state = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
