@@ -90,7 +90,9 @@ def init_ray(address: str | None, verbose: bool):
                             f"start one with `tune dashboard` or `ray start --head`") from None
     else:
         # A local Ray sized to this machine; the dashboard is `tune dashboard`'s job.
-        ray.init(include_dashboard=False, **kwargs)
+        # "local", not None: None attaches to whatever head `ray start` last
+        # recorded in /tmp/ray, even a dead one (a sweep then hung for 10 min).
+        ray.init(address="local", include_dashboard=False, **kwargs)
     if not verbose:
         for name in ("ray", "ray.tune", "ray.train", "ray.data"):
             logging.getLogger(name).setLevel(logging.ERROR)
