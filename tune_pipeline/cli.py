@@ -70,7 +70,7 @@ def _config_from_experiment(experiment_dir: Path, trial_id: str | None) -> tuple
             raise UserError(f"--trial: {exp.path} has no trial {trial_id!r}; its trials are "
                             f"{', '.join(t.trial_id for t in exp.trials) or 'none'}")
         chosen, how = matches[0], "named by --trial"
-    # Ray adds nothing to a trial's config, but an older experiment may hold keys we dropped.
+    # Training keys only: an experiment from an older version may hold keys since dropped.
     raw = {k: v for k, v in chosen.config.items() if k in FIELDS}
     quoted = quoted_accuracy(chosen.history, metric, mode)
     line = (f"from {exp.name} trial {chosen.trial_id} ({how}; its {QUOTED} {fmt(QUOTED, quoted)})")

@@ -327,8 +327,8 @@ def _holds_out_validation(fixed: dict, params: dict) -> bool:
     """Whether every trial has a validation split (val_fraction > 0)."""
     if "val_fraction" in params:
         p = params["val_fraction"]
-        low = min(p.values) if p.values else p.bounds.get("min", 0)
-        return _is_number(low) and low > 0
+        candidates = p.values if p.values else [p.bounds.get("min", 0)]
+        return all(_is_number(v) and v > 0 for v in candidates)
     value = fixed.get("val_fraction")
     return _is_number(value) and value > 0
 
