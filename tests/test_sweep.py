@@ -33,7 +33,8 @@ def test_quickstart_end_to_end_then_export_every_format(tmp_path):
     assert md.returncode == 0
     header = md.stdout.splitlines()[0]
     assert header.startswith("| config | best_train_accuracy | best_test_accuracy | best_loss | best_test_loss |")
-    assert len(md.stdout.strip().splitlines()) == 2 + 4
+    assert len([line for line in md.stdout.splitlines() if line.startswith("|")]) == 2 + 4
+    assert md.stdout.strip().splitlines()[-1].startswith("ranked by val_accuracy")
 
     for fmt in ("csv", "json", "parquet"):
         out = tmp_path / f"best.{fmt}"

@@ -6,6 +6,7 @@ import torch
 from tune_pipeline.config import LR_SCHEDULERS, OPTIMIZERS, validate_config
 from tune_pipeline.data import load_dataset
 from tune_pipeline.errors import RunFailed
+from tune_pipeline.metrics import TIMING_METRICS
 from tune_pipeline.train import amp_policy, fit
 
 from conftest import TRANSFORM_SCRIPTS
@@ -42,7 +43,7 @@ def test_same_seed_same_numbers(digits):
     a = fit(config(epochs=1), dataset=digits)["history"]
     b = fit(config(epochs=1), dataset=digits)["history"]
     c = fit(config(epochs=1, seed=1), dataset=digits)["history"]
-    strip = lambda h: [{k: v for k, v in m.items() if k not in ("images_per_second", "epoch_seconds")} for m in h]
+    strip = lambda h: [{k: v for k, v in m.items() if k not in TIMING_METRICS} for m in h]
     assert strip(a) == strip(b)
     assert strip(a) != strip(c)
 
@@ -63,7 +64,7 @@ def test_resume_equals_an_uninterrupted_run(digits, scheduler):
         fit(cfg, dataset=digits, on_epoch=stop_after_first)
     state = saved["state"]
     resumed = fit(cfg, dataset=digits, resume_state=state)["history"]
-    strip = lambda h: [{k: v for k, v in m.items() if k not in ("images_per_second", "epoch_seconds")} for m in h]
+    strip = lambda h: [{k: v for k, v in m.items() if k not in TIMING_METRICS} for m in h]
     assert strip(resumed) == strip(straight)
 
 

@@ -42,9 +42,40 @@ def user_errors(fn):
 
 
 def _epoch_line(m: dict, epochs: int) -> str:
-    return (f"epoch {m['epoch']}/{epochs}  loss {m['train_loss']:.3f} acc {m['train_accuracy']:.1%}"
-            f" | test loss {m['test_loss']:.3f} acc {m['test_accuracy']:.1%}"
-            f" | lr {m['lr']:.3g} | {m['images_per_second']:.0f} img/s")
+    from tune_pipeline.metrics import fmt
+
+    def pair(split: str) -> str:
+        return f"loss {fmt(f'{split}_loss', m[f'{split}_loss'])} acc {fmt(f'{split}_accuracy', m[f'{split}_accuracy'])}"
+
+    parts = [pair("train")] + [f"{s} {pair(s)}" for s in ("val", "test") if f"{s}_loss" in m]
+    return (f"epoch {m['epoch']}/{epochs}  " + " | ".join(parts)
+            + f" | lr {fmt('lr', m['lr'])} | {fmt('images_per_second', m['images_per_second'])} img/s")
+
+
+def _config_from_experiment(experiment_dir: str, trial_id: str | None) -> tuple[dict, str, str]:
+    """(the trial's training keys, a run name, a line saying what was chosen and how)."""
+    from tune_pipeline.config import FIELDS
+    from tune_pipeline.experiment import load_experiment
+    from tune_pipeline.metrics import QUOTED, fmt, quoted_accuracy, selection_note
+
+    exp = load_experiment(experiment_dir)
+    metric, mode = exp.metric, exp.mode
+    if trial_id is None:
+        chosen = exp.best_trial()
+        if chosen is None:
+            raise UserError(f"{exp.path}: no trial has reported {metric} yet (see tune status {exp.path})")
+        how = f"best by {metric} {fmt(metric, chosen.best_value(metric, mode))}, {selection_note(metric)}"
+    else:
+        matches = [t for t in exp.trials if t.trial_id == trial_id]
+        if not matches:
+            raise UserError(f"--trial: {exp.path} has no trial {trial_id!r}; its trials are "
+                            f"{', '.join(t.trial_id for t in exp.trials) or 'none'}")
+        chosen, how = matches[0], "named by --trial"
+    # Training keys only: an experiment from an older version may hold keys since dropped.
+    raw = {k: v for k, v in chosen.config.items() if k in FIELDS}
+    quoted = quoted_accuracy(chosen.history, metric, mode)
+    line = (f"from {exp.name} trial {chosen.trial_id} ({how}; its {QUOTED} {fmt(QUOTED, quoted)})")
+    return raw, f"{exp.name}-{chosen.trial_id}", line
 
 
 def where_raised(exc: BaseException) -> str:
@@ -103,30 +134,52 @@ def written(path: Path, write):
 @app.command()
 @user_errors
 def train(
-    config: Path = typer.Argument(..., help="flat YAML of training keys (see README)"),
+    config: Optional[Path] = typer.Argument(None, help="flat YAML of training keys (see README); or use --from"),
+    from_: Optional[str] = typer.Option(None, "--from", help="an experiment (folder or s3://...): train its best trial's config"),
+    trial: Optional[str] = typer.Option(None, "--trial", help="with --from: this trial instead of the best"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="train this many epochs (e.g. longer than the sweep)"),
+    full_train: bool = typer.Option(False, "--full-train", help="train on train + validation (val_fraction 0)"),
     output_dir: Path = typer.Option(Path("output"), "--output-dir", "-o", help="runs go to OUTPUT_DIR/<config name>/"),
     set_: List[str] = typer.Option([], "--set", help="override a key: --set learning_rate=0.01"),
     resume: bool = typer.Option(False, "--resume", help="continue the run's last checkpoint"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier run of this name"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ):
-    """Train one configuration, without Ray."""
+    """Train one configuration, without Ray: a YAML file, or a sweep's winner (--from)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from tune_pipeline.config import load_config_file
+    from tune_pipeline.config import load_config_file, parse_set_option, validate_config
+    from tune_pipeline.metrics import fmt
     from tune_pipeline.run_output import RunDirectory
     from tune_pipeline.train import fit
     from tune_pipeline.watchdog import TrialStalled, Watchdog
 
-    if resume and set_:
+    if resume and (set_ or epochs is not None or full_train):
         # The run continues exactly as it started; a changed key would be silently ignored.
-        raise UserError("--set cannot change a resumed run (it continues with its saved config); "
-                        "start a new run with --overwrite, or copy the config under another name")
+        raise UserError("--set, --epochs and --full-train cannot change a resumed run (it continues "
+                        "with its saved config); start a new run with --overwrite, or another name")
     if resume and overwrite:
         raise UserError("--resume and --overwrite: choose one")
-    cfg = load_config_file(config, set_)
+    if (config is None) == (from_ is None):
+        raise UserError("give a config file or --from EXPERIMENT_DIR (one of the two)")
+    if trial is not None and from_ is None:
+        raise UserError("--trial needs --from EXPERIMENT_DIR")
+    overrides = list(set_)
+    if epochs is not None:
+        overrides.append(f"epochs={epochs}")
+    if full_train:
+        overrides.append("val_fraction=0")
+    source = None
+    if from_ is not None:
+        raw, run_name, source = _config_from_experiment(from_, trial)
+        raw.update(parse_set_option(overrides))
+        cfg = validate_config(raw, source=f"{from_} trial config")
+        run_name += "-full" if full_train else ""
+    else:
+        cfg = load_config_file(config, overrides)
+        run_name = config.stem
     check_output_folder(output_dir, "--output-dir")
-    run_dir = RunDirectory(output_dir / config.stem)
+    run_dir = RunDirectory(output_dir / run_name)
     resume_state = None
     if resume:
         if not run_dir.checkpoint.exists():
@@ -138,6 +191,9 @@ def train(
                         f"or --overwrite to start again")
     elif overwrite:
         written(run_dir.path, run_dir.clear)
+    if source:
+        typer.echo(f"training {source} for {cfg['epochs']} epochs"
+                   + (" on train + validation" if full_train else ""))
     written(run_dir.path, lambda: run_dir.start(cfg, resume_state["history"] if resume_state else []))
 
     progress = Progress(TextColumn("epoch {task.fields[epoch]}/" + str(cfg["epochs"])), BarColumn(),
@@ -179,10 +235,13 @@ def train(
             reason = f"{type(exc).__name__}: {exc}{where_raised(exc)}"
         record_end("failed", reason)
         raise RunFailed(f"the run failed: {reason}") from None
-    summary = written(run_dir.path, lambda: run_dir.finish(result))
+    summary = written(run_dir.path, lambda: run_dir.finish(result, source=source))
     typer.echo(f"done: {summary['epochs']} epochs, best test accuracy "
-               f"{summary['best_test_accuracy']:.2%}, best test loss {summary['best_test_loss']:.4f} "
-               f"-> {run_dir.path}")
+               f"{fmt('best_test_accuracy', summary['best_test_accuracy'])}, best test loss "
+               f"{fmt('best_test_loss', summary['best_test_loss'])} -> {run_dir.path}")
+    final = summary["final"]
+    typer.echo(f"final model: test accuracy {fmt('test_accuracy', final.get('test_accuracy'))} at epoch "
+               f"{final.get('epoch')} (the last; no epoch was chosen by its test score) -> {run_dir.model_file}")
 
 
 @app.command()
@@ -328,9 +387,12 @@ def status(experiment_dir: str = typer.Argument(..., help="experiment folder, or
                + (", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "none yet"))
     best = exp.best_trial()
     if best is not None:
+        from tune_pipeline.metrics import QUOTED, fmt, quoted_accuracy, selection_note
+
         swept = ", ".join(f"{k}={best.config.get(k)}" for k in exp.swept)
-        typer.echo(f"best so far: {best.trial_id} {exp.metric} {best.best_value(exp.metric, exp.mode):.4f} "
-                   f"(epoch {best.epochs}, {best.status.lower()}) {swept}")
+        typer.echo(f"best so far: {best.trial_id} {exp.metric} {fmt(exp.metric, best.best_value(exp.metric, exp.mode))} "
+                   f"(epoch {best.epochs}, {best.status.lower()}; {selection_note(exp.metric)}; {QUOTED} "
+                   f"{fmt(QUOTED, quoted_accuracy(best.history, exp.metric, exp.mode))}) {swept}")
     for trial in exp.trials:
         if trial.status == RUNNING:
             typer.echo(f"running {trial.trial_id}: epoch {trial.epochs}/{trial.config.get('epochs', '?')}")
@@ -374,7 +436,7 @@ def report(
 ):
     """One self-contained HTML report: table, plots, failures, search space."""
     from tune_pipeline.config import check_metric_name
-    from tune_pipeline.report import write_report
+    from tune_pipeline.report import winner_line, write_report
     from tune_pipeline.storage import local_output
 
     check_metric_name(metric)
@@ -383,6 +445,9 @@ def report(
     experiment = load_experiment_noted(experiment_dir)
     target = output or local_output(experiment.path, "report.html")
     path = written(target, lambda: write_report(experiment, target, metric, top))
+    line = winner_line(experiment, metric)
+    if line:
+        typer.echo(line)
     typer.echo(str(path))
 
 

@@ -1,10 +1,15 @@
-"""Datasets by name, decoded once into uint8 tensors.
+"""Datasets by name, decoded once into uint8 tensors, and the validation split.
 
 `load_dataset` returns a `Dataset` of uint8 `(N, 3, H, W)` images and int64
 labels on the CPU; the training loop moves it to the device once and slices
 batches out of it.  Image folders are decoded in parallel and cached on disk,
 keyed by the folder's file list, sizes and modification times, so the second
 load of 60,000 JPEGs is a single file read.
+
+The validation split is made here, once, where the data is decoded (in a
+sweep, the driver; trials receive it through the object store): a fixed,
+stratified part of the training set chosen by `val_seed` alone, so every
+trial of a sweep, and a resumed sweep, holds out the same images.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import torch
 from tune_pipeline.errors import UserError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff"}
-CACHE_FORMAT = 1  # bump when the cached tensors' layout changes
+CACHE_FORMAT = 2  # bump when the cached tensors' layout changes
 
 
 class DataError(UserError):
@@ -42,6 +47,8 @@ class Dataset:
     mean: tuple[float, float, float]  # per channel, in [0, 1] units
     std: tuple[float, float, float]
     extra: dict = field(default_factory=dict)
+    val_images: torch.Tensor | None = None  # held out of training to select on
+    val_labels: torch.Tensor | None = None
 
     @property
     def num_classes(self) -> int:
@@ -58,7 +65,8 @@ class Dataset:
             return images[keep], labels[keep]
         train = cut(self.train_images, self.train_labels, max_train)
         test = cut(self.test_images, self.test_labels, max_test)
-        return Dataset(self.name, *train, *test, self.classes, self.mean, self.std)
+        val = (None, None) if self.val_labels is None else cut(self.val_images, self.val_labels, max_test)
+        return Dataset(self.name, *train, *test, self.classes, self.mean, self.std, dict(self.extra), *val)
 
     def to_arrays(self) -> dict:
         """Numpy form, which Ray's object store shares between workers without copies."""
@@ -66,16 +74,68 @@ class Dataset:
             "name": self.name, "classes": self.classes, "mean": self.mean, "std": self.std,
             "train_images": self.train_images.numpy(), "train_labels": self.train_labels.numpy(),
             "test_images": self.test_images.numpy(), "test_labels": self.test_labels.numpy(),
+            "val_images": None if self.val_images is None else self.val_images.numpy(),
+            "val_labels": None if self.val_labels is None else self.val_labels.numpy(),
+            "extra": {k: v for k, v in self.extra.items() if k == "validation"},
         }
 
     @classmethod
     def from_arrays(cls, arrays: dict) -> "Dataset":
         def tensor(a):
             # Arrays from the object store are read-only; torch wants to own writable memory.
+            if a is None:
+                return None
             return torch.from_numpy(a if a.flags.writeable else a.copy())
         return cls(arrays["name"], tensor(arrays["train_images"]), tensor(arrays["train_labels"]),
                    tensor(arrays["test_images"]), tensor(arrays["test_labels"]),
-                   list(arrays["classes"]), tuple(arrays["mean"]), tuple(arrays["std"]))
+                   list(arrays["classes"]), tuple(arrays["mean"]), tuple(arrays["std"]),
+                   dict(arrays.get("extra") or {}),
+                   tensor(arrays.get("val_images")), tensor(arrays.get("val_labels")))
+
+
+def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """Indices of a validation part: `fraction` of each class (at least one
+    image of every class that has two), drawn by `seed`, sorted.  It depends
+    on the labels and the seed only, never on a trial's seed."""
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for c in torch.unique(labels).tolist():
+        members = (labels == c).nonzero().flatten()
+        if len(members) < 2:
+            continue  # a class of one image stays in training
+        n = min(max(1, round(fraction * len(members))), len(members) - 1)
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:n]])
+    return torch.cat(chosen).sort().values if chosen else torch.empty(0, dtype=torch.long)
+
+
+def with_validation(data: Dataset, fraction: float, seed: int) -> Dataset:
+    """The dataset with its validation part set: a folder's own val/ split
+    when it has one, else a stratified `fraction` of the training set held
+    out.  `fraction` 0 means no validation: a val/ split trains too."""
+    if fraction <= 0:
+        if data.val_labels is None:
+            return data
+        return Dataset(data.name, torch.cat([data.train_images, data.val_images]),
+                       torch.cat([data.train_labels, data.val_labels]), data.test_images,
+                       data.test_labels, data.classes, data.mean, data.std,
+                       {**data.extra, "validation": "none (val/ trains)"})
+    if data.val_labels is not None:
+        if "validation" in data.extra:
+            return data  # split already: this is idempotent
+        return Dataset(data.name, data.train_images, data.train_labels, data.test_images, data.test_labels,
+                       data.classes, data.mean, data.std, {**data.extra, "validation": "the val/ folder"},
+                       data.val_images, data.val_labels)
+    held = stratified_split(data.train_labels, fraction, seed)
+    if len(held) == 0:
+        raise DataError(f"{data.name}: too few training images per class for a validation split; "
+                        f"set val_fraction: 0 to select on test data")
+    keep = torch.ones(len(data.train_labels), dtype=torch.bool)
+    keep[held] = False
+    return Dataset(data.name, data.train_images[keep], data.train_labels[keep], data.test_images,
+                   data.test_labels, data.classes, data.mean, data.std,
+                   {**data.extra, "validation": f"{len(held)} training images (val_fraction {fraction:g}, "
+                                                f"val_seed {seed})"},
+                   data.train_images[held], data.train_labels[held])
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple, tuple]:
@@ -281,7 +341,9 @@ def _check_classes(root: Path, test_dir: Path, train_items, test_items) -> list[
 
 
 def load_imagefolder(root: str | Path, image_size: int = 32, skip_bad_images: bool = False) -> Dataset:
-    """ROOT/train/<class>/* and ROOT/test/<class>/* (or ROOT/val/...).  A file
+    """ROOT/train/<class>/* and ROOT/test/<class>/*, with ROOT/val/<class>/*
+    as the validation split when both test/ and val/ exist (a folder with
+    train/ and val/ only tests on val/, as ImageNet's layout means).  A file
     that does not decode is an error naming it, or, with `skip_bad_images`,
     left out and counted in a warning."""
     root = Path(root)
@@ -290,21 +352,32 @@ def load_imagefolder(root: str | Path, image_size: int = 32, skip_bad_images: bo
     if not train_dir.is_dir() or test_dir is None:
         raise DataError(f"imagefolder: {root} needs train/<class>/ and test/<class>/ "
                         f"(or val/<class>/) folders of images")
+    val_dir = root / "val" if test_dir.name == "test" and (root / "val").is_dir() else None
     train_items, test_items = _list_split(train_dir), _list_split(test_dir)
-    if not train_items or not test_items:
-        empty = train_dir if not train_items else test_dir
+    val_items = _list_split(val_dir) if val_dir is not None else []
+    if not train_items or not test_items or (val_dir is not None and not val_items):
+        empty = train_dir if not train_items else test_dir if not test_items else val_dir
         raise DataError(f"imagefolder: no images found under {empty}")
     classes = _check_classes(root, test_dir, train_items, test_items)
-    files = [p for p, _ in train_items + test_items]
+    unknown = sorted({c for _, c in val_items} - set(classes))
+    if unknown:
+        raise DataError(f"imagefolder: {val_dir} has classes not in train/: {', '.join(unknown)}")
+    files = [p for p, _ in train_items + test_items + val_items]
     key = f"{image_size} skip" if skip_bad_images else image_size
     cache_file = cache_dir() / f"imagefolder-{_fingerprint(root, files, key)}.pt"
+    extra = {"cache_file": str(cache_file)}
+
+    def dataset(payload: dict) -> Dataset:
+        return Dataset("imagefolder", payload["train_images"], payload["train_labels"],
+                       payload["test_images"], payload["test_labels"], classes,
+                       tuple(payload["mean"]), tuple(payload["std"]), extra,
+                       payload.get("val_images"), payload.get("val_labels"))
+
     if cache_file.exists():
         try:
             cached = torch.load(cache_file, weights_only=True)
-            return Dataset("imagefolder", cached["train_images"], cached["train_labels"],
-                           cached["test_images"], cached["test_labels"], classes,
-                           tuple(cached["mean"]), tuple(cached["std"]),
-                           extra={"cache_file": str(cache_file), "cache_hit": True})
+            extra["cache_hit"] = True
+            return dataset(cached)
         except Exception:
             pass  # a truncated cache file is rebuilt below
     index = {c: i for i, c in enumerate(classes)}
@@ -312,8 +385,8 @@ def load_imagefolder(root: str | Path, image_size: int = 32, skip_bad_images: bo
         images, bad = _decode_all(files, image_size)
     except OSError as exc:
         raise DataError(f"imagefolder: cannot read {exc.filename or root} ({exc.strerror or exc})") from None
-    labels = torch.tensor([index[c] for _, c in train_items + test_items], dtype=torch.long)
-    n_train = len(train_items)
+    labels = torch.tensor([index[c] for _, c in train_items + test_items + val_items], dtype=torch.long)
+    split_of = torch.tensor([0] * len(train_items) + [1] * len(test_items) + [2] * len(val_items))
     if bad and not skip_bad_images:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         raise DataError(f"imagefolder: cannot decode {bad[0][1]}{more}; remove the file(s) or set "
@@ -321,17 +394,21 @@ def load_imagefolder(root: str | Path, image_size: int = 32, skip_bad_images: bo
     if bad:
         keep = torch.ones(len(files), dtype=torch.bool)
         keep[[i for i, _ in bad]] = False
-        n_train = int(keep[:n_train].sum())
-        images, labels = images[keep], labels[keep]
+        images, labels, split_of = images[keep], labels[keep], split_of[keep]
         warn(f"imagefolder: skipped {len(bad)} of {len(files)} files that do not decode "
              f"(skip_bad_images), first {bad[0][1]}")
-        if n_train == 0 or n_train == len(labels):
-            raise DataError(f"imagefolder: no decodable images left in "
-                            f"{train_dir if n_train == 0 else test_dir}")
+        for split, folder in ((0, train_dir), (1, test_dir), (2, val_dir)):
+            if folder is not None and not bool((split_of == split).any()):
+                raise DataError(f"imagefolder: no decodable images left in {folder}")
+    n_train, n_test = int((split_of == 0).sum()), int((split_of == 1).sum())
     mean, std = channel_stats(images[:n_train])
     payload = {"train_images": images[:n_train].clone(), "train_labels": labels[:n_train].clone(),
-               "test_images": images[n_train:].clone(), "test_labels": labels[n_train:].clone(),
+               "test_images": images[n_train:n_train + n_test].clone(),
+               "test_labels": labels[n_train:n_train + n_test].clone(),
                "mean": list(mean), "std": list(std)}
+    if val_items:
+        payload.update(val_images=images[n_train + n_test:].clone(),
+                       val_labels=labels[n_train + n_test:].clone())
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
@@ -339,9 +416,8 @@ def load_imagefolder(root: str | Path, image_size: int = 32, skip_bad_images: bo
         tmp.replace(cache_file)  # atomic: a concurrent reader never sees half a file
     except OSError:
         pass  # a read-only cache dir costs speed, not correctness
-    return Dataset("imagefolder", payload["train_images"], payload["train_labels"],
-                   payload["test_images"], payload["test_labels"], classes, mean, std,
-                   extra={"cache_file": str(cache_file), "cache_hit": False})
+    extra["cache_hit"] = False
+    return dataset(payload)
 
 
 def load_dataset(name: str, data_dir: str | Path = "data", image_size: int = 32,
@@ -355,16 +431,23 @@ def load_dataset(name: str, data_dir: str | Path = "data", image_size: int = 32,
     raise DataError(f"unknown dataset {name!r}; choose one of: digits, {', '.join(CIFAR)}, imagefolder")
 
 
+# The training keys that decide the data (and its validation split) a trial sees.
+DATA_KEYS = ("dataset", "data_dir", "image_size", "skip_bad_images", "val_fraction", "val_seed")
+
+
 def dataset_key(config: dict) -> tuple:
     """What identifies the data a config trains on; equal keys share one load."""
     name = config["dataset"]
+    split = (config["val_fraction"], config["val_seed"]) if config["val_fraction"] > 0 else (0,)
     if name == "digits":
-        return (name,)
+        return (name, *split)
     if name == "imagefolder":
-        return (name, config["data_dir"], config["image_size"], config.get("skip_bad_images", False))
-    return (name, config["data_dir"])
+        return (name, config["data_dir"], config["image_size"], config.get("skip_bad_images", False), *split)
+    return (name, config["data_dir"], *split)
 
 
 def load_for_config(config: dict) -> Dataset:
-    return load_dataset(config["dataset"], config["data_dir"], config["image_size"],
+    """The config's data with its validation split made: the one place a split is decided."""
+    data = load_dataset(config["dataset"], config["data_dir"], config["image_size"],
                         config.get("skip_bad_images", False))
+    return with_validation(data, config["val_fraction"], config["val_seed"])

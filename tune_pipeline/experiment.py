@@ -129,8 +129,8 @@ class Experiment:
 
     def mode_for(self, metric: str) -> str:
         """max or min: the sweep's own for its metric, else by the metric's nature."""
-        from tune_pipeline.config import METRIC_MODES
-        return self.mode if metric == self.metric else METRIC_MODES.get(metric, "max")
+        from tune_pipeline.metrics import goal
+        return self.mode if metric == self.metric else goal(metric)
 
     @property
     def swept(self) -> list[str]:

@@ -2,8 +2,11 @@
 
 The first columns are those of the original pipeline's results table
 (`config`, `best_train_accuracy`, `best_test_accuracy`, `best_loss`,
-`best_test_loss`); then each swept parameter, the trial's status, epochs
-done, and the path of its best kept checkpoint.
+`best_test_loss`); then the validation bests and `test_accuracy_at_best`,
+the test accuracy of the epoch where the ranking metric was best (the number
+to quote: `best_test_accuracy` is a maximum over epochs chosen by looking at
+the test set); then each swept parameter, the trial's status, epochs done,
+and the path of its best kept checkpoint.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from pathlib import Path
 from tune_pipeline.config import check_metric_name
 from tune_pipeline.errors import UserError
 from tune_pipeline.experiment import Experiment
+from tune_pipeline.metrics import (METRICS, ORIGINAL_COLUMNS, QUOTED, VALIDATION_COLUMNS, fmt,
+                                   quoted_accuracy, selection_note)
 
 FORMATS = ("md", "csv", "parquet", "json")
-BEST_COLUMNS = ["best_train_accuracy", "best_test_accuracy", "best_loss", "best_test_loss"]
+BEST_COLUMNS = [*ORIGINAL_COLUMNS, *VALIDATION_COLUMNS]
 
 
 def short(value):
@@ -41,6 +46,7 @@ def best_trial_rows(experiment: Experiment, metric: str | None = None, top: int 
         row = {"config": ", ".join(f"{k}={short(trial.config.get(k))}" for k in experiment.swept)}
         for column in BEST_COLUMNS:
             row[column] = last.get(column)
+        row[QUOTED] = quoted_accuracy(trial.history, metric, mode)
         if metric not in BEST_COLUMNS:
             row[metric] = trial.best_value(metric, mode)
         for key in experiment.swept:
@@ -98,11 +104,25 @@ def _mean_std_columns(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _fmt_md(value) -> str:
+def ranking_note(experiment: Experiment, metric: str | None = None) -> str:
+    """How the rows were ranked and what the quoted number means, in one line."""
+    metric = metric or experiment.metric
+    mode = experiment.mode_for(metric)
+    note = (f"ranked by {metric} ({'highest' if mode == 'max' else 'lowest'} first), "
+            f"{selection_note(metric)}; {QUOTED} is the test accuracy at the epoch of each trial's "
+            f"best {metric}")
+    if selection_note(metric).endswith("test data"):
+        note += " (chosen on the test set itself, so the top rows' test numbers are optimistic)"
+    return note
+
+
+def _fmt_md(column: str, value) -> str:
     if value is None:
         return ""
+    if column in METRICS:
+        return fmt(column, value)
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return f"{value:.4g}"
     return str(short(value)).replace("|", "\\|")
 
 
@@ -111,7 +131,7 @@ def to_markdown(rows: list[dict]) -> str:
         return "(no trials)\n"
     columns = [c for c in rows[0] if c not in ("checkpoint", "error") or any(r.get(c) for r in rows)]
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(_fmt_md(r.get(c)) for c in columns) + " |" for r in rows]
+    lines += ["| " + " | ".join(_fmt_md(c, r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -175,12 +195,19 @@ def export(experiment: Experiment, fmt: str, output: Path | None, metric: str | 
             rows = _mean_std_columns(rows)
     else:
         rows = best_trial_rows(experiment, metric, top)
+    if fmt == "md":
+        rows_text = to_markdown(rows)
+        text = rows_text + "\n" + ranking_note(experiment, metric) + "\n"
+        if output is None:
+            return text
+        output.write_text(text)
+        return None
     if fmt == "parquet":
         if output is None:
             raise UserError("--format parquet needs --output FILE")
         write_parquet(rows, output)
         return None
-    text = {"md": to_markdown, "csv": to_csv}.get(fmt, lambda r: json.dumps(r, indent=2, default=str) + "\n")(rows)
+    text = {"csv": to_csv}.get(fmt, lambda r: json.dumps(r, indent=2, default=str) + "\n")(rows)
     if output is None:
         return text
     output.write_text(text)

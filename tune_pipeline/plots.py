@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 from tune_pipeline.experiment import FAILED, FINISHED, Experiment, Trial
+from tune_pipeline.metrics import selection_note
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 FAILED_COLOUR = "#D55E00"
@@ -111,7 +112,8 @@ def learning_curves(experiment: Experiment, path: Path, metric: str | None = Non
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
-    ax.set_title(f"{experiment.name}: {metric} per epoch (top {len(best)} of {len(ranked)} highlighted)")
+    ax.set_title(f"{experiment.name}: {metric} per epoch (top {len(best)} of {len(ranked)} highlighted, "
+                 f"{selection_note(metric)})")
     ax.grid(alpha=0.3)
     if planned:
         ax.set_xlim(0.8, max(planned, 1) + 0.2)

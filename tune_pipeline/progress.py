@@ -9,6 +9,7 @@ import time
 from ray import tune
 
 from tune_pipeline.experiment import FAILED, FINISHED, RUNNING
+from tune_pipeline.metrics import ORIGINAL_COLUMNS, QUOTED, fmt, quoted_accuracy, selection_note
 
 REFRESH_SECONDS = 1.0
 ROWS_SHOWN = 12  # running trials first, then the best finished ones
@@ -20,10 +21,6 @@ def _fmt(value) -> str:
     if isinstance(value, str) and "/" in value:
         return value.rsplit("/", 1)[-1]  # a script path: its file name says enough
     return str(value)
-
-
-def _pct(value) -> str:
-    return f"{value:.2%}" if isinstance(value, (int, float)) else "-"
 
 
 class SweepConsole:
@@ -49,15 +46,16 @@ class SweepConsole:
         self.print("trials: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
                    + f" in {seconds:.0f} s")
         if best is not None:
+            metric, mode = experiment.metric, experiment.mode
             swept = ", ".join(f"{k}={_fmt(best.config.get(k))}" for k in experiment.swept)
             last = best.last
-            self.print(f"best trial {best.trial_id}: {experiment.metric} "
-                       f"{_fmt(best.best_value(experiment.metric, experiment.mode))} "
+            self.print(f"best trial {best.trial_id}: {metric} "
+                       f"{fmt(metric, best.best_value(metric, mode))} "
                        f"at epoch {best.epochs}, with {swept or 'the fixed config'}")
-            self.print(f"  best_train_accuracy {_pct(last.get('best_train_accuracy'))}  "
-                       f"best_test_accuracy {_pct(last.get('best_test_accuracy'))}  "
-                       f"best_loss {_fmt(last.get('best_loss'))}  best_test_loss {_fmt(last.get('best_test_loss'))}")
+            self.print("  " + "  ".join(f"{c} {fmt(c, last.get(c))}" for c in ORIGINAL_COLUMNS))
             self.print(f"  config: {best.path / 'params.json'}")
+            self.print(f"{QUOTED} {fmt(QUOTED, quoted_accuracy(best.history, metric, mode))}: the winner's "
+                       f"test accuracy at its best {metric} epoch, {selection_note(metric)}")
         for trial in experiment.failed_trials():
             self.print(f"failed {trial.trial_id}: {trial.error}")
         self.print(f"experiment: {experiment.path}")
@@ -115,8 +113,8 @@ class LiveTable(tune.Callback):
         done = 1 + sum(t.status in (FINISHED, FAILED) for t in trials if t is not trial)
         swept = " ".join(f"{k}={_fmt(trial.config.get(k))}" for k in self.swept)
         self.console.print(f"[{done}/{max(self.total, len(trials))}] {trial.trial_id} {what} at "
-                           f"epoch {result.get('epoch', 0)}: test_acc {_pct(result.get('test_accuracy'))} "
-                           f"best {_pct(result.get('best_test_accuracy'))}  {swept}")
+                           f"epoch {result.get('epoch', 0)}: {self.metric} {fmt(self.metric, result.get(self.metric))}"
+                           f"  {swept}")
 
     def table(self, trials):
         from rich.table import Table
@@ -131,14 +129,15 @@ class LiveTable(tune.Callback):
         for t in trials:
             counts[t.status] = counts.get(t.status, 0) + 1
         title = "  ".join(f"{s.lower()} {n}" for s, n in sorted(counts.items()))
+        title += f"  (ranked by {self.metric}, {selection_note(self.metric)})"
         table = Table(title=title, title_justify="left", box=None, pad_edge=False)
-        for column in ["trial", "status", *self.swept, "epoch", "test_acc", "best"]:
-            table.add_column(column, justify="right" if column in ("epoch", "test_acc", "best") else "left")
+        numbers = ("epoch", self.metric, "test_accuracy")
+        for column in ["trial", "status", *self.swept, *dict.fromkeys(numbers)]:
+            table.add_column(column, justify="right" if column in numbers else "left")
         running = [t for t in trials if t.status == RUNNING]
         others = sorted((t for t in trials if t.status != RUNNING), key=score, reverse=True)
         for t in (running + others)[:ROWS_SHOWN]:
             r = t.last_result or {}
             table.add_row(t.trial_id, t.status.lower(), *[_fmt(t.config.get(k)) for k in self.swept],
-                          str(r.get("epoch", "-")), _pct(r.get("test_accuracy")),
-                          _pct(r.get("best_test_accuracy")))
+                          *[fmt(c, r.get(c)) for c in dict.fromkeys(numbers)])
         return table

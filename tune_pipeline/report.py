@@ -12,7 +12,8 @@ from pathlib import Path
 import yaml
 
 from tune_pipeline.experiment import FAILED, Experiment
-from tune_pipeline.export import best_trial_rows, short
+from tune_pipeline.export import best_trial_rows, ranking_note, short
+from tune_pipeline.metrics import METRICS, QUOTED, fmt, quoted_accuracy, selection_note
 from tune_pipeline.plots import FIGURE_FILES, NothingToPlot, plot_all
 
 CSS = """
@@ -39,9 +40,24 @@ FIGURE_TITLES = {
 }
 
 
-def _cell(value) -> str:
+def winner_line(experiment: Experiment, metric: str | None = None) -> str | None:
+    """The winner and its number to quote, saying how it was selected."""
+    metric = metric or experiment.metric
+    mode = experiment.mode_for(metric)
+    ranked = experiment.ranked(metric, mode)
+    if not ranked:
+        return None
+    best = ranked[0]
+    return (f"best trial {best.trial_id}: {metric} {fmt(metric, best.best_value(metric, mode))}, "
+            f"{selection_note(metric)}; {QUOTED} {fmt(QUOTED, quoted_accuracy(best.history, metric, mode))} "
+            f"(its test accuracy at that epoch: the number to quote)")
+
+
+def _cell(value, column: str = "") -> str:
     if value is None:
         return "<td></td>"
+    if column in METRICS and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f'<td class="num">{html.escape(fmt(column, value))}</td>'
     if isinstance(value, float):
         return f'<td class="num">{value:.4f}</td>'
     if isinstance(value, int) and not isinstance(value, bool):
@@ -55,7 +71,7 @@ def _table(rows: list[dict]) -> str:
     columns = [c for c in rows[0] if c not in ("checkpoint", "error")]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(
-        f'<tr{" class=failed" if r.get("status") == FAILED else ""}>' + "".join(_cell(r.get(c)) for c in columns)
+        f'<tr{" class=failed" if r.get("status") == FAILED else ""}>' + "".join(_cell(r.get(c), c) for c in columns)
         + "</tr>" for r in rows)
     return (f'<div class="table-wrap"><table id="best-trials"><thead><tr>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table></div>")
@@ -105,6 +121,8 @@ last result {html.escape(latest)}<br>
 <span id="trial-counts">{html.escape(count_text)}</span><br>
 folder <code>{html.escape(str(experiment.path))}</code></p>
 <h2>Best trials</h2>
+<p class="meta" id="winner">{html.escape(winner_line(experiment, metric) or "No trial has a result yet.")}<br>
+{html.escape(ranking_note(experiment, metric))}</p>
 {_table(rows)}
 <h2>Plots</h2>
 {''.join(figures_html)}

@@ -1,6 +1,7 @@
 """What `tune train` leaves on disk for one run: output/<name>/ holding the
-resolved config, per-epoch metrics as CSV, a summary JSON and the last
-checkpoint.  Written epoch by epoch so a killed run keeps what it had."""
+resolved config, per-epoch metrics as CSV, a summary JSON, the last
+checkpoint and the final model's weights.  Written epoch by epoch so a killed
+run keeps what it had.  `load_model` is the two-line way back to a model."""
 
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ from pathlib import Path
 import torch
 import yaml
 
+from tune_pipeline.metrics import QUOTED, REPORTED_METRICS, default_metric, quoted_accuracy, selection_note
+
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
+MODEL_FILE = "model.pt"
 
-METRIC_COLUMNS = ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
-                  "best_train_accuracy", "best_test_accuracy", "best_loss", "best_test_loss",
-                  "lr", "images_per_second", "epoch_seconds"]
+# Every per-epoch metric, epoch first; a run without a validation split leaves val_* empty.
+METRIC_COLUMNS = ["epoch"] + [m for m in REPORTED_METRICS if m != "epoch"]
 
 
 def atomic_write_bytes(path: Path, write) -> None:
@@ -41,6 +44,20 @@ def _serialized(state: dict) -> bytes:
     return buffer.getvalue()
 
 
+def load_model(path: str | Path, device: str = "cpu") -> torch.nn.Module:
+    """The model saved as model.pt, in eval mode.  It takes float images
+    normalized by `model.mean` and `model.std` (per channel, in [0, 1] units)
+    of `model.input_size` pixels; `model.classes` names its outputs."""
+    from tune_pipeline.models import create_model
+
+    saved = torch.load(path, map_location=device, weights_only=True)
+    model = create_model(saved["model"], num_classes=len(saved["classes"]))
+    model.load_state_dict(saved["state_dict"])
+    model.classes, model.mean, model.std = saved["classes"], tuple(saved["mean"]), tuple(saved["std"])
+    model.input_size = saved["input_size"]
+    return model.to(device).eval()
+
+
 class RunDirectory:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -48,6 +65,10 @@ class RunDirectory:
     @property
     def checkpoint(self) -> Path:
         return self.path / CHECKPOINT_FILE
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / MODEL_FILE
 
     def has_run(self) -> bool:
         return self.checkpoint.exists() or (self.path / METRICS_FILE).exists()
@@ -87,14 +108,25 @@ class RunDirectory:
             csv.DictWriter(f, METRIC_COLUMNS, extrasaction="ignore").writerow(metrics)
         atomic_write_bytes(self.checkpoint, lambda tmp: tmp.write_bytes(_serialized(state)))
 
-    def finish(self, result: dict, status: str = "finished", error: str | None = None) -> dict:
-        summary = {"status": status, "epochs": len(result.get("history", [])),
-                   **result.get("best", {}), "final": result.get("final", {})}
+    def finish(self, result: dict, status: str = "finished", error: str | None = None,
+               source: str | None = None) -> dict:
+        """summary.json; with it, the final model's weights (not a best epoch's:
+        choosing an epoch by its test score would make the test number optimistic)."""
+        history = result.get("history", [])
+        held_out = any("val_accuracy" in h for h in history)
+        metric, mode = default_metric(1.0 if held_out else 0.0)
+        summary = {"status": status, "epochs": len(history), **result.get("best", {}),
+                   "selection_metric": metric, "selection": selection_note(metric),
+                   QUOTED: quoted_accuracy(history, metric, mode), "final": result.get("final", {})}
+        if source:
+            summary["from"] = source
         if error:
             summary["error"] = error
         # Atomic: a kill while writing must not leave half a summary.
         atomic_write_bytes(self.path / SUMMARY_FILE, lambda tmp: tmp.write_text(
             json.dumps(summary, indent=2, default=float) + "\n"))
+        if result.get("weights") is not None:
+            atomic_write_bytes(self.model_file, lambda tmp: torch.save(result["weights"], tmp))
         return summary
 
     def load_checkpoint(self) -> dict:

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tune_pipeline.config import (FIELDS, PATH_KEYS, REPORTED_METRICS,
-                                  check_transform_script, check_value, parse_set_option,
-                                  path_bases, read_yaml, resolve_path, suggest)
+from tune_pipeline.config import (FIELDS, PATH_KEYS, check_transform_script, check_value,
+                                  parse_set_option, path_bases, read_yaml, resolve_path, suggest)
 from tune_pipeline.distributions import DISTRIBUTIONS, SPEC_KEYS, bayes_domain, integral
 from tune_pipeline.errors import UserError
+from tune_pipeline.metrics import REPORTED_METRICS, VALIDATION_METRICS, default_metric
 
 METHODS = ("grid", "random", "bayes")
 # wandb keys that mean nothing here: accepted and listed once as ignored.
@@ -415,6 +415,9 @@ def parse_space(raw, path: Path, overrides: list[str] | None = None, *, schedule
                     problems.append(f"{src}: {key} (default): {problem}")
             fixed[key] = value
 
+    _check_selection(raw, src, fixed, params, metric, problems)
+    if "metric" not in raw and not _holds_out_validation(fixed, params):
+        metric, mode = default_metric(0.0)
     tune = raw.get("tune") or {}
     if not isinstance(tune, dict):
         problems.append(f"{src}: tune: expected a mapping of Tune settings ({', '.join(sorted(TUNE_KEYS))})")
@@ -449,13 +452,31 @@ def parse_space(raw, path: Path, overrides: list[str] | None = None, *, schedule
     return space
 
 
+def _holds_out_validation(fixed: dict, params: dict) -> bool:
+    """Whether every trial has a validation split (val_fraction > 0)."""
+    if "val_fraction" in params:
+        p = params["val_fraction"]
+        candidates = p.values if p.values else [p.spec.get("min", 0)]
+        return all(_is_number(v) and v > 0 for v in candidates)
+    value = fixed.get("val_fraction")
+    return _is_number(value) and value > 0
+
+
+def _check_selection(raw: dict, src: str, fixed: dict, params: dict, metric: str,
+                     problems: list[str]) -> None:
+    """A validation metric means nothing in a trial that holds out no validation split."""
+    if "metric" in raw and metric in VALIDATION_METRICS and not _holds_out_validation(fixed, params):
+        problems.append(f"{src}: metric.name: {metric} needs a validation split, but val_fraction "
+                        f"can be 0; set val_fraction > 0 or select on test_accuracy")
+
+
 def _parse_metric(raw: dict, src: str, problems: list[str], notes: list[str], ignored: list[str]):
     spec = raw.get("metric")
     if spec is None:  # wandb needs no metric for grid/random; we rank trials by one
-        return "test_accuracy", "max", None
+        return (*default_metric(0.1), None)  # (test_accuracy when no validation split: parse_space)
     if not isinstance(spec, dict) or "name" not in spec:
         problems.append(f"{src}: metric: expected {{name: ..., goal: maximize|minimize}}")
-        return "test_accuracy", "max", None
+        return (*default_metric(0.1), None)
     for key in sorted(map(str, set(spec) - METRIC_KEYS)):
         problems.append(f"{src}: metric.{key}: unknown key{suggest(key, METRIC_KEYS)}")
     for key in ("impute", "impute_while_running"):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from tune_pipeline.data import dataset_key, load_for_config
+from tune_pipeline.data import DATA_KEYS, dataset_key, load_for_config
 from tune_pipeline.experiment import (FAILED, FINISHED, METADATA_FILE, Trial, load_experiment,
                                       read_metadata)
 from tune_pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RunFailed, UserError
@@ -155,8 +155,9 @@ def fit_resources(ray, resources: dict, console) -> dict:
 def shared_dataset(space: SearchSpace) -> dict | None:
     """The dataset decoded once here, for every trial through the object store,
     when all trials train on the same data.  Loading it before Ray starts also
-    makes a missing dataset a one-line error rather than a trial failure."""
-    if any(k in space.params for k in ("dataset", "data_dir", "image_size", "skip_bad_images")):
+    makes a missing dataset a one-line error rather than a trial failure.  The
+    validation split is made here too, so every trial holds out the same images."""
+    if any(k in space.params for k in DATA_KEYS):
         return None  # trials differ in their data: each loads its own
     return {"key": dataset_key(space.fixed), "arrays": load_for_config(space.fixed).to_arrays()}
 

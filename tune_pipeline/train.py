@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tune_pipeline.augment import TransformContext, load_transform_script
-from tune_pipeline.data import Dataset, load_for_config
+from tune_pipeline.data import Dataset, load_for_config, with_validation
 from tune_pipeline.errors import RunFailed
 from tune_pipeline.models import create_model
 
@@ -86,7 +86,8 @@ def build_optimizer(model: nn.Module, config: dict) -> torch.optim.Optimizer:
 
 def build_scheduler(optimizer, config: dict, steps_per_epoch: int):
     """Returns (scheduler, steps per call): schedules advance every batch except
-    ReduceLROnPlateau, which reads the test loss once an epoch."""
+    ReduceLROnPlateau, which reads the validation loss (the test loss when
+    no validation split is held out) once an epoch."""
     kind = config["lr_scheduler"]
     total = config["epochs"] * steps_per_epoch
     warmup = int(round(config["warmup_epochs"] * steps_per_epoch))
@@ -137,13 +138,20 @@ class _Runner:
             torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        data = dataset if dataset is not None else load_for_config(config)
+        if dataset is None:
+            data = load_for_config(config)
+        else:  # a sweep's data arrives split; a caller's own dataset is split here
+            data = with_validation(dataset, config["val_fraction"], config["val_seed"])
         data = data.limit(config["max_train_images"], config["max_test_images"])
+        self.classes, self.mean, self.std = list(data.classes), data.mean, data.std
         self.num_classes = data.num_classes
         self.train_x = data.train_images.to(self.device)
         self.train_y = data.train_labels.to(self.device)
-        self.test_x = data.test_images.to(self.device)
-        self.test_y = data.test_labels.to(self.device)
+        self.eval_sets = {"test": (data.test_images.to(self.device), data.test_labels.to(self.device))}
+        if data.val_labels is not None:
+            self.eval_sets["val"] = (data.val_images.to(self.device), data.val_labels.to(self.device))
+        # The loss that steers plateau: never the test set's when a validation split exists.
+        self.watched_loss = "val_loss" if "val" in self.eval_sets else "test_loss"
         self.script = load_transform_script(config["runtime_transform_script"])
         self.generator = torch.Generator(device=self.device).manual_seed(config["seed"])
         self.ctx = TransformContext(
@@ -161,6 +169,8 @@ class _Runner:
         self.epoch = 0
         self.best = {"best_train_accuracy": 0.0, "best_test_accuracy": 0.0,
                      "best_loss": math.inf, "best_test_loss": math.inf}
+        if "val" in self.eval_sets:
+            self.best.update(best_val_accuracy=0.0, best_val_loss=math.inf)
         self.history: list[dict] = []
 
     def autocast(self):
@@ -211,15 +221,17 @@ class _Runner:
                 "images_per_second": n / seconds, "epoch_seconds": seconds}
 
     @torch.no_grad()
-    def evaluate(self) -> dict:
+    def evaluate(self, split: str = "test") -> dict:
+        """{split}_loss and {split}_accuracy on the validation or the test set."""
         self.model.eval()
-        n = len(self.test_y)
+        images, labels = self.eval_sets[split]
+        n = len(labels)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         eval_batch = max(self.config["batch_size"], 512)  # no activations kept: bigger is faster
         for idx in batches(n, eval_batch):
-            x = self.prepare(self.test_x[idx], self.script.test_transform)
-            y = self.test_y[idx]
+            x = self.prepare(images[idx], self.script.test_transform)
+            y = labels[idx]
             with self.autocast():
                 logits = self.forward(x).float()
                 if self.config["test_time_flip"]:
@@ -227,21 +239,28 @@ class _Runner:
                     logits = logits / 2
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
             correct += (logits.argmax(1) == y).sum()
-        return {"test_loss": loss_sum.item() / n, "test_accuracy": correct.item() / n}
+        return {f"{split}_loss": loss_sum.item() / n, f"{split}_accuracy": correct.item() / n}
 
     def run_epoch(self, on_batch) -> dict:
         metrics = self.train_epoch(on_batch)
-        metrics.update(self.evaluate())
+        if "val" in self.eval_sets:
+            start = time.perf_counter()
+            metrics.update(self.evaluate("val"))  # .item() inside: the time is honest
+            metrics["val_seconds"] = time.perf_counter() - start
+        metrics.update(self.evaluate("test"))
         self.epoch += 1
         if self.schedule_unit == "epoch":
-            self.scheduler.step(metrics["test_loss"])
-        for key, value in (("train_loss", metrics["train_loss"]), ("test_loss", metrics["test_loss"])):
-            if not math.isfinite(value):
-                raise RunFailed(f"{key} is {value} at epoch {self.epoch}: the run diverged")
-        self.best["best_train_accuracy"] = max(self.best["best_train_accuracy"], metrics["train_accuracy"])
-        self.best["best_test_accuracy"] = max(self.best["best_test_accuracy"], metrics["test_accuracy"])
-        self.best["best_loss"] = min(self.best["best_loss"], metrics["train_loss"])
-        self.best["best_test_loss"] = min(self.best["best_test_loss"], metrics["test_loss"])
+            self.scheduler.step(metrics[self.watched_loss])
+        for key in ("train_loss", self.watched_loss, "test_loss"):
+            if not math.isfinite(metrics[key]):
+                raise RunFailed(f"{key} is {metrics[key]} at epoch {self.epoch}: the run diverged")
+        for split in ("train", "val", "test"):
+            if f"{split}_accuracy" not in metrics:
+                continue
+            best_loss = "best_loss" if split == "train" else f"best_{split}_loss"
+            self.best[f"best_{split}_accuracy"] = max(self.best[f"best_{split}_accuracy"],
+                                                      metrics[f"{split}_accuracy"])
+            self.best[best_loss] = min(self.best[best_loss], metrics[f"{split}_loss"])
         metrics.update(self.best)
         metrics["epoch"] = self.epoch
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
@@ -256,6 +275,12 @@ class _Runner:
             "generator": self.generator.get_state(), "best": dict(self.best),
             "history": [dict(h) for h in self.history],
         }
+
+    def weights(self) -> dict:
+        """What a user needs to run the trained model: see run_output.load_model."""
+        return {"format": CHECKPOINT_FORMAT, "model": self.config["model"], "classes": self.classes,
+                "mean": list(self.mean), "std": list(self.std), "input_size": self.train_x.shape[-1],
+                "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()}}
 
     def load_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -274,7 +299,8 @@ def fit(config: dict, *, dataset: Dataset | None = None, resume_state: dict | No
         on_batch: Callable[[int, int], None] | None = None) -> dict:
     """Train `config` (a validated trial config) to its last epoch.
 
-    Returns {"history": [metrics per epoch], "best": best metrics, "final": last metrics}.
+    Returns {"history": [metrics per epoch], "best": best metrics, "final": last metrics,
+    "weights": the final model (`Runner.weights`)}.
     Raises RunFailed when the loss diverges or the device runs out of memory.
     """
     try:
@@ -289,4 +315,5 @@ def fit(config: dict, *, dataset: Dataset | None = None, resume_state: dict | No
         raise RunFailed(f"out of memory on {config['device']}: {str(exc).splitlines()[0]} "
                         f"(try a smaller batch_size than {config['batch_size']})") from None
     final = runner.history[-1] if runner.history else {}
-    return {"history": runner.history, "best": dict(runner.best), "final": final}
+    return {"history": runner.history, "best": dict(runner.best), "final": final,
+            "weights": runner.weights()}

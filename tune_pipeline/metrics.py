@@ -1,0 +1,141 @@
+"""Every metric a run reports, defined once: its name, which way is better,
+the data it was measured on, its label and how its value is shown.
+
+The loop, the run folder, export, the live table, status, plots and the
+report read these facts from here, so an accuracy is a percentage and a loss
+four decimals wherever it appears, and "better" means the same thing to
+ASHA, the checkpoint ranking and the tables.
+
+Selection and reporting are kept apart: a sweep chooses its winner on the
+validation split (`val_*`) and quotes the test accuracy of the epoch where
+its selection metric was best (`test_accuracy_at_best`).  A sweep without a
+validation split (`val_fraction: 0`) chooses on test data and says so.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+MAX, MIN = "max", "min"
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    goal: str          # MAX or MIN: which way is better
+    kind: str          # fraction (shown as %), loss, lr, rate, seconds, count
+    split: str | None  # train, val, test, or None (not a measure of fit)
+    label: str
+
+    def format(self, value) -> str:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return "-" if value is None else str(value)
+        if not math.isfinite(value):
+            return str(value)
+        if self.kind == "fraction":
+            return f"{value:.2%}"
+        if self.kind == "loss":
+            return f"{value:.4f}"
+        if self.kind == "lr":
+            return f"{value:.3g}"
+        if self.kind == "rate":
+            return f"{value:.0f}"
+        if self.kind == "seconds":
+            return f"{value:.1f} s"
+        return f"{int(value)}"
+
+
+_ALL = (
+    Metric("train_loss", MIN, "loss", "train", "train loss"),
+    Metric("train_accuracy", MAX, "fraction", "train", "train accuracy"),
+    Metric("val_loss", MIN, "loss", "val", "validation loss"),
+    Metric("val_accuracy", MAX, "fraction", "val", "validation accuracy"),
+    Metric("test_loss", MIN, "loss", "test", "test loss"),
+    Metric("test_accuracy", MAX, "fraction", "test", "test accuracy"),
+    Metric("best_train_accuracy", MAX, "fraction", "train", "best train accuracy"),
+    Metric("best_val_accuracy", MAX, "fraction", "val", "best validation accuracy"),
+    Metric("best_test_accuracy", MAX, "fraction", "test", "best test accuracy"),
+    Metric("best_loss", MIN, "loss", "train", "best train loss"),
+    Metric("best_val_loss", MIN, "loss", "val", "best validation loss"),
+    Metric("best_test_loss", MIN, "loss", "test", "best test loss"),
+    Metric("lr", MAX, "lr", None, "learning rate"),
+    Metric("epoch", MAX, "count", None, "epoch"),
+    Metric("images_per_second", MAX, "rate", None, "images/s"),
+    Metric("epoch_seconds", MIN, "seconds", None, "training seconds per epoch"),
+    Metric("val_seconds", MIN, "seconds", None, "validation seconds per epoch"),
+    # Derived after the run from its history, never reported per epoch.
+    Metric("test_accuracy_at_best", MAX, "fraction", "test",
+           "test accuracy at the selected epoch"),
+)
+METRICS: dict[str, Metric] = {m.name: m for m in _ALL}
+QUOTED = "test_accuracy_at_best"  # the number to quote for a selected trial
+
+# Reported once per epoch; a sweep's metric must be one of them.
+REPORTED_METRICS: tuple[str, ...] = tuple(m.name for m in _ALL if m.name != QUOTED)
+# Reported only when the run holds out a validation split.
+VALIDATION_METRICS: tuple[str, ...] = tuple(m.name for m in _ALL if m.split == "val")
+METRIC_MODES: dict[str, str] = {m.name: m.goal for m in _ALL}
+# Wall-clock measures: they differ between two runs of the same config and seed.
+TIMING_METRICS: tuple[str, ...] = tuple(m.name for m in _ALL if m.kind in ("rate", "seconds"))
+
+# The original pipeline's results table, then what selection on validation adds.
+ORIGINAL_COLUMNS = ("best_train_accuracy", "best_test_accuracy", "best_loss", "best_test_loss")
+VALIDATION_COLUMNS = ("best_val_accuracy", "best_val_loss")
+
+
+def goal(name: str) -> str:
+    """max or min for a known metric; max for anything else (Ray's extras)."""
+    return METRIC_MODES.get(name, MAX)
+
+
+def label(name: str) -> str:
+    return METRICS[name].label if name in METRICS else name
+
+
+def fmt(name: str, value) -> str:
+    """A value as it is shown everywhere: accuracies as percentages, losses
+    to four decimals."""
+    if name in METRICS:
+        return METRICS[name].format(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+def default_metric(val_fraction: float) -> tuple[str, str]:
+    """The sweep's metric when its file names none: validation accuracy, or
+    test accuracy when no validation split is held out."""
+    return ("val_accuracy", MAX) if val_fraction > 0 else ("test_accuracy", MAX)
+
+
+def selected_on(metric: str) -> str:
+    """The data a ranking by `metric` was chosen on, in words."""
+    split = METRICS[metric].split if metric in METRICS else None
+    return {"val": "validation data", "test": "test data", "train": "training data"}.get(
+        split, "a metric that is not a measure of fit")
+
+
+def selection_note(metric: str) -> str:
+    """`selected on test data` must be seen wherever a ranking is shown: the
+    winner's test numbers are then optimistic."""
+    return f"selected on {selected_on(metric)}"
+
+
+def best_epoch(history: list[dict], metric: str, mode: str) -> dict | None:
+    """The first epoch where `metric` reached its best value (ties keep the
+    earlier epoch, as the running bests do)."""
+    best = None
+    for row in history:
+        value = row.get(metric)
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            continue
+        if best is None or (value > best[metric] if mode == MAX else value < best[metric]):
+            best = row
+    return best
+
+
+def quoted_accuracy(history: list[dict], metric: str, mode: str) -> float | None:
+    """The test accuracy of the epoch selected by `metric`: the honest number."""
+    row = best_epoch(history, metric, mode)
+    return None if row is None else row.get("test_accuracy")
