@@ -154,10 +154,12 @@ def train(
     from tune_pipeline.train import fit
     from tune_pipeline.watchdog import TrialStalled, Watchdog
 
-    if resume and (set_ or epochs is not None or full_train):
+    changes = [flag for flag, given in (("--set", set_), ("--epochs", epochs is not None),
+                                        ("--full-train", full_train)) if given]
+    if resume and changes:
         # The run continues exactly as it started; a changed key would be silently ignored.
-        raise UserError("--set, --epochs and --full-train cannot change a resumed run (it continues "
-                        "with its saved config); start a new run with --overwrite, or another name")
+        raise UserError(f"{' and '.join(changes)} cannot change a resumed run (it continues with its "
+                        f"saved config); start a new run with --overwrite, or under another name")
     if resume and overwrite:
         raise UserError("--resume and --overwrite: choose one")
     if (config is None) == (from_ is None):
