@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +19,58 @@ METADATA_FILE = "tune_pipeline.json"
 FINISHED = "TERMINATED"  # Ray Tune's trial statuses
 FAILED = "ERROR"
 RUNNING = "RUNNING"
+
+# The one vocabulary of trial states a person reads: the live table, the final
+# summary, `tune status`, export and the report all say these words.
+PENDING_STATE, RUNNING_STATE, FINISHED_STATE = "pending", "running", "finished"
+STOPPED_STATE, FAILED_STATE, INTERRUPTED_STATE = "stopped early", "failed", "interrupted"
+STATES = (PENDING_STATE, RUNNING_STATE, FINISHED_STATE, STOPPED_STATE, FAILED_STATE, INTERRUPTED_STATE)
+DRIVER_FILE = "driver.json"  # present while a `tune search`/`tune resume` drives the experiment
+
+
+def state_name(ray_status: str, epochs: int, planned_epochs, live: bool) -> str:
+    """Ray's trial status in our vocabulary.  Ray's saved state says RUNNING
+    for a trial whose driver was interrupted or killed: with no driver alive,
+    that trial is interrupted, at the epoch it reached."""
+    if ray_status == FAILED:
+        return FAILED_STATE
+    if ray_status == FINISHED:
+        planned = planned_epochs if isinstance(planned_epochs, int) else None
+        return STOPPED_STATE if planned and epochs < planned else FINISHED_STATE
+    if live:
+        return RUNNING_STATE if ray_status == RUNNING else PENDING_STATE
+    return INTERRUPTED_STATE if ray_status == RUNNING or epochs > 0 else PENDING_STATE
+
+
+def describe_counts(counts: dict[str, int]) -> str:
+    """`2 finished, 1 failed`, in the vocabulary's order."""
+    return ", ".join(f"{counts[s]} {s}" for s in STATES if counts.get(s))
+
+
+def mark_driver(path: Path) -> Path:
+    """Record that this process drives the experiment (removed when it ends)."""
+    marker = Path(path) / DRIVER_FILE
+    marker.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n")
+    return marker
+
+
+def driver_running(path: Path) -> bool:
+    """Whether a live process drives the experiment in `path`.  On another
+    host we cannot tell: assume it runs."""
+    marker = Path(path) / DRIVER_FILE
+    try:
+        info = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return False
+    if info.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(info["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, KeyError, TypeError, ValueError):
+        return True
+    return True
 
 
 @dataclass
@@ -109,6 +163,26 @@ class Experiment:
     @property
     def name(self) -> str:
         return self.meta.get("name", self.path.name)
+
+    @property
+    def live(self) -> bool:
+        """A driver is running this experiment now (read once, when first asked)."""
+        if not hasattr(self, "_live"):
+            self._live = driver_running(self.path)
+        return self._live
+
+    @live.setter
+    def live(self, value: bool) -> None:
+        self._live = value
+
+    def state(self, trial: Trial) -> str:
+        return state_name(trial.status, trial.epochs, trial.config.get("epochs"), self.live)
+
+    def state_counts(self) -> dict[str, int]:
+        counts = {s: 0 for s in STATES}
+        for trial in self.trials:
+            counts[self.state(trial)] += 1
+        return {s: n for s, n in counts.items() if n}
 
     def status_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
