@@ -20,6 +20,19 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from tune_pipeline import __version__
+        typer.echo(f"tune_pipeline {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the version and exit")):
+    """Hyperparameter sweeps for image classifiers on Ray Tune."""
+
+
 def fail(message: str, code: int) -> typer.Exit:
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     return typer.Exit(code)
@@ -205,24 +218,30 @@ def export(
 @app.command()
 @user_errors
 def status(experiment_dir: Path = typer.Argument(..., help="experiment folder")):
-    """Trials per status, the best so far, and why failed trials failed (reads disk only)."""
-    from tune_pipeline.experiment import RUNNING, load_experiment
+    """Trials per state, the best so far, and why failed trials failed (reads disk only)."""
+    from tune_pipeline.experiment import (FAILED_STATE, INTERRUPTED_STATE, RUNNING_STATE, describe_counts,
+                                          load_experiment)
+    from tune_pipeline.labels import describe, labellers, number
 
     exp = load_experiment(experiment_dir)
-    counts = exp.status_counts()
     total = exp.meta.get("trial_count", len(exp.trials))
-    typer.echo(f"{exp.name}: {len(exp.trials)} of {total} trials started; "
-               + (", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "none yet"))
+    typer.echo(f"{exp.name}: {len(exp.trials)} of {total} trials; "
+               + (describe_counts(exp.state_counts()) or "none yet"))
+    by = labellers((t.config for t in exp.trials), exp.swept)
     best = exp.best_trial()
     if best is not None:
-        swept = ", ".join(f"{k}={best.config.get(k)}" for k in exp.swept)
-        typer.echo(f"best so far: {best.trial_id} {exp.metric} {best.best_value(exp.metric, exp.mode):.4f} "
-                   f"(epoch {best.epochs}, {best.status.lower()}) {swept}")
+        typer.echo(f"best so far: {best.trial_id} {exp.metric} {number(best.best_value(exp.metric, exp.mode), 4)} "
+                   f"(epoch {best.epochs}, {exp.state(best)}) {describe(best.config, exp.swept, by)}")
     for trial in exp.trials:
-        if trial.status == RUNNING:
-            typer.echo(f"running {trial.trial_id}: epoch {trial.epochs}/{trial.config.get('epochs', '?')}")
-    for trial in exp.failed_trials():
-        typer.echo(f"failed {trial.trial_id}: {trial.error}")
+        state = exp.state(trial)
+        if state in (RUNNING_STATE, INTERRUPTED_STATE):
+            typer.echo(f"{state} {trial.trial_id}: epoch {trial.epochs}/{trial.config.get('epochs', '?')}  "
+                       f"{describe(trial.config, exp.swept, by)}")
+        elif state == FAILED_STATE:
+            where = f" ({trial.error_file})" if trial.error_file else ""
+            typer.echo(f"failed {trial.trial_id}: {trial.error}{where}")
+    if not exp.live and any(exp.state(t) == INTERRUPTED_STATE for t in exp.trials):
+        typer.echo(f"continue with: tune resume {exp.path}")
 
 
 @app.command()

@@ -87,6 +87,11 @@ class Trial:
         return self.history[-1] if self.history else {}
 
     @property
+    def error_file(self) -> Path | None:
+        """Ray's file with the full traceback of a failed trial."""
+        return next(iter(sorted(self.path.glob("error*.txt"))), None) if self.error else None
+
+    @property
     def epochs(self) -> int:
         return int(self.last.get("epoch", 0))
 

@@ -16,16 +16,10 @@ from pathlib import Path
 from tune_pipeline.config import check_metric_name
 from tune_pipeline.errors import UserError
 from tune_pipeline.experiment import Experiment
+from tune_pipeline.labels import describe, labellers
 
 FORMATS = ("md", "csv", "parquet", "json")
 BEST_COLUMNS = ["best_train_accuracy", "best_test_accuracy", "best_loss", "best_test_loss"]
-
-
-def short(value):
-    """A script path by its file name; anything else as it is."""
-    if isinstance(value, str) and value.endswith(".py") and "/" in value:
-        return value.rsplit("/", 1)[-1]
-    return value
 
 
 def best_trial_rows(experiment: Experiment, metric: str | None = None, top: int | None = None) -> list[dict]:
@@ -33,10 +27,11 @@ def best_trial_rows(experiment: Experiment, metric: str | None = None, top: int 
     mode = experiment.mode_for(metric)
     ranked = experiment.ranked(metric, mode)
     unranked = [t for t in experiment.trials if t not in ranked]  # failed before a result
+    by = labellers((t.config for t in experiment.trials), experiment.swept)
     rows = []
     for trial in (ranked + unranked)[: top or None]:
         last = trial.last
-        row = {"config": ", ".join(f"{k}={short(trial.config.get(k))}" for k in experiment.swept)}
+        row = {"config": describe(trial.config, experiment.swept, by)}
         for column in BEST_COLUMNS:
             row[column] = last.get(column)
         if metric not in BEST_COLUMNS:
@@ -44,27 +39,40 @@ def best_trial_rows(experiment: Experiment, metric: str | None = None, top: int 
         for key in experiment.swept:
             row[key] = trial.config.get(key)
         checkpoint = trial.best_checkpoint(metric, mode)
-        row.update({"trial_id": trial.trial_id, "status": trial.status, "epochs": trial.epochs,
+        row.update({"trial_id": trial.trial_id, "status": experiment.state(trial), "epochs": trial.epochs,
                     "checkpoint": str(checkpoint) if checkpoint else None,
                     "error": trial.error})
         rows.append(row)
     return rows
 
 
-def _fmt_md(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(short(value)).replace("|", "\\|")
+def display_rows(rows: list[dict], swept=()) -> list[dict[str, str]]:
+    """The rows as a person reads them (markdown, the report): every column
+    kept, empty cells empty, swept values by their labels, metrics to 4 places."""
+    by = labellers(rows, swept)
+    shown = []
+    for row in rows:
+        cells = {}
+        for column, value in row.items():
+            if column in by:
+                cells[column] = by[column](value) if value is not None else ""
+            elif value is None:
+                cells[column] = ""
+            elif isinstance(value, float):
+                cells[column] = f"{value:.4f}"
+            else:
+                cells[column] = str(value)
+        shown.append(cells)
+    return shown
 
 
-def to_markdown(rows: list[dict]) -> str:
+def to_markdown(rows: list[dict], swept=()) -> str:
     if not rows:
         return "(no trials)\n"
-    columns = [c for c in rows[0] if c not in ("checkpoint", "error") or any(r.get(c) for r in rows)]
+    columns = list(rows[0])
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(_fmt_md(r.get(c)) for c in columns) + " |" for r in rows]
+    lines += ["| " + " | ".join(r[c].replace("|", "\\|") for c in columns) + " |"
+              for r in display_rows(rows, swept)]
     return "\n".join(lines) + "\n"
 
 
@@ -124,7 +132,12 @@ def export(experiment: Experiment, fmt: str, output: Path | None, metric: str | 
             raise UserError("--format parquet needs --output FILE")
         write_parquet(rows, output)
         return None
-    text = {"md": to_markdown, "csv": to_csv}.get(fmt, lambda r: json.dumps(r, indent=2, default=str) + "\n")(rows)
+    if fmt == "md":
+        text = to_markdown(rows, experiment.swept)
+    elif fmt == "csv":
+        text = to_csv(rows)
+    else:
+        text = json.dumps(rows, indent=2, default=str) + "\n"
     if output is None:
         return text
     output.write_text(text)
