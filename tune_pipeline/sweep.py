@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tune_pipeline.data import dataset_key, load_for_config
 from tune_pipeline.experiment import (FAILED, FINISHED, METADATA_FILE, Trial, load_experiment,
-                                      read_metadata)
+                                      mark_driver, read_metadata)
 from tune_pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RunFailed, UserError
 from tune_pipeline.space import SearchSpace, parse_space, to_tune, with_scheduler
 
@@ -220,7 +220,7 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
             reuse_actors=True),  # measured: 20 trivial trials 33 s fresh, 5 s reused
         run_config=_run_config(name, storage, meta, build_callbacks(meta, name, console)))
     console.start(name, experiment_dir or f"{storage}/{name}", space.trial_count(), resources)
-    return _finish(tuner, experiment_dir or Path(f"{storage}/{name}"), meta, console)
+    return _finish(tuner, experiment_dir or Path(f"{storage}/{name}"), meta, console, options.verbose)
 
 
 def resume_sweep(experiment_dir: Path, *, restart_errored: bool, address: str | None,
@@ -243,7 +243,7 @@ def resume_sweep(experiment_dir: Path, *, restart_errored: bool, address: str | 
     run_config.callbacks = build_callbacks(meta, meta["name"], console)
     run_config.verbose = 0
     console.start(meta["name"], experiment_dir, meta["trial_count"], resources, resumed=True)
-    return _finish(tuner, experiment_dir, meta, console)
+    return _finish(tuner, experiment_dir, meta, console, verbose)
 
 
 def load_space_from_meta(meta: dict) -> SearchSpace:
@@ -253,23 +253,35 @@ def load_space_from_meta(meta: dict) -> SearchSpace:
     return with_scheduler(space, meta["scheduler"]["type"])
 
 
-def _finish(tuner, experiment_dir: Path, meta: dict, console) -> SweepOutcome:
+def _finish(tuner, experiment_dir: Path, meta: dict, console, verbose: bool = False) -> SweepOutcome:
     started = time.perf_counter()
     interrupted = False
     from ray.tune import TuneError
 
+    from tune_pipeline.progress import LOG_FILE, quiet_terminal
+
+    local = Path(experiment_dir).is_dir()
+    marker = mark_driver(experiment_dir) if local else None  # `tune status` tells running from interrupted
     try:
-        tuner.fit()  # Tune handles the first Ctrl-C itself: it saves state and returns
-    except KeyboardInterrupt:
-        interrupted = True
+        with quiet_terminal(experiment_dir / LOG_FILE if local else None, verbose):
+            try:
+                tuner.fit()  # Tune handles the first Ctrl-C itself: it saves state and returns
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
+                console.close()
     except TuneError as exc:  # the experiment itself broke, not a trial
         lines = [line for line in str(exc).splitlines() if line.strip()]
         raise RunFailed(f"the sweep stopped: {lines[-1] if lines else exc}; its state is in "
                         f"{experiment_dir} (tune resume {experiment_dir})") from None
+    finally:
+        if marker is not None:
+            marker.unlink(missing_ok=True)
     if not Path(experiment_dir).is_dir():  # remote storage (s3://...): Ray's results stay there
         console.print(f"experiment: {experiment_dir} (remote storage: export and status read local folders)")
         return SweepOutcome(experiment_dir, {}, None, interrupted)
     experiment = load_experiment(experiment_dir)
+    experiment.live = False  # this driver has stopped: unfinished trials are interrupted
     counts = experiment.status_counts()
     unfinished = sum(n for s, n in counts.items() if s not in (FINISHED, FAILED))
     interrupted = interrupted or unfinished > 0
