@@ -224,8 +224,8 @@ def status(experiment_dir: Path = typer.Argument(..., help="experiment folder"))
     from tune_pipeline.labels import describe, labellers, number
 
     exp = load_experiment(experiment_dir)
-    total = exp.meta.get("trial_count", len(exp.trials))
-    typer.echo(f"{exp.name}: {len(exp.trials)} of {total} trials; "
+    total = max(exp.meta.get("trial_count") or 0, len(exp.trials))
+    typer.echo(f"{exp.name}: {total} trials; "
                + (describe_counts(exp.state_counts()) or "none yet"))
     by = labellers((t.config for t in exp.trials), exp.swept)
     best = exp.best_trial()

@@ -187,6 +187,8 @@ class Experiment:
         counts = {s: 0 for s in STATES}
         for trial in self.trials:
             counts[self.state(trial)] += 1
+        # Ray creates trials lazily: those of the sweep it has not made yet are pending too.
+        counts[PENDING_STATE] += max(int(self.meta.get("trial_count") or 0) - len(self.trials), 0)
         return {s: n for s, n in counts.items() if n}
 
     def status_counts(self) -> dict[str, int]:

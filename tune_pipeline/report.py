@@ -93,7 +93,7 @@ def build_report(experiment: Experiment, metric: str | None = None, top: int = 5
 <p class="meta">metric <b>{html.escape(metric or experiment.metric)}</b> ({html.escape(experiment.mode)}) ·
 method {html.escape(str(experiment.meta.get('method', '')))} · created {html.escape(created)} ·
 last result {html.escape(latest)}<br>
-{len(experiment.trials)} of {experiment.meta.get('trial_count', len(experiment.trials))} trials:
+{max(experiment.meta.get('trial_count') or 0, len(experiment.trials))} trials:
 <span id="trial-counts">{html.escape(count_text)}</span><br>
 folder <code>{html.escape(str(experiment.path))}</code></p>
 <h2>Best trials</h2>
