@@ -63,7 +63,8 @@ def test_report_is_one_self_contained_file(asha_experiment, tmp_path):
     text = out.read_text()
     assert text.count("data:image/png;base64,") == len(FIGURE_FILES)
     assert "http://" not in text and "https://" not in text and "<script" not in text
-    for fragment in ("asha", "best_test_accuracy", "diverged", "learning_rate", "5 terminated", "1 error"):
+    for fragment in ("asha", "best_test_accuracy", "diverged", "learning_rate", "stopped early", "1 failed",
+                     "<th>checkpoint</th>", "<th>error</th>"):
         assert fragment in text
 
 

@@ -73,7 +73,7 @@ def test_asha_stops_some_trials_early_and_a_diverging_trial_fails(asha_experimen
 
     status = run_tune("status", experiment_dir)
     assert status.returncode == 0
-    assert "5 terminated" in status.stdout and "1 error" in status.stdout and "diverged" in status.stdout
+    assert "stopped early" in status.stdout and "1 failed" in status.stdout and "diverged" in status.stdout
 
 
 def _wait_for(predicate, timeout, what):
@@ -107,7 +107,7 @@ def test_sigkill_then_resume_finishes_without_rerunning(tmp_path):
     try:
         _wait_for(some_finished_and_one_running, 300, "a finished trial")
         status = run_tune("status", experiment_dir)  # on a running sweep
-        assert status.returncode == 0 and "terminated" in status.stdout
+        assert status.returncode == 0 and "finished" in status.stdout
         assert "best so far" in status.stdout
     finally:
         os.killpg(driver.pid, signal.SIGKILL)

@@ -292,18 +292,27 @@ def dashboard(
     port: int = typer.Option(8265, help="dashboard port"),
     host: str = typer.Option("127.0.0.1", help="address the dashboard binds to"),
     allow_remote: bool = typer.Option(False, "--allow-remote", help="permit a non-loopback --host"),
-    stop: bool = typer.Option(False, "--stop", help="stop the local Ray head instead"),
+    stop: bool = typer.Option(False, "--stop", help="stop the Ray head `tune dashboard` started (only that one)"),
+    show_token: bool = typer.Option(False, "--show-token", help="print the dashboard's login token too"),
 ):
     """Start (or find) a local Ray head with its dashboard and print the URL."""
-    from tune_pipeline.cluster import start_dashboard, stop_ray
+    from tune_pipeline.cluster import TOKEN_COMMAND, auth_token, needs_token, start_dashboard, stop_head
 
     if stop:
-        stop_ray()
-        typer.echo("stopped the local Ray head")
+        code, message = stop_head()
+        if code:
+            raise fail(message, code)
+        typer.echo(message)
         return
     url, started = start_dashboard(host, port, allow_remote, warn=lambda m: typer.secho(m, err=True, fg="yellow"))
     typer.echo(f"{'started' if started else 'found'} Ray head; dashboard: {url}")
-    typer.echo("run sweeps on it with: tune search SPACE.yaml --address auto")
+    if needs_token(url):
+        token = auth_token() if show_token else None
+        typer.echo(f"log in with the token: {token}" if token else
+                   f"the dashboard asks for a token: `{TOKEN_COMMAND}` prints it (or add --show-token)")
+    typer.echo("sweeps on this machine run on it: tune search SPACE.yaml (or --address auto)")
+    if started:
+        typer.echo("stop it with: tune dashboard --stop")
 
 
 def main() -> None:
