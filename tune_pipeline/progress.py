@@ -328,6 +328,8 @@ class LiveTable(tune.Callback):
         if state == FAILED_STATE:
             error_file = Path(trial.error_file) if trial.error_file else None
             reason = _error_reason(error_file.read_text()) if error_file and error_file.exists() else "failed"
+            if error_file is not None and trial.path and "://" not in str(trial.path):
+                error_file = Path(trial.path) / error_file.name  # where it is kept, not Ray's temp copy
             line = f"failed {trial.trial_id} at epoch {result.get('epoch', 0)}: {reason}" + (
                 f" ({error_file})" if error_file else "")
         else:
