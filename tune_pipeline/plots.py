@@ -200,7 +200,7 @@ def draw_parallel_coordinates(experiment: Experiment, metric: str | None = None)
         fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=f"best {metric}", pad=0.02)
     count = f"{len(trials)} trial{'s' if len(trials) != 1 else ''}"
     ax.set_title(_wrap(f"{experiment.name}: swept parameters, coloured by best {metric} ({count})",
-                       width - 1.5, 12))
+                       width - 1.2, 12))
     return fig
 
 
@@ -303,7 +303,7 @@ def draw_parameter_importance(experiment: Experiment, metric: str | None = None)
     ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
     ax.set_xlabel(f"share of {metric} variance explained (eta squared)")
     note = " (few trials: unreliable)" if n < 10 else ""
-    ax.set_title(_wrap(f"{experiment.name}: parameter importance over {n} trials{note}", width - 2.5, 12))
+    ax.set_title(_wrap(f"{experiment.name}: parameter importance over {n} trials{note}", width - 1.0, 12))
     ax.grid(axis="x", alpha=0.3)
     return fig
 
