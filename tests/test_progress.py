@@ -84,3 +84,37 @@ def test_rows_from_disk_use_the_vocabulary(tmp_path):
                                                                 2: ("RUNNING", 2)}, live=True)
     states = [r.state for r in rows_from_experiment(load_experiment(path))]
     assert states == ["failed", "stopped early", "running", "finished"]
+
+
+class FakeTrial:
+    def __init__(self, index, status="RUNNING", epoch=1):
+        self.trial_id = f"9f3e1_{index:05d}"
+        self.config = {"runtime_transform_script": SCRIPTS[index % 2], "learning_rate": 0.1, "epochs": 3}
+        self.status = status
+        self.last_result = {"epoch": epoch, "test_accuracy": 0.5, "best_test_accuracy": 0.5}
+        self.error_file = None
+        self.path = None
+
+
+def test_in_a_log_epoch_lines_are_rate_limited_per_trial_and_each_finish_is_a_line(monkeypatch):
+    import tune_pipeline.progress as progress
+
+    clock = [1000.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    out = io.StringIO()
+    table = progress.LiveTable(["runtime_transform_script", "learning_rate"], "test_accuracy", "max",
+                               SweepConsole(stream=out, live=False), total=2)
+    table.setup()
+    trials = [FakeTrial(0), FakeTrial(1)]
+    for epoch, seconds in ((1, 0), (2, 10), (3, 31)):
+        clock[0] = 1000.0 + seconds
+        for trial in trials:
+            trial.last_result["epoch"] = epoch
+            table.on_trial_result(0, trials, trial, trial.last_result)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 4  # epochs 1 and 3 of each trial: epoch 2 came within 30 s
+    assert all("epoch 1/3" in line or "epoch 3/3" in line for line in lines)
+    assert "runtime_transform_script=basic" in lines[0] and "runtime_transform_script=advanced" in lines[1]
+    trials[0].status = "TERMINATED"
+    table.on_trial_complete(0, trials, trials[1])
+    assert out.getvalue().splitlines()[-1].startswith("[2/2] 9f3e1_00001 finished at epoch 3")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -263,7 +264,9 @@ def _finish(tuner, experiment_dir: Path, meta: dict, console, verbose: bool = Fa
     local = Path(experiment_dir).is_dir()
     marker = mark_driver(experiment_dir) if local else None  # `tune status` tells running from interrupted
     try:
-        with quiet_terminal(experiment_dir / LOG_FILE if local else None, verbose):
+        # Remote storage (s3://...) has no local folder: Ray's lines go to a local temp file.
+        log_file = experiment_dir / LOG_FILE if local else Path(tempfile.gettempdir()) / f"{meta['name']}-{LOG_FILE}"
+        with quiet_terminal(log_file, verbose):
             try:
                 tuner.fit()  # Tune handles the first Ctrl-C itself: it saves state and returns
             except KeyboardInterrupt:
@@ -279,6 +282,8 @@ def _finish(tuner, experiment_dir: Path, meta: dict, console, verbose: bool = Fa
             marker.unlink(missing_ok=True)
     if not Path(experiment_dir).is_dir():  # remote storage (s3://...): Ray's results stay there
         console.print(f"experiment: {experiment_dir} (remote storage: export and status read local folders)")
+        if not verbose:
+            console.print(f"Ray's log: {log_file}")
         return SweepOutcome(experiment_dir, {}, None, interrupted)
     experiment = load_experiment(experiment_dir)
     experiment.live = False  # this driver has stopped: unfinished trials are interrupted
