@@ -118,3 +118,13 @@ def test_in_a_log_epoch_lines_are_rate_limited_per_trial_and_each_finish_is_a_li
     trials[0].status = "TERMINATED"
     table.on_trial_complete(0, trials, trials[1])
     assert out.getvalue().splitlines()[-1].startswith("[2/2] 9f3e1_00001 finished at epoch 3")
+
+
+def test_in_a_log_the_final_table_has_one_line_per_trial(tmp_path):
+    path = make_experiment(tmp_path, QUICKSTART_GRID)
+    experiment = load_experiment(path)
+    out = io.StringIO()
+    SweepConsole(stream=out, live=False).finish(experiment, experiment.best_trial(), False, 14)
+    rows = [line for line in out.getvalue().splitlines() if re.match(r"^0000\d\s+finished\s+(basic|advanced)\s", line)]
+    assert len(rows) == 4, out.getvalue()
+    assert all(len(line) <= 80 for line in out.getvalue().splitlines()[:5])

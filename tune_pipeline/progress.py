@@ -218,8 +218,7 @@ class SweepConsole:
         self.close()
         rows = rows_from_experiment(experiment)
         if rows:
-            width = self.rich.width if self.live else 120
-            self.rich.print(render(rows, experiment.swept, experiment.metric, experiment.mode, width,
+            self.rich.print(render(rows, experiment.swept, experiment.metric, experiment.mode, self.rich.width,
                                    None if not self.live else max(self.rich.height, 12)))
         self.print(f"trials: {describe_counts(experiment.state_counts()) or 'none'} in {_duration(seconds)}")
         by = labellers((t.config for t in experiment.trials), experiment.swept)
