@@ -44,6 +44,15 @@ def test_plot_writes_every_figure(asha_experiment, tmp_path):
         assert path.stat().st_size > 10_000  # a drawn figure, not an empty canvas
 
 
+def test_a_diverging_trial_is_one_line_with_its_error_file(asha_experiment):
+    experiment_dir, result = asha_experiment
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output
+    failed = [line for line in output.splitlines() if "diverged" in line]
+    assert len(failed) == 2  # as it happens, and in the summary
+    assert all(str(experiment_dir) in line and "error.txt" in line for line in failed)
+
+
 def test_importance_credits_the_parameter_that_varied(asha_experiment):
     experiment_dir, _ = asha_experiment
     experiment = load_experiment(experiment_dir)
@@ -63,7 +72,8 @@ def test_report_is_one_self_contained_file(asha_experiment, tmp_path):
     text = out.read_text()
     assert text.count("data:image/png;base64,") == len(FIGURE_FILES)
     assert "http://" not in text and "https://" not in text and "<script" not in text
-    for fragment in ("asha", "best_test_accuracy", "diverged", "learning_rate", "5 terminated", "1 error"):
+    for fragment in ("asha", "best_test_accuracy", "diverged", "learning_rate", "stopped early", "1 failed",
+                     "<th>checkpoint</th>", "<th>error</th>"):
         assert fragment in text
 
 

@@ -74,7 +74,7 @@ def test_asha_stops_some_trials_early_and_a_diverging_trial_fails(asha_experimen
 
     status = run_tune("status", experiment_dir)
     assert status.returncode == 0
-    assert "5 terminated" in status.stdout and "1 error" in status.stdout and "diverged" in status.stdout
+    assert "stopped early" in status.stdout and "1 failed" in status.stdout and "diverged" in status.stdout
 
 
 def _wait_for(predicate, timeout, what):
@@ -108,7 +108,7 @@ def test_sigkill_then_resume_finishes_without_rerunning(tmp_path):
     try:
         _wait_for(some_finished_and_one_running, 300, "a finished trial")
         status = run_tune("status", experiment_dir)  # on a running sweep
-        assert status.returncode == 0 and "terminated" in status.stdout
+        assert status.returncode == 0 and "finished" in status.stdout
         assert "best so far" in status.stdout
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
@@ -159,6 +159,8 @@ def test_wandb_logs_offline_without_a_key(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     runs = list((tmp_path / "wb").glob("trial_*/wandb/offline-run-*"))
     assert len(runs) == 1
+    assert f"wandb: offline, runs in {tmp_path / 'wb'}/trial_*/wandb/offline-run-*" in result.stdout
+    assert "wandb sync" in result.stdout and "core_worker" not in result.stdout + result.stderr
     assert list(runs[0].glob("*.wandb"))  # the run's data, ready for `wandb sync`
 
 

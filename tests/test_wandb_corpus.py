@@ -12,7 +12,8 @@ import yaml
 from typer.testing import CliRunner
 
 from tune_pipeline.cli import app
-from tune_pipeline.config import FIELDS, REPORTED_METRICS
+from tune_pipeline.config import FIELDS
+from tune_pipeline.metrics import REPORTED_METRICS
 from tune_pipeline.space import check_tune, load_space, sample
 
 from conftest import run_tune

@@ -21,6 +21,19 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from tune_pipeline import __version__
+        typer.echo(f"tune_pipeline {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the version and exit")):
+    """Hyperparameter sweeps for image classifiers on Ray Tune."""
+
+
 def fail(message: str, code: int) -> typer.Exit:
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     return typer.Exit(code)
@@ -379,27 +392,33 @@ def export(
 @app.command()
 @user_errors
 def status(experiment_dir: str = typer.Argument(..., help="experiment folder, or its URI (s3://...)")):
-    """Trials per status, the best so far, and why failed trials failed (reads disk only)."""
-    from tune_pipeline.experiment import RUNNING
+    """Trials per state, the best so far, and why failed trials failed (reads disk only)."""
+    from tune_pipeline.experiment import FAILED_STATE, INTERRUPTED_STATE, RUNNING_STATE, describe_counts
+    from tune_pipeline.labels import describe, labellers
+    from tune_pipeline.metrics import QUOTED, fmt, quoted_accuracy, selection_note
 
     exp = load_experiment_noted(experiment_dir)
-    counts = exp.status_counts()
-    total = exp.meta.get("trial_count", len(exp.trials))
-    typer.echo(f"{exp.name}: {len(exp.trials)} of {total} trials started; "
-               + (", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "none yet"))
+    total = max(exp.meta.get("trial_count") or 0, len(exp.trials))
+    typer.echo(f"{exp.name}: {total} trials; "
+               + (describe_counts(exp.state_counts()) or "none yet"))
+    by = labellers((t.config for t in exp.trials), exp.swept)
     best = exp.best_trial()
     if best is not None:
-        from tune_pipeline.metrics import QUOTED, fmt, quoted_accuracy, selection_note
-
-        swept = ", ".join(f"{k}={best.config.get(k)}" for k in exp.swept)
-        typer.echo(f"best so far: {best.trial_id} {exp.metric} {fmt(exp.metric, best.best_value(exp.metric, exp.mode))} "
-                   f"(epoch {best.epochs}, {best.status.lower()}; {selection_note(exp.metric)}; {QUOTED} "
-                   f"{fmt(QUOTED, quoted_accuracy(best.history, exp.metric, exp.mode))}) {swept}")
+        metric, mode = exp.metric, exp.mode
+        typer.echo(f"best so far: {best.trial_id} {metric} {fmt(metric, best.best_value(metric, mode))} "
+                   f"(epoch {best.epochs}, {exp.state(best)}; {selection_note(metric)}; {QUOTED} "
+                   f"{fmt(QUOTED, quoted_accuracy(best.history, metric, mode))}) "
+                   f"{describe(best.config, exp.swept, by)}")
     for trial in exp.trials:
-        if trial.status == RUNNING:
-            typer.echo(f"running {trial.trial_id}: epoch {trial.epochs}/{trial.config.get('epochs', '?')}")
-    for trial in exp.failed_trials():
-        typer.echo(f"failed {trial.trial_id}: {trial.error}")
+        state = exp.state(trial)
+        if state in (RUNNING_STATE, INTERRUPTED_STATE):
+            typer.echo(f"{state} {trial.trial_id}: epoch {trial.epochs}/{trial.config.get('epochs', '?')}  "
+                       f"{describe(trial.config, exp.swept, by)}")
+        elif state == FAILED_STATE:
+            where = f" ({trial.error_file})" if trial.error_file else ""
+            typer.echo(f"failed {trial.trial_id}: {trial.error}{where}")
+    if not exp.live and any(exp.state(t) == INTERRUPTED_STATE for t in exp.trials):
+        typer.echo(f"continue with: tune resume {exp.path}")
 
 
 @app.command()
@@ -459,18 +478,27 @@ def dashboard(
     port: int = typer.Option(8265, help="dashboard port"),
     host: str = typer.Option("127.0.0.1", help="address the dashboard binds to"),
     allow_remote: bool = typer.Option(False, "--allow-remote", help="permit a non-loopback --host"),
-    stop: bool = typer.Option(False, "--stop", help="stop the local Ray head instead"),
+    stop: bool = typer.Option(False, "--stop", help="stop the Ray head `tune dashboard` started (only that one)"),
+    show_token: bool = typer.Option(False, "--show-token", help="print the dashboard's login token too"),
 ):
     """Start (or find) a local Ray head with its dashboard and print the URL."""
-    from tune_pipeline.cluster import start_dashboard, stop_ray
+    from tune_pipeline.cluster import TOKEN_COMMAND, auth_token, needs_token, start_dashboard, stop_head
 
     if stop:
-        stop_ray()
-        typer.echo("stopped the local Ray head")
+        code, message = stop_head()
+        if code:
+            raise fail(message, code)
+        typer.echo(message)
         return
     url, started = start_dashboard(host, port, allow_remote, warn=lambda m: typer.secho(m, err=True, fg="yellow"))
     typer.echo(f"{'started' if started else 'found'} Ray head; dashboard: {url}")
-    typer.echo("run sweeps on it with: tune search SPACE.yaml --address auto")
+    if needs_token(url):
+        token = auth_token() if show_token else None
+        typer.echo(f"log in with the token: {token}" if token else
+                   f"the dashboard asks for a token: `{TOKEN_COMMAND}` prints it (or add --show-token)")
+    typer.echo("sweeps on this machine run on it: tune search SPACE.yaml (or --address auto)")
+    if started:
+        typer.echo("stop it with: tune dashboard --stop")
 
 
 def main() -> None:

@@ -16,9 +16,7 @@ from typing import Any, Callable
 import yaml
 
 from tune_pipeline.errors import UserError
-# Re-exported for modules that still read the metric lists from here; the
-# facts live in metrics.py.
-from tune_pipeline.metrics import METRIC_MODES, REPORTED_METRICS  # noqa: F401
+from tune_pipeline.metrics import REPORTED_METRICS
 
 # The shipped transform scripts and search spaces live beside the package.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

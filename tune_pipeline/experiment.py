@@ -20,6 +20,41 @@ FAILED = "ERROR"
 RUNNING = "RUNNING"
 STALLED_FILE = "stalled.txt"  # the watchdog's reason when it had to end a stuck trial's process
 
+# The one vocabulary of trial states a person reads: the live table, the final
+# summary, `tune status`, export and the report all say these words.
+PENDING_STATE, RUNNING_STATE, FINISHED_STATE = "pending", "running", "finished"
+STOPPED_STATE, FAILED_STATE, INTERRUPTED_STATE = "stopped early", "failed", "interrupted"
+STATES = (PENDING_STATE, RUNNING_STATE, FINISHED_STATE, STOPPED_STATE, FAILED_STATE, INTERRUPTED_STATE)
+
+
+def state_name(ray_status: str, epochs: int, planned_epochs, live: bool) -> str:
+    """Ray's trial status in our vocabulary.  Ray's saved state says RUNNING
+    for a trial whose driver was interrupted or killed: with no driver alive,
+    that trial is interrupted, at the epoch it reached."""
+    if ray_status == FAILED:
+        return FAILED_STATE
+    if ray_status == FINISHED:
+        planned = planned_epochs if isinstance(planned_epochs, int) else None
+        return STOPPED_STATE if planned and epochs < planned else FINISHED_STATE
+    if live:
+        return RUNNING_STATE if ray_status == RUNNING else PENDING_STATE
+    return INTERRUPTED_STATE if ray_status == RUNNING or epochs > 0 else PENDING_STATE
+
+
+def describe_counts(counts: dict[str, int]) -> str:
+    """`2 finished, 1 failed`, in the vocabulary's order."""
+    return ", ".join(f"{counts[s]} {s}" for s in STATES if counts.get(s))
+
+
+def driver_running(path) -> bool:
+    """Whether a live driver holds the experiment's lock (lock.py): its
+    process on this host, or a fresh heartbeat from another node."""
+    from tune_pipeline.lock import ExperimentLock
+
+    lock = ExperimentLock(path)
+    holder = lock.holder()
+    return holder is not None and not lock.is_stale(holder)
+
 
 @dataclass
 class Trial:
@@ -33,6 +68,11 @@ class Trial:
     @property
     def last(self) -> dict:
         return self.history[-1] if self.history else {}
+
+    @property
+    def error_file(self) -> Path | None:
+        """Ray's file with the full traceback of a failed trial."""
+        return next(iter(sorted(self.path.glob("error*.txt"))), None) if self.error else None
 
     @property
     def epochs(self) -> int:
@@ -139,6 +179,28 @@ class Experiment:
     @property
     def name(self) -> str:
         return self.meta.get("name", self.path.name)
+
+    @property
+    def live(self) -> bool:
+        """A driver is running this experiment now (read once, when first asked)."""
+        if not hasattr(self, "_live"):
+            self._live = driver_running(self.path)
+        return self._live
+
+    @live.setter
+    def live(self, value: bool) -> None:
+        self._live = value
+
+    def state(self, trial: Trial) -> str:
+        return state_name(trial.status, trial.epochs, trial.config.get("epochs"), self.live)
+
+    def state_counts(self) -> dict[str, int]:
+        counts = {s: 0 for s in STATES}
+        for trial in self.trials:
+            counts[self.state(trial)] += 1
+        # Ray creates trials lazily: those of the sweep it has not made yet are pending too.
+        counts[PENDING_STATE] += max(int(self.meta.get("trial_count") or 0) - len(self.trials), 0)
+        return {s: n for s, n in counts.items() if n}
 
     def status_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

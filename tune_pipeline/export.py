@@ -23,16 +23,10 @@ from tune_pipeline.errors import UserError
 from tune_pipeline.experiment import Experiment
 from tune_pipeline.metrics import (METRICS, ORIGINAL_COLUMNS, QUOTED, VALIDATION_COLUMNS, fmt,
                                    quoted_accuracy, selection_note)
+from tune_pipeline.labels import describe, labellers
 
 FORMATS = ("md", "csv", "parquet", "json")
 BEST_COLUMNS = [*ORIGINAL_COLUMNS, *VALIDATION_COLUMNS]
-
-
-def short(value):
-    """A script path by its file name; anything else as it is."""
-    if isinstance(value, str) and value.endswith(".py") and "/" in value:
-        return value.rsplit("/", 1)[-1]
-    return value
 
 
 def best_trial_rows(experiment: Experiment, metric: str | None = None, top: int | None = None) -> list[dict]:
@@ -40,10 +34,11 @@ def best_trial_rows(experiment: Experiment, metric: str | None = None, top: int 
     mode = experiment.mode_for(metric)
     ranked = experiment.ranked(metric, mode)
     unranked = [t for t in experiment.trials if t not in ranked]  # failed before a result
+    by = labellers((t.config for t in experiment.trials), experiment.swept)
     rows = []
     for trial in (ranked + unranked)[: top or None]:
         last = trial.last
-        row = {"config": ", ".join(f"{k}={short(trial.config.get(k))}" for k in experiment.swept)}
+        row = {"config": describe(trial.config, experiment.swept, by)}
         for column in BEST_COLUMNS:
             row[column] = last.get(column)
         row[QUOTED] = quoted_accuracy(trial.history, metric, mode)
@@ -52,7 +47,7 @@ def best_trial_rows(experiment: Experiment, metric: str | None = None, top: int 
         for key in experiment.swept:
             row[key] = trial.config.get(key)
         checkpoint = trial.best_checkpoint(metric, mode)
-        row.update({"trial_id": trial.trial_id, "status": trial.status, "epochs": trial.epochs,
+        row.update({"trial_id": trial.trial_id, "status": experiment.state(trial), "epochs": trial.epochs,
                     "checkpoint": str(checkpoint) if checkpoint else None,
                     "error": trial.error})
         rows.append(row)
@@ -67,12 +62,13 @@ def grouped_rows(experiment: Experiment, metric: str | None = None) -> list[dict
     repeat_key = experiment.meta.get("repeat_key") or "seed"
     keys = [k for k in experiment.swept if k != repeat_key]
     columns = BEST_COLUMNS + ([metric] if metric not in BEST_COLUMNS else [])
+    by = labellers((t.config for t in experiment.trials), keys)
     groups: dict[str, list] = {}
     for trial in experiment.trials:
         groups.setdefault(json.dumps([trial.config.get(k) for k in keys], default=str), []).append(trial)
     rows = []
     for trials in groups.values():
-        row = {"config": ", ".join(f"{k}={short(trials[0].config.get(k))}" for k in keys), "trials": len(trials)}
+        row = {"config": describe(trials[0].config, keys, by), "trials": len(trials)}
         for column in columns:
             values = [t.best_value(metric, mode) if column == metric and column not in BEST_COLUMNS
                       else t.last.get(column) for t in trials]
@@ -96,8 +92,8 @@ def _mean_std_columns(rows: list[dict]) -> list[dict]:
             if key.endswith("_std"):
                 continue
             if key.endswith("_mean"):
-                std = row[key[:-5] + "_std"]
-                merged[key[:-5]] = None if value is None else f"{value:.4f} ± {std:.4f}"
+                column, std = key[:-5], row[key[:-5] + "_std"]
+                merged[column] = None if value is None else f"{fmt(column, value)} ± {fmt(column, std)}"
             else:
                 merged[key] = value
         out.append(merged)
@@ -116,22 +112,36 @@ def ranking_note(experiment: Experiment, metric: str | None = None) -> str:
     return note
 
 
-def _fmt_md(column: str, value) -> str:
-    if value is None:
-        return ""
-    if column in METRICS:
-        return fmt(column, value)
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(short(value)).replace("|", "\\|")
+def display_rows(rows: list[dict], swept=()) -> list[dict[str, str]]:
+    """The rows as a person reads them (markdown, the report): every column
+    kept, empty cells empty, swept values by their labels, metrics as metrics.py
+    shows them."""
+    by = labellers(rows, swept)
+    shown = []
+    for row in rows:
+        cells = {}
+        for column, value in row.items():
+            if column in by:
+                cells[column] = by[column](value) if value is not None else ""
+            elif value is None:
+                cells[column] = ""
+            elif column in METRICS:
+                cells[column] = fmt(column, value)  # accuracies as percentages, losses to 4 places
+            elif isinstance(value, float):
+                cells[column] = f"{value:.4f}"
+            else:
+                cells[column] = str(value)
+        shown.append(cells)
+    return shown
 
 
-def to_markdown(rows: list[dict]) -> str:
+def to_markdown(rows: list[dict], swept=()) -> str:
     if not rows:
         return "(no trials)\n"
-    columns = [c for c in rows[0] if c not in ("checkpoint", "error") or any(r.get(c) for r in rows)]
+    columns = list(rows[0])
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(_fmt_md(c, r.get(c)) for c in columns) + " |" for r in rows]
+    lines += ["| " + " | ".join(r[c].replace("|", "\\|") for c in columns) + " |"
+              for r in display_rows(rows, swept)]
     return "\n".join(lines) + "\n"
 
 
@@ -196,8 +206,7 @@ def export(experiment: Experiment, fmt: str, output: Path | None, metric: str | 
     else:
         rows = best_trial_rows(experiment, metric, top)
     if fmt == "md":
-        rows_text = to_markdown(rows)
-        text = rows_text + "\n" + ranking_note(experiment, metric) + "\n"
+        text = to_markdown(rows, experiment.swept) + "\n" + ranking_note(experiment, metric) + "\n"
         if output is None:
             return text
         output.write_text(text)
@@ -207,7 +216,7 @@ def export(experiment: Experiment, fmt: str, output: Path | None, metric: str | 
             raise UserError("--format parquet needs --output FILE")
         write_parquet(rows, output)
         return None
-    text = {"csv": to_csv}.get(fmt, lambda r: json.dumps(r, indent=2, default=str) + "\n")(rows)
+    text = to_csv(rows) if fmt == "csv" else json.dumps(rows, indent=2, default=str) + "\n"
     if output is None:
         return text
     output.write_text(text)

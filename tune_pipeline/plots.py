@@ -3,19 +3,27 @@
 Four figures: learning curves, parallel coordinates of the swept parameters,
 each parameter's effect on the metric, and parameter importance.  Colours are
 the Okabe-Ito palette and cividis, both readable with colour-blindness.
+
+Trials are grouped by a parameter's value, and the value is shown by its label
+(`labels.py`); every text stays inside the figure at any trial count (titles
+wrap, the layout is constrained).
 """
 
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
-from tune_pipeline.experiment import FAILED, FINISHED, Experiment, Trial
+from tune_pipeline.experiment import (FAILED, FAILED_STATE, FINISHED_STATE, STOPPED_STATE, Experiment,
+                                      Trial)
+from tune_pipeline.labels import Labeller, key, labellers, number
 from tune_pipeline.metrics import selection_note
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 FAILED_COLOUR = "#D55E00"
 DPI = 110
+FEW_VALUES = 6  # a numeric parameter with at most this many values is ticked at each
 FIGURE_FILES = {
     "learning_curves": "learning_curves.png",
     "parallel_coordinates": "parallel_coordinates.png",
@@ -37,15 +45,15 @@ def _pyplot():
     return plt
 
 
-def short(value, width: int = 24) -> str:
-    """A label: a script path by its file stem, floats to 3 digits, long text cut."""
-    if isinstance(value, str) and "/" in value:
-        value = value.rsplit("/", 1)[-1]
-        value = value[:-3] if value.endswith(".py") else value
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    text = str(value)
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _figure(width: float, height: float, **kwargs):
+    plt = _pyplot()
+    return plt.subplots(figsize=(width, height), layout="constrained", **kwargs)
+
+
+def _wrap(text: str, width_inches: float, fontsize: float) -> str:
+    """A title broken into lines that fit the figure's width."""
+    chars = max(20, int(width_inches * 72 / (fontsize * 0.62)))
+    return "\n".join(textwrap.wrap(text, chars)) or text
 
 
 def metric_mode(experiment: Experiment, metric: str | None) -> tuple[str, str]:
@@ -68,79 +76,90 @@ def max_epochs(experiment: Experiment) -> int:
     return max(planned) if planned else max((t.epochs for t in experiment.trials), default=0)
 
 
-def trial_kind(trial: Trial, planned_epochs: int) -> str:
-    if trial.status == FAILED:
-        return "failed"
-    if trial.status == FINISHED and trial.epochs < (trial.config.get("epochs") or planned_epochs):
-        return "stopped early"
-    if trial.status == FINISHED:
-        return "finished"
-    return trial.status.lower()
+def _curve(trial: Trial, metric: str) -> tuple[list, list]:
+    points = [(h.get("epoch"), h[metric]) for h in trial.history if h.get(metric) is not None]
+    return [p[0] for p in points], [p[1] for p in points]
 
 
-def learning_curves(experiment: Experiment, path: Path, metric: str | None = None, top: int = 5) -> Path:
-    plt = _pyplot()
+def draw_learning_curves(experiment: Experiment, metric: str | None = None, top: int = 5):
     metric, mode = metric_mode(experiment, metric)
     ranked = experiment.ranked(metric, mode)
     if not ranked:
         raise NothingToPlot(f"no trial has reported {metric}")
     best = ranked[:top]
     planned = max_epochs(experiment)
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    styles = {"stopped early": dict(ls="--", alpha=0.35, lw=1), "failed": dict(ls=":", alpha=0.6, lw=1.2,
-              color=FAILED_COLOUR), "finished": dict(alpha=0.25, lw=1)}
+    by = labellers((t.config for t in experiment.trials), experiment.swept)
+    # Only what differs between the highlighted trials tells their lines apart.
+    varying = [k for k in experiment.swept if len({key(t.config.get(k)) for t in best}) > 1] or experiment.swept
+    width = 10.0
+    fig, ax = _figure(width, 5.8)
+    styles = {STOPPED_STATE: dict(ls="--", alpha=0.35, lw=1),
+              FAILED_STATE: dict(ls=":", alpha=0.6, lw=1.2, color=FAILED_COLOUR),
+              FINISHED_STATE: dict(alpha=0.25, lw=1)}
     seen = set()
     for trial in experiment.trials:
-        xs = [h.get("epoch") for h in trial.history if h.get(metric) is not None]
-        ys = [h[metric] for h in trial.history if h.get(metric) is not None]
+        xs, ys = _curve(trial, metric)
         if not xs or trial in best:
             continue
-        kind = trial_kind(trial, planned)
-        style = {"color": "#888888", **styles.get(kind, dict(alpha=0.3, lw=1))}
-        ax.plot(xs, ys, label=None if kind in seen else f"{kind} trials", **style)
-        if kind == "failed":
+        state = experiment.state(trial)
+        style = {"color": "#888888", **styles.get(state, dict(alpha=0.3, lw=1))}
+        ax.plot(xs, ys, label=None if state in seen else f"other trials: {state}", **style)
+        if state == FAILED_STATE:
             ax.plot(xs[-1:], ys[-1:], "x", color=FAILED_COLOUR, ms=7)
-        seen.add(kind)
+        seen.add(state)
+    ids = Labeller(t.trial_id for t in experiment.trials)  # the part of the id that differs
     for colour, trial in zip(OKABE_ITO, best):
-        xs = [h.get("epoch") for h in trial.history if h.get(metric) is not None]
-        ys = [h[metric] for h in trial.history if h.get(metric) is not None]
-        swept = ", ".join(f"{k}={short(trial.config.get(k), 18)}" for k in experiment.swept[:4])
-        ls = "--" if trial_kind(trial, planned) == "stopped early" else "-"
+        xs, ys = _curve(trial, metric)
+        values = ", ".join(by[k](trial.config.get(k)) for k in varying)
+        state = experiment.state(trial)
+        ls = "--" if state == STOPPED_STATE else "-"
+        note = f" ({state})" if state in (STOPPED_STATE, FAILED_STATE) else ""
         ax.plot(xs, ys, color=colour, lw=2.2, ls=ls, marker="o", ms=3,
-                label=f"{trial.trial_id}: {swept}" if swept else trial.trial_id)
+                label=(f"{ids(trial.trial_id)}: {values}" if values else ids(trial.trial_id)) + note)
+        if state == FAILED_STATE:
+            ax.plot(xs[-1:], ys[-1:], "x", color=FAILED_COLOUR, ms=9, mew=2)
     from matplotlib.ticker import MaxNLocator
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
-    ax.set_title(f"{experiment.name}: {metric} per epoch (top {len(best)} of {len(ranked)} highlighted, "
-                 f"{selection_note(metric)})")
+    ax.set_title(_wrap(f"{experiment.name}: {metric} per epoch (top {len(best)} of {len(ranked)} highlighted, "
+                       f"{selection_note(metric)})", width, 12))
     ax.grid(alpha=0.3)
     if planned:
         ax.set_xlim(0.8, max(planned, 1) + 0.2)
-    ax.legend(loc="best", frameon=False)
-    return _save(fig, path)
+    ax.legend(loc="best", framealpha=0.8, title=f"trial: {', '.join(varying)}" if varying else "trial",
+              title_fontsize=8)
+    return fig
 
 
-def _axis_positions(values: list) -> tuple[list[float], list[float], list[str], bool]:
-    """Values mapped to [0, 1] plus tick positions and labels for one axis."""
+def learning_curves(experiment: Experiment, path: Path, metric: str | None = None, top: int = 5) -> Path:
+    return _save(draw_learning_curves(experiment, metric, top), path)
+
+
+def axis_positions(values: list) -> tuple[list[float], list[float], list[str], bool]:
+    """Values mapped to [0, 1], with tick positions and labels for one axis:
+    categories one position each; numbers with few values ticked at each
+    value; many numbers at their ends and middle."""
+    labeller = Labeller(values)
     if is_numeric(values):
         log = is_log_scale(values)
         tx = [math.log10(v) for v in values] if log else [float(v) for v in values]
         lo, hi = min(tx), max(tx)
         span = (hi - lo) or 1.0
-        pos = [(v - lo) / span for v in tx]
+        pos = [(v - lo) / span if hi > lo else 0.5 for v in tx]
+        if len(labeller.values) <= FEW_VALUES:
+            ticks = sorted({p: None for p in pos})
+            by_pos = {p: v for p, v in zip(pos, values)}
+            return pos, ticks, [labeller(by_pos[t]) for t in ticks], log
         ticks = [0.0, 0.5, 1.0]
-        labels = [short(10 ** (lo + t * span) if log else lo + t * span) for t in ticks]
-        return pos, ticks, labels, log
-    categories = sorted({short(v, 18) for v in values}, key=str)
-    step = 1.0 / max(len(categories) - 1, 1)
-    index = {c: i * step for i, c in enumerate(categories)}
-    if len(categories) == 1:
-        index = {categories[0]: 0.5}
-    return [index[short(v, 18)] for v in values], list(index.values()), categories, False
+        return pos, ticks, [number(10 ** (lo + t * span) if log else lo + t * span) for t in ticks], log
+    distinct = labeller.values
+    step = 1.0 / max(len(distinct) - 1, 1)
+    index = {key(v): (i * step if len(distinct) > 1 else 0.5) for i, v in enumerate(distinct)}
+    return [index[key(v)] for v in values], [index[key(v)] for v in distinct], labeller.labels, False
 
 
-def parallel_coordinates(experiment: Experiment, path: Path, metric: str | None = None) -> Path | None:
+def draw_parallel_coordinates(experiment: Experiment, metric: str | None = None):
     plt = _pyplot()
     from matplotlib import cm, colors
 
@@ -153,12 +172,13 @@ def parallel_coordinates(experiment: Experiment, path: Path, metric: str | None 
         return None
     scores = [t.best_value(metric, mode) for t in trials]
     norm = colors.Normalize(min(scores), max(scores) if max(scores) > min(scores) else min(scores) + 1e-9)
-    cmap = cm.get_cmap("cividis") if hasattr(cm, "get_cmap") else plt.colormaps["cividis"]
+    cmap = plt.colormaps["cividis"]
     columns = swept + [metric]
-    axes_data = [_axis_positions([t.config.get(k) for t in trials]) for k in swept]
-    axes_data.append(_axis_positions(scores))
-    # 2.6 inches per axis leaves room for an 18-character label beside each.
-    fig, ax = plt.subplots(figsize=(max(8, 2.6 * len(columns)), 5.5))
+    axes_data = [axis_positions([t.config.get(k) for t in trials]) for k in swept]
+    axes_data.append(axis_positions(scores))
+    # 2.6 inches per axis leaves room for the value labels beside each.
+    width = max(8.0, 2.6 * len(columns))
+    fig, ax = _figure(width, 5.8)
     # Worst first, so the best lines are drawn on top.
     order = sorted(range(len(trials)), key=lambda i: scores[i], reverse=(mode == "min"))
     alpha = 0.9 if len(trials) <= 20 else 0.5
@@ -174,16 +194,23 @@ def parallel_coordinates(experiment: Experiment, path: Path, metric: str | None 
     ax.set_xticklabels([f"{c}\n(log)" if a[3] else c for c, a in zip(columns, axes_data)], fontsize=9)
     ax.set_yticks([])
     ax.set_ylim(-0.05, 1.05)
-    ax.set_xlim(-0.2, len(columns) - 0.4)
+    ax.set_xlim(-0.2, len(columns) - 0.3)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
-    fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=f"best {metric}", pad=0.02)
-    ax.set_title(f"{experiment.name}: swept parameters, coloured by best {metric} ({len(trials)} trials)")
-    return _save(fig, path)
+    if max(scores) > min(scores):  # one score needs no scale
+        fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=f"best {metric}", pad=0.02)
+    count = f"{len(trials)} trial{'s' if len(trials) != 1 else ''}"
+    ax.set_title(_wrap(f"{experiment.name}: swept parameters, coloured by best {metric} ({count})",
+                       width - 1.2, 12))
+    return fig
 
 
-def parameter_effects(experiment: Experiment, path: Path, metric: str | None = None) -> Path | None:
-    plt = _pyplot()
+def parallel_coordinates(experiment: Experiment, path: Path, metric: str | None = None) -> Path | None:
+    fig = draw_parallel_coordinates(experiment, metric)
+    return _save(fig, path) if fig is not None else None
+
+
+def draw_parameter_effects(experiment: Experiment, metric: str | None = None):
     metric, mode = metric_mode(experiment, metric)
     trials = experiment.ranked(metric, mode)
     if not trials:
@@ -193,33 +220,41 @@ def parameter_effects(experiment: Experiment, path: Path, metric: str | None = N
         return None
     cols = min(3, len(swept))
     rows = math.ceil(len(swept) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    width = 4.8 * cols
+    fig, axes = _figure(width, 3.8 * rows + 0.6, nrows=rows, ncols=cols, squeeze=False)
     scores = [t.best_value(metric, mode) for t in trials]
     for ax, name in zip(axes.flat, swept):
         values = [t.config.get(name) for t in trials]
-        if is_numeric(values) and len(set(values)) > 6:
+        labeller = Labeller(values)
+        if is_numeric(values) and len(labeller.values) > FEW_VALUES:
             ax.scatter(values, scores, s=18, color=OKABE_ITO[0], alpha=0.7)
             if is_log_scale(values):
                 ax.set_xscale("log")
         else:
-            distinct = sorted(set(values)) if is_numeric(values) else sorted(set(values), key=str)
-            categories = list(dict.fromkeys(short(v, 18) for v in distinct))
-            groups = [[s for v, s in zip(values, scores) if short(v, 18) == c] for c in categories]
-            ax.boxplot(groups, positions=range(len(categories)), widths=0.5, showfliers=False,
+            # One position per distinct value, grouped by the value itself.
+            groups = [[s for v, s in zip(values, scores) if key(v) == key(d)] for d in labeller.values]
+            ax.boxplot(groups, positions=range(len(groups)), widths=0.5, showfliers=False,
                        medianprops=dict(color=OKABE_ITO[1], lw=2))
             for i, group in enumerate(groups):  # the points themselves, jittered
                 jitter = [i + 0.15 * math.sin(7.3 * k) for k in range(len(group))]
                 ax.scatter(jitter, group, s=12, color=OKABE_ITO[0], alpha=0.6, zorder=3)
-            ax.set_xticks(range(len(categories)))
-            ax.set_xticklabels(categories, rotation=20 if len(categories) > 3 else 0, ha="right"
-                               if len(categories) > 3 else "center", fontsize=8)
+            ax.set_xticks(range(len(groups)))
+            tilt = sum(len(t) + 3 for t in labeller.labels) > 40  # they would touch side by side
+            ax.set_xticklabels(labeller.labels, rotation=25 if tilt else 0, ha="right" if tilt else "center",
+                               fontsize=8)
+            ax.set_xlim(-0.6, len(groups) - 0.4)
         ax.set_title(name)
         ax.set_ylabel(f"best {metric}")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(swept):]:
         ax.axis("off")
-    fig.suptitle(f"{experiment.name}: effect of each parameter on {metric}")
-    return _save(fig, path)
+    fig.suptitle(_wrap(f"{experiment.name}: effect of each parameter on {metric}", width, 12))
+    return fig
+
+
+def parameter_effects(experiment: Experiment, path: Path, metric: str | None = None) -> Path | None:
+    fig = draw_parameter_effects(experiment, metric)
+    return _save(fig, path) if fig is not None else None
 
 
 def importance(experiment: Experiment, metric: str | None = None) -> dict[str, float]:
@@ -244,39 +279,44 @@ def importance(experiment: Experiment, metric: str | None = None) -> dict[str, f
                 bins[i] = position * 5 // len(values)  # five quantile bins
             keys = bins
         else:
-            keys = [short(v) for v in values]
+            keys = [key(v) for v in values]
         groups: dict = {}
-        for key, score in zip(keys, scores):
-            groups.setdefault(key, []).append(score)
+        for group, score in zip(keys, scores):
+            groups.setdefault(group, []).append(score)
         between = sum(len(g) * (sum(g) / len(g) - mean) ** 2 for g in groups.values())
         result[name] = between / total if total > 0 else 0.0
     return dict(sorted(result.items(), key=lambda kv: kv[1], reverse=True))
 
 
-def parameter_importance(experiment: Experiment, path: Path, metric: str | None = None) -> Path | None:
-    plt = _pyplot()
+def draw_parameter_importance(experiment: Experiment, metric: str | None = None):
     metric, _ = metric_mode(experiment, metric)
     shares = importance(experiment, metric)
     if not shares:
         return None
     n = len([t for t in experiment.trials if t.history and t.status != FAILED])
-    fig, ax = plt.subplots(figsize=(7.5, max(3.0, 1.2 + 0.5 * len(shares))))
+    width = 8.0
+    fig, ax = _figure(width, max(3.2, 1.6 + 0.5 * len(shares)))
     names = list(shares)[::-1]
     ax.barh(names, [shares[k] for k in names], color=OKABE_ITO[0])
     for i, name in enumerate(names):
         ax.text(shares[name] + 0.01, i, f"{shares[name]:.0%}", va="center", fontsize=9)
-    ax.set_xlim(0, 1.1)
+    ax.set_xlim(0, 1.2)
+    ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
     ax.set_xlabel(f"share of {metric} variance explained (eta squared)")
-    note = "  (few trials: unreliable)" if n < 10 else ""
-    ax.set_title(f"{experiment.name}: parameter importance over {n} trials{note}")
+    note = " (few trials: unreliable)" if n < 10 else ""
+    ax.set_title(_wrap(f"{experiment.name}: parameter importance over {n} trials{note}", width - 1.0, 12))
     ax.grid(axis="x", alpha=0.3)
-    return _save(fig, path)
+    return fig
+
+
+def parameter_importance(experiment: Experiment, path: Path, metric: str | None = None) -> Path | None:
+    fig = draw_parameter_importance(experiment, metric)
+    return _save(fig, path) if fig is not None else None
 
 
 def _save(fig, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     import matplotlib.pyplot as plt
     plt.close(fig)
@@ -288,9 +328,9 @@ def plot_all(experiment: Experiment, output_dir: Path, metric: str | None = None
     output_dir = Path(output_dir)
     written = {"learning_curves": learning_curves(experiment, output_dir / FIGURE_FILES["learning_curves"],
                                                   metric, top)}
-    for key, draw in (("parallel_coordinates", parallel_coordinates), ("parameter_effects", parameter_effects),
-                      ("parameter_importance", parameter_importance)):
-        path = draw(experiment, output_dir / FIGURE_FILES[key], metric)
+    for name, draw in (("parallel_coordinates", parallel_coordinates), ("parameter_effects", parameter_effects),
+                       ("parameter_importance", parameter_importance)):
+        path = draw(experiment, output_dir / FIGURE_FILES[name], metric)
         if path is not None:
-            written[key] = path
+            written[name] = path
     return written

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import yaml
 
-from tune_pipeline.experiment import FAILED, Experiment
-from tune_pipeline.export import best_trial_rows, ranking_note, short
-from tune_pipeline.metrics import METRICS, QUOTED, fmt, quoted_accuracy, selection_note
+from tune_pipeline.experiment import FAILED_STATE, Experiment, describe_counts
+from tune_pipeline.export import best_trial_rows, display_rows, ranking_note
+from tune_pipeline.metrics import QUOTED, fmt, quoted_accuracy, selection_note
 from tune_pipeline.plots import FIGURE_FILES, NothingToPlot, plot_all
 
 CSS = """
@@ -53,26 +53,17 @@ def winner_line(experiment: Experiment, metric: str | None = None) -> str | None
             f"(its test accuracy at that epoch: the number to quote)")
 
 
-def _cell(value, column: str = "") -> str:
-    if value is None:
-        return "<td></td>"
-    if column in METRICS and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f'<td class="num">{html.escape(fmt(column, value))}</td>'
-    if isinstance(value, float):
-        return f'<td class="num">{value:.4f}</td>'
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f'<td class="num">{value}</td>'
-    return f"<td>{html.escape(str(short(value)))}</td>"
-
-
-def _table(rows: list[dict]) -> str:
+def _table(rows: list[dict], swept) -> str:
+    """Export's table: the same columns, the same cells as its markdown."""
     if not rows:
         return '<p class="empty">No trial has started yet.</p>'
-    columns = [c for c in rows[0] if c not in ("checkpoint", "error")]
+    columns = list(rows[0])
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(
-        f'<tr{" class=failed" if r.get("status") == FAILED else ""}>' + "".join(_cell(r.get(c), c) for c in columns)
-        + "</tr>" for r in rows)
+        f'<tr{" class=failed" if r.get("status") == FAILED_STATE else ""}>'
+        + "".join(f'<td{" class=num" if isinstance(r.get(c), (int, float)) else ""}>{html.escape(cells[c])}</td>'
+                  for c in columns) + "</tr>"
+        for r, cells in zip(rows, display_rows(rows, swept)))
     return (f'<div class="table-wrap"><table id="best-trials"><thead><tr>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table></div>")
 
@@ -85,7 +76,6 @@ def _dates(experiment: Experiment) -> tuple[str, str]:
 
 
 def build_report(experiment: Experiment, metric: str | None = None, top: int = 5) -> str:
-    counts = experiment.status_counts()
     created, latest = _dates(experiment)
     figures_html = []
     with tempfile.TemporaryDirectory() as folder:
@@ -105,7 +95,7 @@ def build_report(experiment: Experiment, metric: str | None = None, top: int = 5
                                     for t in failed) + "</ul>") if failed else "<p>None.</p>"
     space = yaml.safe_dump(experiment.meta.get("space", {}), sort_keys=False)
     overrides = experiment.meta.get("overrides") or []
-    count_text = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no trials yet"
+    count_text = describe_counts(experiment.state_counts()) or "no trials yet"
     rows = best_trial_rows(experiment, metric)
     title = html.escape(experiment.name)
     return f"""<!DOCTYPE html>
@@ -117,13 +107,13 @@ def build_report(experiment: Experiment, metric: str | None = None, top: int = 5
 <p class="meta">metric <b>{html.escape(metric or experiment.metric)}</b> ({html.escape(experiment.mode)}) ·
 method {html.escape(str(experiment.meta.get('method', '')))} · created {html.escape(created)} ·
 last result {html.escape(latest)}<br>
-{len(experiment.trials)} of {experiment.meta.get('trial_count', len(experiment.trials))} trials:
+{max(experiment.meta.get('trial_count') or 0, len(experiment.trials))} trials:
 <span id="trial-counts">{html.escape(count_text)}</span><br>
 folder <code>{html.escape(str(experiment.path))}</code></p>
 <h2>Best trials</h2>
 <p class="meta" id="winner">{html.escape(winner_line(experiment, metric) or "No trial has a result yet.")}<br>
 {html.escape(ranking_note(experiment, metric))}</p>
-{_table(rows)}
+{_table(rows, experiment.swept)}
 <h2>Plots</h2>
 {''.join(figures_html)}
 <h2>Failed trials</h2>

@@ -22,8 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 from tune_pipeline.data import DATA_KEYS, dataset_key, load_for_config
-from tune_pipeline.experiment import (FAILED, FINISHED, METADATA_FILE, Trial, load_experiment,
-                                      read_metadata)
+from tune_pipeline.experiment import FAILED, FINISHED, METADATA_FILE, Trial, load_experiment, read_metadata
 from tune_pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RunFailed, UserError
 from tune_pipeline.lock import ExperimentLock
 from tune_pipeline.space import (REPEAT_KEY, SearchSpace, check_tune, parse_space, to_tune,
@@ -430,7 +429,7 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
         raise
     console.start(name, experiment_dir, space.trial_count(), resources)
     try:
-        return _finish(tuner, experiment_dir, meta, console)
+        return _finish(tuner, experiment_dir, meta, console, options.verbose)
     finally:
         lock.release()
 
@@ -466,7 +465,7 @@ def _resume_locked(experiment_dir: Path, meta: dict, restart_errored: bool, addr
         str(experiment_dir), trainable, resume_unfinished=True,
         resume_errored=False, restart_errored=restart_errored)
     console.start(meta["name"], experiment_dir, meta["trial_count"], resources, resumed=True)
-    return _finish(tuner, experiment_dir, meta, console)
+    return _finish(tuner, experiment_dir, meta, console, verbose)
 
 
 def load_space_from_meta(meta: dict) -> SearchSpace:
@@ -526,16 +525,24 @@ def unschedulable_is_an_error(resources: dict):
         logger.propagate = saved[1]
 
 
-def _finish(tuner, experiment_dir: Path, meta: dict, console) -> SweepOutcome:
+def _finish(tuner, experiment_dir, meta: dict, console, verbose: bool = False) -> SweepOutcome:
     started = time.perf_counter()
     interrupted = False
     from ray.tune import TuneError
 
+    from tune_pipeline.progress import LOG_FILE, quiet_terminal
+
+    local = isinstance(experiment_dir, Path)
     try:
-        with unschedulable_is_an_error(meta.get("resources", {})):
-            tuner.fit()  # Tune handles the first Ctrl-C itself: it saves state and returns
-    except KeyboardInterrupt:
-        interrupted = True
+        # Remote storage (s3://...) has no local folder: Ray's lines go to a local temp file.
+        log_file = experiment_dir / LOG_FILE if local else Path(tempfile.gettempdir()) / f"{meta['name']}-{LOG_FILE}"
+        with quiet_terminal(log_file, verbose), unschedulable_is_an_error(meta.get("resources", {})):
+            try:
+                tuner.fit()  # Tune handles the first Ctrl-C itself: it saves state and returns
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
+                console.close()
     except Unschedulable:
         raise
     except TuneError as exc:  # the experiment itself broke, not a trial
@@ -545,7 +552,10 @@ def _finish(tuner, experiment_dir: Path, meta: dict, console) -> SweepOutcome:
         lines = [line for line in str(exc).splitlines() if line.strip()]
         raise RunFailed(f"the sweep stopped: {lines[-1] if lines else exc}; its state is in "
                         f"{experiment_dir} (tune resume {experiment_dir})") from None
+    if not local and not verbose:
+        console.print(f"Ray's log: {log_file}")
     experiment = load_experiment(experiment_dir)
+    experiment.live = False  # this driver has stopped: unfinished trials are interrupted
     counts = experiment.status_counts()
     unfinished = sum(n for s, n in counts.items() if s not in (FINISHED, FAILED))
     interrupted = interrupted or unfinished > 0

@@ -1,0 +1,75 @@
+"""One vocabulary of trial states: the live table, the final summary,
+`tune status`, export and the report say the same words, and a sweep whose
+driver stopped (Ctrl-C, killed) calls its unfinished trials interrupted."""
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tune_pipeline.experiment import STATES, driver_running, load_experiment, state_name
+
+from conftest import TINY, run_tune, write_sweep
+from fake_experiment import QUICKSTART_GRID, make_experiment
+
+
+@pytest.mark.parametrize("status, epochs, live, expected", [
+    ("TERMINATED", 3, False, "finished"), ("TERMINATED", 1, True, "stopped early"), ("ERROR", 1, True, "failed"),
+    ("RUNNING", 1, True, "running"), ("RUNNING", 1, False, "interrupted"), ("RUNNING", 0, False, "interrupted"),
+    ("PENDING", 0, True, "pending"), ("PENDING", 0, False, "pending"), ("PAUSED", 2, False, "interrupted")])
+def test_ray_statuses_in_our_words(status, epochs, live, expected):
+    assert state_name(status, epochs, 3, live) == expected
+    assert expected in STATES
+
+
+def export_states(path):
+    done = run_tune("export", path, "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    return {r["trial_id"]: r["status"] for r in csv.DictReader(io.StringIO(done.stdout))}
+
+
+def test_a_killed_driver_leaves_its_running_trials_interrupted(tmp_path):
+    path = make_experiment(tmp_path, QUICKSTART_GRID, statuses={2: ("RUNNING", 1), 3: ("PENDING", 0)}, live=True)
+    assert driver_running(path)
+    assert load_experiment(path).state_counts() == {"pending": 1, "finished": 2, "running": 1}
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (path / "driver.json").write_text(json.dumps({**json.loads((path / "driver.json").read_text()),
+                                                  "pid": dead.pid}))
+    assert not driver_running(path)
+    status = run_tune("status", path)
+    assert "interrupted ab12c_00002: epoch 1/3" in status.stdout and "running" not in status.stdout
+    assert f"tune resume {path}" in status.stdout
+    assert export_states(path)["ab12c_00002"] == "interrupted"
+
+
+@pytest.mark.slow
+def test_after_ctrl_c_table_status_export_and_report_say_interrupted(tmp_path):
+    space = write_sweep(tmp_path, {"learning_rate": {"values": [0.01, 0.02, 0.05]}, "epochs": {"value": 3}})
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "tune_pipeline", "search", str(space), "--name", "stopped",
+         "--storage-path", str(tmp_path), "--max-concurrent", "1", *TINY],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    experiment_dir = tmp_path / "stopped"
+    deadline = time.time() + 300
+    while not any(p.read_text() for p in experiment_dir.glob("trial_*/result.json")):
+        assert time.time() < deadline and driver.poll() is None, "no first result"
+        time.sleep(0.5)
+    driver.send_signal(signal.SIGINT)
+    output, _ = driver.communicate(timeout=120)
+    assert driver.returncode == 130, output
+    assert "Traceback" not in output and "terminated" not in output.lower()
+    table = [line for line in output.splitlines() if line.split()[:2][-1:] == ["interrupted"]]
+    assert table, output  # the final table's row
+    assert "1 interrupted" in output
+    status = run_tune("status", experiment_dir)
+    assert "interrupted" in status.stdout and "running" not in status.stdout, status.stdout
+    assert "interrupted" in export_states(experiment_dir).values()
+    report = run_tune("report", experiment_dir, "--output", tmp_path / "r.html")
+    assert report.returncode == 0 and "interrupted" in (tmp_path / "r.html").read_text()
