@@ -302,7 +302,7 @@ def crashed_experiment(tmp_path) -> Path:
 def test_status_reads_a_crashed_experiment_and_says_what_it_skipped(crashed_experiment):
     result = invoke("status", crashed_experiment)
     assert result.exit_code == 0, result.output
-    assert "3 of 3 trials started" in result.output
+    assert "exp: 3 trials;" in result.output
     assert "skipped damaged experiment_state-2026-01-02_00-00-00.json; read experiment_state-2026-01-01" \
         in result.output
 

@@ -5,7 +5,6 @@ driver stopped (Ctrl-C, killed) calls its unfinished trials interrupted."""
 import csv
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import time
 import pytest
 
 from tune_pipeline.experiment import STATES, driver_running, load_experiment, state_name
+from tune_pipeline.lock import LOCK_FILE
 
 from conftest import TINY, run_tune, write_sweep
 from fake_experiment import QUICKSTART_GRID, make_experiment
@@ -40,8 +40,8 @@ def test_a_killed_driver_leaves_its_running_trials_interrupted(tmp_path):
     assert load_experiment(path).state_counts() == {"pending": 1, "finished": 2, "running": 1}
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (path / "driver.json").write_text(json.dumps({**json.loads((path / "driver.json").read_text()),
-                                                  "pid": dead.pid}))
+    lock = path / LOCK_FILE
+    lock.write_text(json.dumps({**json.loads(lock.read_text()), "pid": dead.pid}))
     assert not driver_running(path)
     status = run_tune("status", path)
     assert "interrupted ab12c_00002: epoch 1/3" in status.stdout and "running" not in status.stdout

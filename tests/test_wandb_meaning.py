@@ -298,7 +298,7 @@ def test_export_group_folds_repeats_into_mean_and_std(tmp_path):
     assert rows[0]["trials"] == 2 and math.isclose(rows[0]["best_test_accuracy_mean"], 0.85)
     assert math.isclose(rows[0]["best_test_accuracy_std"], math.sqrt(0.005))
     md = export(exp, "md", None, group=True)
-    assert "0.8500 ± 0.0707" in md
+    assert "85.00% ± 7.07%" in md  # accuracies as percentages, as everywhere
 
 
 # 10. Model names as users write them; errors name --set and quote the value.
