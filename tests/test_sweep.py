@@ -45,7 +45,7 @@ def test_quickstart_end_to_end_then_export_every_format(tmp_path):
     assert table.num_rows == 3
     assert table.column_names[:5] == ["config", "best_train_accuracy", "best_test_accuracy", "best_loss",
                                       "best_test_loss"]
-    assert {"learning_rate", "runtime_transform_script", "status", "epochs", "checkpoint"} <= set(table.column_names)
+    assert {"learning_rate", "runtime_transform_script", "status", "epochs_done", "checkpoint"} <= set(table.column_names)
     accuracies = table.column("best_test_accuracy").to_pylist()
     assert accuracies == sorted(accuracies, reverse=True)
     rows = json.loads((tmp_path / "best.json").read_text())

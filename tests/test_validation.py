@@ -166,3 +166,21 @@ def test_a_validation_metric_without_a_split_is_refused(tmp_path):
     path = space_file(tmp_path, metric={"name": "val_loss", "goal": "minimize"})
     with pytest.raises(UserError, match="val_loss needs a validation split"):
         load_space(path, ["val_fraction=0"])
+
+
+@pytest.mark.parametrize("val_fraction", [0.0, 0.2])
+def test_an_interrupted_runs_summary_reads_its_metrics_back_as_numbers(tmp_path, digits, val_fraction):
+    """A run that stops early gets its summary from metrics.csv: the numbers
+    come back as numbers and an empty val column means no validation split."""
+    from tune_pipeline.run_output import RunDirectory
+
+    cfg = small(val_fraction=val_fraction, epochs=2)
+    run = RunDirectory(tmp_path / "run")
+    run.start(cfg, [])
+    fit(cfg, dataset=digits, on_epoch=lambda m, make_state: run.record_epoch(m, make_state()))
+    summary = run.finish(run.partial_result(), status="interrupted")
+    expected = "val_accuracy" if val_fraction else "test_accuracy"
+    assert summary["selection_metric"] == expected and summary["epochs"] == 2
+    assert isinstance(summary[metrics.QUOTED], float) and 0 <= summary[metrics.QUOTED] <= 1
+    assert isinstance(summary["best_test_accuracy"], float)
+    assert ("best_val_accuracy" in summary) == bool(val_fraction)

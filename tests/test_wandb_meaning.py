@@ -299,6 +299,7 @@ def test_export_group_folds_repeats_into_mean_and_std(tmp_path):
     assert math.isclose(rows[0]["best_test_accuracy_std"], math.sqrt(0.005))
     md = export(exp, "md", None, group=True)
     assert "85.00% ± 7.07%" in md  # accuracies as percentages, as everywhere
+    assert "test_accuracy_at_best" in md.splitlines()[0]  # the number the note says to quote
 
 
 # 10. Model names as users write them; errors name --set and quote the value.

@@ -68,10 +68,9 @@ def _epoch_line(m: dict, epochs: int) -> str:
 def _config_from_experiment(experiment_dir: str, trial_id: str | None) -> tuple[dict, str, str]:
     """(the trial's training keys, a run name, a line saying what was chosen and how)."""
     from tune_pipeline.config import FIELDS
-    from tune_pipeline.experiment import load_experiment
     from tune_pipeline.metrics import QUOTED, fmt, quoted_accuracy, selection_note
 
-    exp = load_experiment(experiment_dir)
+    exp = load_experiment_noted(experiment_dir)
     metric, mode = exp.metric, exp.mode
     if trial_id is None:
         chosen = exp.best_trial()
@@ -126,7 +125,7 @@ def check_output_folder(path: Path, option: str = "--output") -> None:
         raise UserError(f"{option} {path}: {existing} is a file, not a folder")
 
 
-def load_experiment_noted(experiment_dir: Path):
+def load_experiment_noted(experiment_dir):
     """The experiment, with a note for each damaged file skipped while reading it."""
     from tune_pipeline.experiment import load_experiment
 
@@ -339,8 +338,7 @@ def search(
 
     options = SweepOptions(name=name, storage_path=storage_path, address=address,
                            cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-                           max_concurrent=max_concurrent, num_samples=num_samples, scheduler=scheduler,
-                           wandb=wandb, wandb_project=wandb_project, verbose=verbose,
+                           max_concurrent=max_concurrent, wandb=wandb, wandb_project=wandb_project, verbose=verbose,
                            overrides=tuple(set_))
     for line in describe_space(space)[1:]:
         typer.echo(line, err=True)

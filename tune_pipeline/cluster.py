@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tune_pipeline.errors import UserError
+from tune_pipeline.storage import cache_dir
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 HEAD_FILE = "dashboard_head.json"
@@ -37,12 +38,8 @@ def is_loopback(host: str) -> bool:
     return host in LOOPBACK or host.startswith("127.")
 
 
-def _state_dir() -> Path:
-    return Path(os.environ.get("TUNE_PIPELINE_CACHE", Path.home() / ".cache" / "tune_pipeline"))
-
-
 def head_file() -> Path:
-    return _state_dir() / HEAD_FILE
+    return cache_dir() / HEAD_FILE
 
 
 # --- processes, read from /proc (Linux): no psutil needed -------------------

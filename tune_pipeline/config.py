@@ -101,7 +101,7 @@ FIELDS: dict[str, Field] = {
     "lr_step_size": Field(1, int, _positive, "step: epochs between decays"),
     "lr_gamma": Field(0.1, float, _positive, "step/plateau: decay factor"),
     "lr_patience": Field(2, int, _non_negative, "plateau: epochs without improvement"),
-    "warmup_epochs": Field(0.0, float, _non_negative, "linear warmup (not onecycle)"),
+    "warmup_epochs": Field(0.0, float, _non_negative, "linear warmup epochs (onecycle: its rise, default a quarter of the run)"),
     "label_smoothing": Field(0.1, float, _fraction,
                              "cross-entropy label smoothing; 0.1 in the measured recipe"),
     "grad_clip": Field(0.0, float, _non_negative, "max gradient norm, 0 = off"),

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from tune_pipeline.errors import UserError
+from tune_pipeline.storage import cache_dir
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff"}
 CACHE_FORMAT = 2  # bump when the cached tensors' layout changes
@@ -253,10 +254,6 @@ def _fingerprint(root: Path, files: list[str], image_size: int) -> str:
         st = os.stat(path)
         digest.update(f"{path[prefix:]}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:24]
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("TUNE_PIPELINE_CACHE", Path.home() / ".cache" / "tune_pipeline"))
 
 
 def _resize(image: torch.Tensor, image_size: int) -> torch.Tensor:

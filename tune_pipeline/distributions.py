@@ -112,6 +112,7 @@ RECORDS = [
     Distribution("constant", {"value": None}, "none", lambda b, rng: b["value"], None,
                  doc="`value`: the same value in every trial."),
     Distribution("categorical", {"values": None}, "none", lambda b, rng: rng.choice(b["values"]), None,
+                 bayes=lambda b: ("choice", (list(b["values"]),)),
                  doc="`values`: a grid axis for grid; an equally likely choice for random and bayes."),
     Distribution("categorical_w_probabilities", {"values": None, "probabilities": None}, "none",
                  lambda b, rng: rng.choices(b["values"], weights=b["probabilities"])[0], None,

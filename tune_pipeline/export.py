@@ -5,7 +5,7 @@ The first columns are those of the original pipeline's results table
 `best_test_loss`); then the validation bests and `test_accuracy_at_best`,
 the test accuracy of the epoch where the ranking metric was best (the number
 to quote: `best_test_accuracy` is a maximum over epochs chosen by looking at
-the test set); then each swept parameter, the trial's status, epochs done,
+the test set); then each swept parameter, the trial's status, `epochs_done`,
 and the path of its best kept checkpoint.
 """
 
@@ -34,7 +34,7 @@ def best_trial_rows(experiment: Experiment, metric: str | None = None, top: int 
     mode = experiment.mode_for(metric)
     ranked = experiment.ranked(metric, mode)
     unranked = [t for t in experiment.trials if t not in ranked]  # failed before a result
-    by = labellers((t.config for t in experiment.trials), experiment.swept)
+    by = value_labels(experiment)
     rows = []
     for trial in (ranked + unranked)[: top or None]:
         last = trial.last
@@ -47,7 +47,8 @@ def best_trial_rows(experiment: Experiment, metric: str | None = None, top: int 
         for key in experiment.swept:
             row[key] = trial.config.get(key)
         checkpoint = trial.best_checkpoint(metric, mode)
-        row.update({"trial_id": trial.trial_id, "status": experiment.state(trial), "epochs": trial.epochs,
+        # epochs_done, not epochs: a sweep over `epochs` keeps its swept column.
+        row.update({"trial_id": trial.trial_id, "status": experiment.state(trial), "epochs_done": trial.epochs,
                     "checkpoint": str(checkpoint) if checkpoint else None,
                     "error": trial.error})
         rows.append(row)
@@ -61,8 +62,16 @@ def grouped_rows(experiment: Experiment, metric: str | None = None) -> list[dict
     mode = experiment.mode_for(metric)
     repeat_key = experiment.meta.get("repeat_key") or "seed"
     keys = [k for k in experiment.swept if k != repeat_key]
-    columns = BEST_COLUMNS + ([metric] if metric not in BEST_COLUMNS else [])
+    columns = BEST_COLUMNS + [QUOTED] + ([metric] if metric not in BEST_COLUMNS else [])
     by = labellers((t.config for t in experiment.trials), keys)
+
+    def value(trial, column):
+        if column == QUOTED:
+            return quoted_accuracy(trial.history, metric, mode)
+        if column == metric and column not in BEST_COLUMNS:
+            return trial.best_value(metric, mode)
+        return trial.last.get(column)
+
     groups: dict[str, list] = {}
     for trial in experiment.trials:
         groups.setdefault(json.dumps([trial.config.get(k) for k in keys], default=str), []).append(trial)
@@ -70,8 +79,7 @@ def grouped_rows(experiment: Experiment, metric: str | None = None) -> list[dict
     for trials in groups.values():
         row = {"config": describe(trials[0].config, keys, by), "trials": len(trials)}
         for column in columns:
-            values = [t.best_value(metric, mode) if column == metric and column not in BEST_COLUMNS
-                      else t.last.get(column) for t in trials]
+            values = [value(t, column) for t in trials]
             values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
             row[f"{column}_mean"] = statistics.fmean(values) if values else None
             row[f"{column}_std"] = statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
@@ -112,11 +120,16 @@ def ranking_note(experiment: Experiment, metric: str | None = None) -> str:
     return note
 
 
-def display_rows(rows: list[dict], swept=()) -> list[dict[str, str]]:
+def value_labels(experiment: Experiment) -> dict:
+    """A labeller per swept key over every trial of the experiment, so a value
+    has one label in every row and column, whichever rows are shown."""
+    return labellers((t.config for t in experiment.trials), experiment.swept)
+
+
+def display_rows(rows: list[dict], by: dict) -> list[dict[str, str]]:
     """The rows as a person reads them (markdown, the report): every column
-    kept, empty cells empty, swept values by their labels, metrics as metrics.py
-    shows them."""
-    by = labellers(rows, swept)
+    kept, empty cells empty, swept values by their labels (`by`, from
+    value_labels), metrics as metrics.py shows them."""
     shown = []
     for row in rows:
         cells = {}
@@ -135,13 +148,13 @@ def display_rows(rows: list[dict], swept=()) -> list[dict[str, str]]:
     return shown
 
 
-def to_markdown(rows: list[dict], swept=()) -> str:
+def to_markdown(rows: list[dict], by: dict) -> str:
     if not rows:
         return "(no trials)\n"
     columns = list(rows[0])
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(r[c].replace("|", "\\|") for c in columns) + " |"
-              for r in display_rows(rows, swept)]
+              for r in display_rows(rows, by)]
     return "\n".join(lines) + "\n"
 
 
@@ -206,7 +219,7 @@ def export(experiment: Experiment, fmt: str, output: Path | None, metric: str | 
     else:
         rows = best_trial_rows(experiment, metric, top)
     if fmt == "md":
-        text = to_markdown(rows, experiment.swept) + "\n" + ranking_note(experiment, metric) + "\n"
+        text = to_markdown(rows, value_labels(experiment)) + "\n" + ranking_note(experiment, metric) + "\n"
         if output is None:
             return text
         output.write_text(text)

@@ -178,6 +178,8 @@ class ExperimentLock:
 
     def release(self) -> None:
         self._stop.set()
+        if self._beat is not None:  # a beat mid-write must not recreate the lock after the unlink
+            self._beat.join(timeout=60)
         if self.holder() == self.me:  # never remove a lock that a takeover gave to another
             try:
                 self.path.unlink()

@@ -13,9 +13,11 @@ rows: the running ones and the best are shown, then "… N more".
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,15 +52,14 @@ class Row:
     best: float | None  # its best value so far
 
 
-def rows_from_ray(trials, metric: str, mode: str) -> list[Row]:
+def rows_from_ray(trials, metric: str, best: dict[str, float]) -> list[Row]:
+    """`best`: each trial's best value of `metric` seen so far (LiveTable keeps it)."""
     rows = []
     for t in trials:
         result = t.last_result or {}
-        values = [v for v in [result.get(f"best_{metric}"), result.get(metric)] if isinstance(v, (int, float))]
-        best = values[0] if values else None
         epoch = int(result.get("epoch", 0) or 0)
         rows.append(Row(t.trial_id, state_name(t.status, epoch, t.config.get("epochs"), live=True), t.config,
-                        epoch, result.get(metric), best))
+                        epoch, result.get(metric), best.get(t.trial_id)))
     return rows
 
 
@@ -186,7 +187,6 @@ class SweepConsole:
         self.stream = stream or (console.file if console is not None else sys.stdout)
         self.live = (console.is_terminal if console is not None else self.stream.isatty()) if live is None else live
         self._console = console
-        self.tables: list[LiveTable] = []  # to stop on an interrupt
 
     @property
     def rich(self):
@@ -207,7 +207,9 @@ class SweepConsole:
         self.print(f"{verb} {name}: {trial_count} trial{'s' if trial_count != 1 else ''}, {resources['cpu']:g} CPU{gpu} each -> {experiment_dir}")
 
     def close(self) -> None:
-        for table in self.tables:
+        """Stop every live table of this process: also the one Ray unpickled
+        for `tune resume`, which no caller holds (see LiveTable.__setstate__)."""
+        for table in list(LiveTable.showing):
             table.stop()
 
     def finish(self, experiment, best, interrupted: bool, seconds: float) -> None:
@@ -238,7 +240,14 @@ class SweepConsole:
             self.print(f"interrupted: continue with `tune resume {experiment.path}`")
 
 
-def wandb_line(experiment_dir: Path, project: str | None) -> str:
+def wandb_line(experiment_dir, project: str | None) -> str:
+    if "://" in str(experiment_dir):
+        # The logger runs in this driver and writes its runs to Ray's local
+        # staging folder; only the experiment's own files go to the bucket.
+        where = "this machine, under Ray's session folder (find /tmp/ray -path '*/wandb/offline-run-*')"
+        if os.environ.get("WANDB_MODE") == "offline":
+            return f"wandb: offline, runs on {where}; upload each with `wandb sync DIR`"
+        return f"wandb: online, project {project or 'tune_pipeline'} on wandb.ai (local copies on {where})"
     if os.environ.get("WANDB_MODE") == "offline":
         runs = f"{experiment_dir}/trial_*/wandb/offline-run-*"
         return f"wandb: offline, runs in {runs}; upload them with `wandb sync {runs}`"
@@ -249,6 +258,9 @@ class LiveTable(tune.Callback):
     """A Tune callback: Ray ignores custom progress reporters in its new
     console output, but callbacks run in the driver on every loop step."""
 
+    # The tables whose rich Live display is on, in this (driver) process.
+    showing: "weakref.WeakSet[LiveTable]" = weakref.WeakSet()
+
     def __init__(self, swept: list[str], metric: str, mode: str, console: SweepConsole, total: int = 0):
         self.swept, self.metric, self.mode, self.console = swept, metric, mode, console
         self.total = total  # Ray creates trials lazily: len(trials) is not the sweep's size
@@ -256,8 +268,9 @@ class LiveTable(tune.Callback):
         self._last = 0.0
         self._started = time.monotonic()
         self._epoch_lines: dict[str, float] = {}
-        if console is not None:
-            console.tables.append(self)
+        # Each trial's best value of the metric, from its results: not every
+        # metric has a running best of its own (train_loss's is best_loss).
+        self._best: dict[str, float] = {}
 
     # Ray pickles the run config (callbacks included) for `Tuner.restore`; a
     # terminal does not pickle, so a restored table writes to this process's.
@@ -275,15 +288,17 @@ class LiveTable(tune.Callback):
             self._live = Live(console=self.console.rich, refresh_per_second=2, transient=True,
                               redirect_stdout=False, redirect_stderr=False)
             self._live.start()
+            LiveTable.showing.add(self)
 
     def stop(self) -> None:
         if self._live is not None:
             self._live.stop()
             self._live = None
+        LiveTable.showing.discard(self)
 
     def renderable(self, trials):
         console = self.console.rich
-        rows = rows_from_ray(trials, self.metric, self.mode)
+        rows = rows_from_ray(trials, self.metric, self._best)
         header = header_line(rows, self.total, time.monotonic() - self._started, self.metric)
         return render(rows, self.swept, self.metric, self.mode, console.width, console.height, header)
 
@@ -294,6 +309,11 @@ class LiveTable(tune.Callback):
             self._live.update(self.renderable(trials))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        value = result.get(self.metric)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            old = self._best.get(trial.trial_id)
+            if old is None or (value > old if self.mode == "max" else value < old):
+                self._best[trial.trial_id] = value
         if self.console is None or self._live is not None:
             return
         now = time.monotonic()
@@ -334,7 +354,7 @@ class LiveTable(tune.Callback):
             done = 1 + sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial)
             line = (f"[{done}/{max(self.total, len(trials))}] {trial.trial_id} {state} at epoch "
                     f"{result.get('epoch', 0)}: {self.metric} {fmt(self.metric, result.get(self.metric))}"
-                    f" best {fmt(self.metric, result.get(f'best_{self.metric}', result.get(self.metric)))}"
+                    f" best {fmt(self.metric, self._best.get(trial.trial_id))}"
                     f"  {self._describe(trials, trial)}")
         if self._live is not None:
             if state == FAILED_STATE:  # above the table; finished trials show in it

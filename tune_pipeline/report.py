@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from tune_pipeline.experiment import FAILED_STATE, Experiment, describe_counts
-from tune_pipeline.export import best_trial_rows, display_rows, ranking_note
+from tune_pipeline.export import best_trial_rows, display_rows, ranking_note, value_labels
 from tune_pipeline.metrics import QUOTED, fmt, quoted_accuracy, selection_note
 from tune_pipeline.plots import FIGURE_FILES, NothingToPlot, plot_all
 
@@ -53,7 +53,7 @@ def winner_line(experiment: Experiment, metric: str | None = None) -> str | None
             f"(its test accuracy at that epoch: the number to quote)")
 
 
-def _table(rows: list[dict], swept) -> str:
+def _table(rows: list[dict], by: dict) -> str:
     """Export's table: the same columns, the same cells as its markdown."""
     if not rows:
         return '<p class="empty">No trial has started yet.</p>'
@@ -63,7 +63,7 @@ def _table(rows: list[dict], swept) -> str:
         f'<tr{" class=failed" if r.get("status") == FAILED_STATE else ""}>'
         + "".join(f'<td{" class=num" if isinstance(r.get(c), (int, float)) else ""}>{html.escape(cells[c])}</td>'
                   for c in columns) + "</tr>"
-        for r, cells in zip(rows, display_rows(rows, swept)))
+        for r, cells in zip(rows, display_rows(rows, by)))
     return (f'<div class="table-wrap"><table id="best-trials"><thead><tr>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table></div>")
 
@@ -104,7 +104,7 @@ def build_report(experiment: Experiment, metric: str | None = None, top: int = 5
 <title>{title}: tune_pipeline report</title><style>{CSS}</style></head>
 <body>
 <h1>{title}</h1>
-<p class="meta">metric <b>{html.escape(metric or experiment.metric)}</b> ({html.escape(experiment.mode)}) ·
+<p class="meta">metric <b>{html.escape(metric or experiment.metric)}</b> ({html.escape(experiment.mode_for(metric or experiment.metric))}) ·
 method {html.escape(str(experiment.meta.get('method', '')))} · created {html.escape(created)} ·
 last result {html.escape(latest)}<br>
 {max(experiment.meta.get('trial_count') or 0, len(experiment.trials))} trials:
@@ -113,7 +113,7 @@ folder <code>{html.escape(str(experiment.path))}</code></p>
 <h2>Best trials</h2>
 <p class="meta" id="winner">{html.escape(winner_line(experiment, metric) or "No trial has a result yet.")}<br>
 {html.escape(ranking_note(experiment, metric))}</p>
-{_table(rows, experiment.swept)}
+{_table(rows, value_labels(experiment))}
 <h2>Plots</h2>
 {''.join(figures_html)}
 <h2>Failed trials</h2>

@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from tune_pipeline.metrics import QUOTED, REPORTED_METRICS, default_metric, quoted_accuracy, selection_note
+from tune_pipeline.metrics import (ORIGINAL_COLUMNS, QUOTED, REPORTED_METRICS, VALIDATION_COLUMNS, default_metric,
+                                   quoted_accuracy, selection_note)
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"
@@ -83,16 +84,21 @@ class RunDirectory:
         """What the epochs recorded so far add up to, for a run that stopped early."""
         try:
             with open(self.path / METRICS_FILE, newline="") as f:
-                rows = list(csv.DictReader(f))
+                text_rows = list(csv.DictReader(f))
         except OSError:
-            rows = []
-        best = {}
-        if rows:
-            for key in ("best_train_accuracy", "best_test_accuracy", "best_loss", "best_test_loss"):
+            text_rows = []
+        # The CSV holds every column as text, empty where a run had no value (no
+        # validation split): numbers back, empty cells dropped, as fit() reports.
+        rows = []
+        for text_row in text_rows:
+            row = {}
+            for key, cell in text_row.items():
                 try:
-                    best[key] = float(rows[-1][key])
-                except (KeyError, TypeError, ValueError):
-                    pass
+                    row[key] = float(cell)
+                except (TypeError, ValueError):
+                    continue
+            rows.append(row)
+        best = {k: rows[-1][k] for k in (*ORIGINAL_COLUMNS, *VALIDATION_COLUMNS) if rows and k in rows[-1]}
         return {"history": rows, "best": best, "final": {}}
 
     def start(self, config: dict, history: list[dict]) -> None:

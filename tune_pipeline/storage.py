@@ -88,9 +88,18 @@ class RemotePath:
         return RemotePath(self.fs, self.scheme, posixpath.dirname(self.path))
 
     # -- queries
+    def _unreachable(self, exc: OSError) -> UserError:
+        # A missing object is an answer (NotFound), not an exception: an error
+        # here is the storage itself (endpoint, credentials, bucket).
+        return UserError(f"{self}: cannot reach this storage ({str(exc).splitlines()[0]}); check "
+                         f"AWS_ENDPOINT_URL and the credentials")
+
     def _info(self):
         import pyarrow.fs
-        info = self.fs.get_file_info(self.path)
+        try:
+            info = self.fs.get_file_info(self.path)
+        except OSError as exc:
+            raise self._unreachable(exc) from None
         return info, pyarrow.fs.FileType
 
     def exists(self) -> bool:
@@ -113,7 +122,11 @@ class RemotePath:
     def iterdir(self):
         import pyarrow.fs
         selector = pyarrow.fs.FileSelector(self.path, allow_not_found=True, recursive=False)
-        for info in self.fs.get_file_info(selector):
+        try:
+            infos = self.fs.get_file_info(selector)
+        except OSError as exc:
+            raise self._unreachable(exc) from None
+        for info in infos:
             yield RemotePath(self.fs, self.scheme, info.path)
 
     def glob(self, pattern: str):
@@ -159,6 +172,11 @@ class RemotePath:
         if missing_ok and not self.exists():
             return
         self.fs.delete_file(self.path)
+
+
+def cache_dir() -> Path:
+    """Where our caches live (decoded datasets, the dashboard head we started)."""
+    return Path(os.environ.get("TUNE_PIPELINE_CACHE", Path.home() / ".cache" / "tune_pipeline"))
 
 
 def remove_tree(path) -> None:

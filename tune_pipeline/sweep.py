@@ -46,8 +46,6 @@ class SweepOptions:
     cpus_per_trial: float | None = None
     gpus_per_trial: float | None = None
     max_concurrent: int | None = None
-    num_samples: int | None = None
-    scheduler: str | None = None
     wandb: bool = False
     wandb_project: str | None = None
     verbose: bool = False
@@ -369,18 +367,15 @@ def write_metadata(experiment_dir, meta: dict) -> None:
 def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcome:
     from ray import tune
 
-    space = with_scheduler(space, options.scheduler)
-    if options.num_samples:
-        space.num_samples = options.num_samples
     check_tune(space)  # what Ray or Optuna would refuse, refused before anything exists
     name = experiment_name(space, options.name)
     check_name(name)
     storage = resolve_storage(options.storage_path)
+    check_storage(storage)
     experiment_dir = location(storage) / name
     if experiment_dir.exists():
         raise UserError(f"experiment {experiment_dir} already exists; continue it with "
                         f"`tune resume {experiment_dir}` or pick another --name")
-    check_storage(storage)
 
     resources = dict(space.resources)
     if options.cpus_per_trial is not None:
@@ -410,7 +405,15 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
         "created": datetime.now().isoformat(timespec="seconds"),
     }
     experiment_dir = create_experiment_dir(storage, name)
-    lock = ExperimentLock(experiment_dir, "tune search").acquire()
+    lock = ExperimentLock(experiment_dir, "tune search")
+    try:
+        lock.acquire()
+    except BaseException:
+        # A local folder was made atomically above: ours to remove.  On object
+        # storage a refused lock means another driver's folder: leave it.
+        if isinstance(experiment_dir, Path):
+            remove_tree(experiment_dir)
+        raise
     try:
         write_metadata(experiment_dir, meta)
         parts = to_tune(space)
@@ -427,8 +430,8 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
         lock.release()
         remove_tree(experiment_dir)  # a start that failed leaves nothing behind
         raise
-    console.start(name, experiment_dir, space.trial_count(), resources)
     try:
+        console.start(name, experiment_dir, space.trial_count(), resources)
         return _finish(tuner, experiment_dir, meta, console, options.verbose)
     finally:
         lock.release()

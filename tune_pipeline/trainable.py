@@ -58,5 +58,10 @@ def train_trial(config: dict, shared_data: dict | None = None) -> None:
 
 
 def _record_stall(reason: str) -> None:
-    """Before the watchdog ends a stuck actor: its reason where `tune status` reads it."""
-    Path(tune.get_context().get_trial_dir(), STALLED_FILE).write_text(reason + "\n")
+    """Before the watchdog ends a stuck actor: its reason where `tune status`
+    reads it, the trial's folder in the experiment's storage (local or s3://).
+    Not get_trial_dir(): that is the actor's staging folder, which a reused
+    actor never syncs back."""
+    storage = tune.get_context().get_storage()  # DeveloperAPI; Ray is pinned in pyproject
+    with storage.storage_filesystem.open_output_stream(f"{storage.trial_fs_path}/{STALLED_FILE}") as out:
+        out.write((reason + "\n").encode())
