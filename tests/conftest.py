@@ -24,6 +24,21 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
 
 
+@pytest.fixture(autouse=True)
+def private_ray_tmpdir(monkeypatch):
+    """Ray's temp folder (its sessions, and the head address a bare ray.init()
+    joins) for each test alone: a head another test started and stopped must
+    not be joined, nor reported.  Short, for Ray's socket paths."""
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+    monkeypatch.setenv("RAY_TMPDIR", folder)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def write_cifar(root: Path, name: str = "cifar10", per_batch: int = 20, seed: int = 0) -> Path:
     """torchvision's pickled CIFAR layout with random images."""
     rng = np.random.default_rng(seed)

@@ -162,20 +162,6 @@ def test_sweep_in_a_bucket_killed_resumed_elsewhere_and_read_back(s3_env, tmp_pa
     assert uri in (tmp_path / "report.html").read_text()
 
 
-@pytest.fixture
-def private_ray_tmpdir(monkeypatch):
-    """Ray's temp folder (sessions, and the address file a bare ray.init()
-    joins) for this test alone, short enough for Ray's socket paths."""
-    import shutil
-    import tempfile
-
-    folder = tempfile.mkdtemp(prefix="rt", dir="/tmp")
-    monkeypatch.setenv("RAY_TMPDIR", folder)
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
 @pytest.mark.slow
 def test_a_stale_ray_address_does_not_hang_the_sweep(private_ray_tmpdir, tmp_path):
     """A crashed `ray start --head` leaves its address behind; a bare

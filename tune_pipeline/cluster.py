@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -195,6 +196,35 @@ def auth_token() -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
+def local_head_address() -> tuple[str | None, bool]:
+    """(address, answers) of the Ray head that `ray start` or `tune dashboard`
+    recorded on this machine, which a bare `ray.init()` would join.  A head
+    that crashed leaves its address behind, and `ray.init()` then retries it
+    for minutes: we check that something listens there first."""
+    from ray._common.utils import get_ray_address_file  # no public API; Ray is pinned in pyproject
+
+    try:
+        address = Path(get_ray_address_file(None)).read_text().strip()
+    except OSError:
+        return None, False
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return address, True
+    except (OSError, ValueError):
+        return address, False
+
+
+def _forget_stopped_head() -> None:
+    """`ray start` recorded the head's address for `ray.init()` to join; the
+    head is gone now, so the record goes too (as `ray stop` does)."""
+    from ray._common.utils import get_ray_address_file
+
+    address, answers = local_head_address()
+    if address is not None and not answers:
+        Path(get_ray_address_file(None)).unlink(missing_ok=True)
+
+
 def stop_head() -> tuple[int, str]:
     """Stop the head `tune dashboard` started, and nothing else: (exit code, message)."""
     head = Head.load()
@@ -223,5 +253,6 @@ def stop_head() -> tuple[int, str]:
             except ProcessLookupError:
                 pass
     head_file().unlink(missing_ok=True)
+    _forget_stopped_head()
     names = ", ".join(f"{p['name']} ({p['pid']})" for p in sorted(targets.values(), key=lambda p: p["pid"]))
     return 0, f"stopped the Ray head `tune dashboard` started ({Path(head.session).name}): {names}"

@@ -228,8 +228,10 @@ class SweepConsole:
                        f"with {describe(best.config, experiment.swept, by) or 'the fixed config'}")
             self.print("  " + "  ".join(f"{c} {fmt(c, last.get(c))}" for c in ORIGINAL_COLUMNS))
             self.print(f"  config: {best.path / 'params.json'}")
-            self.print(f"{QUOTED} {fmt(QUOTED, quoted_accuracy(best.history, metric, mode))}: the winner's "
-                       f"test accuracy at its best {metric} epoch, {selection_note(metric)}")
+            # The number to quote (test accuracy at the best epoch by the sweep's
+            # metric), short enough for an 80-column terminal.
+            self.print(f"  {QUOTED} {fmt(QUOTED, quoted_accuracy(best.history, metric, mode))} "
+                       f"({selection_note(metric)})")
         for trial in experiment.failed_trials():
             where = f" ({trial.error_file})" if trial.error_file else ""
             self.print(f"failed {trial.trial_id}: {trial.error}{where}")

@@ -14,7 +14,6 @@ import logging
 import math
 import os
 import shutil
-import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 from tune_pipeline.data import DATA_KEYS, dataset_key, load_for_config
 from tune_pipeline.experiment import FAILED, FINISHED, METADATA_FILE, Trial, load_experiment, read_metadata
 from tune_pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RunFailed, UserError
+from tune_pipeline.cluster import local_head_address
 from tune_pipeline.lock import ExperimentLock
 from tune_pipeline.space import (REPEAT_KEY, SearchSpace, check_tune, parse_space, to_tune,
                                  with_scheduler)
@@ -84,25 +84,6 @@ def _quiet_ray_env(verbose: bool) -> None:
     os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
 
 
-def local_head_address() -> tuple[str | None, bool]:
-    """(address, answers) of the Ray head that `ray start` or `tune dashboard`
-    recorded on this machine, which a bare `ray.init()` would join.  A head
-    that crashed leaves its address behind, and `ray.init()` then retries it
-    for minutes: we check that something listens there first."""
-    from ray._common.utils import get_ray_address_file  # no public API; Ray is pinned in pyproject
-
-    try:
-        address = Path(get_ray_address_file(None)).read_text().strip()
-    except OSError:
-        return None, False
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=2):
-            return address, True
-    except (OSError, ValueError):
-        return address, False
-
-
 def init_ray(address: str | None, verbose: bool, console=None):
     import ray
 
@@ -117,18 +98,15 @@ def init_ray(address: str | None, verbose: bool, console=None):
                         f"with --address auto")
     kwargs = dict(log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR,
                   configure_logging=True)
-    if address:
-        try:
-            ray.init(address=address, **kwargs)
-        except (ConnectionError, RuntimeError) as exc:
-            raise UserError(f"--address {address}: cannot reach a Ray cluster ({str(exc).splitlines()[0]}); "
-                            f"start one with `tune dashboard` or `ray start --head`") from None
-    elif os.environ.get("RAY_ADDRESS"):
-        ray.init(**kwargs)  # the user's choice, as every Ray program reads it
+    if address or os.environ.get("RAY_ADDRESS"):  # the user's choice (RAY_ADDRESS as every Ray program reads it)
+        _join(ray, address, kwargs, f"--address {address}" if address else "RAY_ADDRESS")
     else:
         head, answers = local_head_address()
-        if head and answers:  # a `tune dashboard` head: the sweep shows in its dashboard
-            ray.init(address=head, **kwargs)
+        if head and answers:
+            # A `tune dashboard` head: the sweep shows in its dashboard.  "auto",
+            # not the address itself: only Ray's own lookup of this machine's
+            # head brings the head's token mode (its explicit address is refused).
+            _join(ray, "auto", kwargs, f"the Ray head at {head}")
         else:
             if head and console is not None:
                 console.note(f"no Ray head answers at {head} (recorded by an earlier `ray start` or "
@@ -139,6 +117,19 @@ def init_ray(address: str | None, verbose: bool, console=None):
         for name in ("ray", "ray.tune", "ray.train", "ray.data"):
             logging.getLogger(name).setLevel(logging.ERROR)
     return ray
+
+
+def _join(ray, address: str | None, kwargs: dict, what: str) -> None:
+    try:
+        ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError) as exc:
+        text = str(exc)
+        cause = exc.__cause__
+        hint = "start one with `tune dashboard` or `ray start --head`"
+        if "uthentication" in text + str(cause) or "InvalidAuthToken" in text + str(cause):
+            hint = ("the cluster asks for Ray's auth token: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN "
+                    "(from `ray get-auth-token` on the head)")
+        raise UserError(f"{what}: cannot join the Ray cluster ({text.splitlines()[0]}); {hint}") from None
 
 
 def fit_resources(ray, resources: dict, console) -> dict:
