@@ -403,10 +403,13 @@ def status(experiment_dir: str = typer.Argument(..., help="experiment folder, or
     best = exp.best_trial()
     if best is not None:
         metric, mode = exp.metric, exp.mode
+        # As the sweep's own summary: short lines that an 80-column terminal keeps whole.
         typer.echo(f"best so far: {best.trial_id} {metric} {fmt(metric, best.best_value(metric, mode))} "
-                   f"(epoch {best.epochs}, {exp.state(best)}; {selection_note(metric)}; {QUOTED} "
-                   f"{fmt(QUOTED, quoted_accuracy(best.history, metric, mode))}) "
-                   f"{describe(best.config, exp.swept, by)}")
+                   f"(epoch {best.epochs}, {exp.state(best)})")
+        if exp.swept:
+            typer.echo(f"  with {describe(best.config, exp.swept, by)}")
+        typer.echo(f"  {QUOTED} {fmt(QUOTED, quoted_accuracy(best.history, metric, mode))} "
+                   f"({selection_note(metric)})")
     for trial in exp.trials:
         state = exp.state(trial)
         if state in (RUNNING_STATE, INTERRUPTED_STATE):

@@ -21,12 +21,25 @@ from pathlib import Path
 from tune_pipeline.config import check_metric_name
 from tune_pipeline.errors import UserError
 from tune_pipeline.experiment import Experiment
-from tune_pipeline.metrics import (METRICS, ORIGINAL_COLUMNS, QUOTED, VALIDATION_COLUMNS, fmt,
-                                   quoted_accuracy, selection_note)
+from tune_pipeline.metrics import (METRICS, ORIGINAL_COLUMNS, QUOTED, RUNNING_BEST, VALIDATION_COLUMNS,
+                                   fmt, quoted_accuracy, selection_note)
 from tune_pipeline.labels import describe, labellers
 
 FORMATS = ("md", "csv", "parquet", "json")
 BEST_COLUMNS = [*ORIGINAL_COLUMNS, *VALIDATION_COLUMNS]
+
+
+def own_column(metric: str) -> bool:
+    """Whether the ranking metric needs a column of its own: not when it is one
+    of the best columns, or they hold its running best already."""
+    return metric not in BEST_COLUMNS and RUNNING_BEST.get(metric) not in BEST_COLUMNS
+
+
+def best_column(metric: str) -> str:
+    """The column that holds each trial's best value of `metric`."""
+    if own_column(metric) or metric in BEST_COLUMNS:
+        return metric
+    return RUNNING_BEST[metric]
 
 
 def best_trial_rows(experiment: Experiment, metric: str | None = None, top: int | None = None) -> list[dict]:
@@ -42,7 +55,7 @@ def best_trial_rows(experiment: Experiment, metric: str | None = None, top: int 
         for column in BEST_COLUMNS:
             row[column] = last.get(column)
         row[QUOTED] = quoted_accuracy(trial.history, metric, mode)
-        if metric not in BEST_COLUMNS:
+        if own_column(metric):
             row[metric] = trial.best_value(metric, mode)
         for key in experiment.swept:
             row[key] = trial.config.get(key)
@@ -62,13 +75,13 @@ def grouped_rows(experiment: Experiment, metric: str | None = None) -> list[dict
     mode = experiment.mode_for(metric)
     repeat_key = experiment.meta.get("repeat_key") or "seed"
     keys = [k for k in experiment.swept if k != repeat_key]
-    columns = BEST_COLUMNS + [QUOTED] + ([metric] if metric not in BEST_COLUMNS else [])
+    columns = BEST_COLUMNS + [QUOTED] + ([metric] if own_column(metric) else [])
     by = labellers((t.config for t in experiment.trials), keys)
 
     def value(trial, column):
         if column == QUOTED:
             return quoted_accuracy(trial.history, metric, mode)
-        if column == metric and column not in BEST_COLUMNS:
+        if column == metric and own_column(metric):
             return trial.best_value(metric, mode)
         return trial.last.get(column)
 
@@ -87,7 +100,8 @@ def grouped_rows(experiment: Experiment, metric: str | None = None) -> list[dict
             row[key] = trials[0].config.get(key)
         rows.append(row)
     sign = -1 if mode == "max" else 1
-    rows.sort(key=lambda r: (r[f"{metric}_mean"] is None, sign * (r[f"{metric}_mean"] or 0)))
+    key = f"{best_column(metric)}_mean"
+    rows.sort(key=lambda r: (r[key] is None, sign * (r[key] or 0)))
     return rows
 
 

@@ -79,6 +79,13 @@ METRIC_MODES: dict[str, str] = {m.name: m.goal for m in _ALL}
 # Wall-clock measures: they differ between two runs of the same config and seed.
 TIMING_METRICS: tuple[str, ...] = tuple(m.name for m in _ALL if m.kind in ("rate", "seconds"))
 
+# Each measure's running best, reported beside it (train_loss's is best_loss).
+RUNNING_BEST: dict[str, str] = {
+    "train_accuracy": "best_train_accuracy", "train_loss": "best_loss",
+    "val_accuracy": "best_val_accuracy", "val_loss": "best_val_loss",
+    "test_accuracy": "best_test_accuracy", "test_loss": "best_test_loss",
+}
+
 # The original pipeline's results table, then what selection on validation adds.
 ORIGINAL_COLUMNS = ("best_train_accuracy", "best_test_accuracy", "best_loss", "best_test_loss")
 VALIDATION_COLUMNS = ("best_val_accuracy", "best_val_loss")

@@ -223,10 +223,12 @@ class SweepConsole:
         metric, mode = experiment.metric, experiment.mode
         if best is not None:
             last = best.last
+            # Short lines, each a fact: an 80-column terminal shows them unbroken.
             self.print(f"best trial {best.trial_id}: {metric} "
-                       f"{fmt(metric, best.best_value(metric, mode))} at epoch {best.epochs}, "
-                       f"with {describe(best.config, experiment.swept, by) or 'the fixed config'}")
-            self.print("  " + "  ".join(f"{c} {fmt(c, last.get(c))}" for c in ORIGINAL_COLUMNS))
+                       f"{fmt(metric, best.best_value(metric, mode))} at epoch {best.epochs}")
+            self.print(f"  with {describe(best.config, experiment.swept, by) or 'the fixed config'}")
+            for pair in (ORIGINAL_COLUMNS[:2], ORIGINAL_COLUMNS[2:]):
+                self.print("  " + "  ".join(f"{c} {fmt(c, last.get(c))}" for c in pair))
             self.print(f"  config: {best.path / 'params.json'}")
             # The number to quote (test accuracy at the best epoch by the sweep's
             # metric), short enough for an 80-column terminal.
