@@ -18,7 +18,7 @@ from pathlib import Path
 from tune_pipeline.experiment import (FAILED, FAILED_STATE, FINISHED_STATE, STOPPED_STATE, Experiment,
                                       Trial)
 from tune_pipeline.labels import Labeller, key, labellers, number
-from tune_pipeline.metrics import selection_note
+from tune_pipeline.metrics import METRICS, fmt, selection_note
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 FAILED_COLOUR = "#D55E00"
@@ -122,6 +122,7 @@ def draw_learning_curves(experiment: Experiment, metric: str | None = None, top:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
+    _metric_scale(ax.yaxis, metric)
     ax.set_title(_wrap(f"{experiment.name}: {metric} per epoch (top {len(best)} of {len(ranked)} highlighted, "
                        f"{selection_note(metric)})", width, 12))
     ax.grid(alpha=0.3)
@@ -136,7 +137,14 @@ def learning_curves(experiment: Experiment, path: Path, metric: str | None = Non
     return _save(draw_learning_curves(experiment, metric, top), path)
 
 
-def axis_positions(values: list) -> tuple[list[float], list[float], list[str], bool]:
+def _metric_scale(axis, metric: str) -> None:
+    """Accuracies in percent on every axis, as in every table (metrics.py)."""
+    if metric in METRICS and METRICS[metric].kind == "fraction":
+        from matplotlib.ticker import PercentFormatter
+        axis.set_major_formatter(PercentFormatter(1.0))
+
+
+def axis_positions(values: list, show=None) -> tuple[list[float], list[float], list[str], bool]:
     """Values mapped to [0, 1], with tick positions and labels for one axis:
     categories one position each; numbers with few values ticked at each
     value; many numbers at their ends and middle."""
@@ -150,9 +158,9 @@ def axis_positions(values: list) -> tuple[list[float], list[float], list[str], b
         if len(labeller.values) <= FEW_VALUES:
             ticks = sorted({p: None for p in pos})
             by_pos = {p: v for p, v in zip(pos, values)}
-            return pos, ticks, [labeller(by_pos[t]) for t in ticks], log
+            return pos, ticks, [(show or labeller)(by_pos[t]) for t in ticks], log
         ticks = [0.0, 0.5, 1.0]
-        return pos, ticks, [number(10 ** (lo + t * span) if log else lo + t * span) for t in ticks], log
+        return pos, ticks, [(show or number)(10 ** (lo + t * span) if log else lo + t * span) for t in ticks], log
     distinct = labeller.values
     step = 1.0 / max(len(distinct) - 1, 1)
     index = {key(v): (i * step if len(distinct) > 1 else 0.5) for i, v in enumerate(distinct)}
@@ -175,7 +183,7 @@ def draw_parallel_coordinates(experiment: Experiment, metric: str | None = None)
     cmap = plt.colormaps["cividis"]
     columns = swept + [metric]
     axes_data = [axis_positions([t.config.get(k) for t in trials]) for k in swept]
-    axes_data.append(axis_positions(scores))
+    axes_data.append(axis_positions(scores, show=lambda v: fmt(metric, v)))
     # 2.6 inches per axis leaves room for the value labels beside each.
     width = max(8.0, 2.6 * len(columns))
     fig, ax = _figure(width, 5.8)
@@ -198,7 +206,8 @@ def draw_parallel_coordinates(experiment: Experiment, metric: str | None = None)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
     if max(scores) > min(scores):  # one score needs no scale
-        fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=f"best {metric}", pad=0.02)
+        bar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=f"best {metric}", pad=0.02)
+        _metric_scale(bar.ax.yaxis, metric)
     count = f"{len(trials)} trial{'s' if len(trials) != 1 else ''}"
     ax.set_title(_wrap(f"{experiment.name}: swept parameters, coloured by best {metric} ({count})",
                        width - 1.2, 12))
@@ -245,6 +254,7 @@ def draw_parameter_effects(experiment: Experiment, metric: str | None = None):
             ax.set_xlim(-0.6, len(groups) - 0.4)
         ax.set_title(name)
         ax.set_ylabel(f"best {metric}")
+        _metric_scale(ax.yaxis, metric)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(swept):]:
         ax.axis("off")
