@@ -117,3 +117,13 @@ def test_limit_keeps_the_classes_mixed(tmp_path):
     assert len(set(ds.train_labels.tolist())) > 1  # the first 6 would all be "cat"
     again = load_dataset("imagefolder", root).limit(6, 3)
     assert torch.equal(ds.train_images, again.train_images)  # the same subset every time
+
+
+def test_a_missing_image_folder_says_where_a_relative_path_was_looked_for(tmp_path):
+    from tune_pipeline.data import DataError, load_imagefolder
+
+    with pytest.raises(DataError) as missing:
+        load_imagefolder(tmp_path / "nowhere")
+    message = str(missing.value)
+    assert str(tmp_path / "nowhere") in message and "does not exist" in message
+    assert "beside the YAML file, in the working directory, then in the project" in message

@@ -344,6 +344,11 @@ def load_imagefolder(root: str | Path, image_size: int = 32, skip_bad_images: bo
     that does not decode is an error naming it, or, with `skip_bad_images`,
     left out and counted in a warning."""
     root = Path(root)
+    if not root.exists():
+        # A relative data_dir found nowhere resolves to the working directory:
+        # say so, rather than name that fallback as if it had been asked for.
+        raise DataError(f"imagefolder: data_dir {root} does not exist (a relative data_dir is looked "
+                        f"for beside the YAML file, in the working directory, then in the project)")
     train_dir = root / "train"
     test_dir = next((root / s for s in ("test", "val") if (root / s).is_dir()), None)
     if not train_dir.is_dir() or test_dir is None:
