@@ -5,6 +5,7 @@ driver stopped (Ctrl-C, killed) calls its unfinished trials interrupted."""
 import csv
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -38,6 +39,8 @@ def test_a_killed_driver_leaves_its_running_trials_interrupted(tmp_path):
     path = make_experiment(tmp_path, QUICKSTART_GRID, statuses={2: ("RUNNING", 1), 3: ("PENDING", 0)}, live=True)
     assert driver_running(path)
     assert load_experiment(path).state_counts() == {"pending": 1, "finished": 2, "running": 1}
+    live = run_tune("status", path)
+    assert f"driver: pid {os.getpid()} on" in live.stdout and "tune resume" not in live.stdout  # who holds it
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     lock = path / LOCK_FILE

@@ -418,7 +418,13 @@ def status(experiment_dir: str = typer.Argument(..., help="experiment folder, or
         elif state == FAILED_STATE:
             where = f" ({trial.error_file})" if trial.error_file else ""
             typer.echo(f"failed {trial.trial_id}: {trial.error}{where}")
-    if not exp.live and any(exp.state(t) == INTERRUPTED_STATE for t in exp.trials):
+    if exp.live:
+        from tune_pipeline.lock import ExperimentLock, describe_holder
+
+        holder = ExperimentLock(exp.path).holder()
+        typer.echo(f"driver: {describe_holder(holder)}"
+                   + (f" ({holder['command']})" if holder and holder.get("command") else ""))
+    elif any(exp.state(t) == INTERRUPTED_STATE for t in exp.trials):
         typer.echo(f"continue with: tune resume {exp.path}")
 
 

@@ -46,7 +46,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _describe(holder: dict | None) -> str:
+def describe_holder(holder: dict | None) -> str:
     if not holder:
         return "a driver whose lock file is still being written"
     return (f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} "
@@ -94,7 +94,7 @@ class ExperimentLock:
 
     def _refused(self, holder: dict | None) -> UserError:
         return UserError(f"{self.path.parent}: another driver is running this experiment "
-                         f"({_describe(holder)}); wait for it to end or stop it first")
+                         f"({describe_holder(holder)}); wait for it to end or stop it first")
 
     def _acquire_remote(self) -> "ExperimentLock":
         holder = self.holder()
