@@ -85,6 +85,14 @@ def run_tune(*args, cwd=None, env=None, timeout=600) -> subprocess.CompletedProc
                           env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
+def start_tune(*args, cwd, env=None, **popen) -> subprocess.Popen:
+    """The CLI started as a user starts it, left running (to interrupt or kill);
+    stdout and stderr together unless `popen` says otherwise."""
+    options = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+    return subprocess.Popen([sys.executable, "-m", "tune_pipeline", *map(str, args)], cwd=cwd,
+                            env=dict(os.environ, **(env or {})), **options)
+
+
 # Small enough for seconds per trial on the embedded digits dataset.
 TINY = ["--set", "max_train_images=256", "--set", "max_test_images=128", "--set", "batch_size=64"]
 

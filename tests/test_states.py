@@ -16,7 +16,7 @@ import pytest
 from tune_pipeline.experiment import STATES, driver_running, load_experiment, state_name
 from tune_pipeline.lock import LOCK_FILE
 
-from conftest import TINY, run_tune, write_sweep
+from conftest import TINY, run_tune, start_tune, write_sweep
 from fake_experiment import QUICKSTART_GRID, make_experiment
 
 
@@ -55,10 +55,8 @@ def test_a_killed_driver_leaves_its_running_trials_interrupted(tmp_path):
 @pytest.mark.slow
 def test_after_ctrl_c_table_status_export_and_report_say_interrupted(tmp_path):
     space = write_sweep(tmp_path, {"learning_rate": {"values": [0.01, 0.02, 0.05]}, "epochs": {"value": 3}})
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "tune_pipeline", "search", str(space), "--name", "stopped",
-         "--storage-path", str(tmp_path), "--max-concurrent", "1", *TINY],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    driver = start_tune("search", space, "--name", "stopped", "--storage-path", tmp_path,
+                        "--max-concurrent", "1", *TINY, cwd=tmp_path)
     experiment_dir = tmp_path / "stopped"
     deadline = time.time() + 300
     while not any(p.read_text() for p in experiment_dir.glob("trial_*/result.json")):

@@ -12,7 +12,7 @@ import pytest
 
 from tune_pipeline.experiment import load_experiment
 
-from conftest import ROOT, TINY, run_tune, write_sweep as sweep_file
+from conftest import ROOT, TINY, run_tune, start_tune, write_sweep as sweep_file
 
 pytestmark = pytest.mark.slow
 
@@ -90,12 +90,9 @@ def _wait_for(predicate, timeout, what):
 def test_sigkill_then_resume_finishes_without_rerunning(tmp_path):
     space = sweep_file(tmp_path, {"learning_rate": {"values": [0.01, 0.02, 0.05, 0.1]},
                                   "epochs": {"value": 3}})
-    env = dict(os.environ, TUNE_PIPELINE_CACHE=str(tmp_path / "cache"))
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "tune_pipeline", "search", str(space), "--name", "killed",
-         "--storage-path", str(tmp_path), "--max-concurrent", "1", *TINY],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
+    driver = start_tune("search", space, "--name", "killed", "--storage-path", tmp_path,
+                        "--max-concurrent", "1", *TINY, cwd=tmp_path,
+                        env={"TUNE_PIPELINE_CACHE": str(tmp_path / "cache")}, start_new_session=True)
     experiment_dir = tmp_path / "killed"
 
     def some_finished_and_one_running():
@@ -133,10 +130,8 @@ def test_sigkill_then_resume_finishes_without_rerunning(tmp_path):
 
 def test_ctrl_c_saves_state_and_prints_the_resume_command(tmp_path):
     space = sweep_file(tmp_path, {"learning_rate": {"values": [0.01, 0.02, 0.05]}, "epochs": {"value": 3}})
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "tune_pipeline", "search", str(space), "--name", "stopped",
-         "--storage-path", str(tmp_path), "--max-concurrent", "1", *TINY],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    driver = start_tune("search", space, "--name", "stopped", "--storage-path", tmp_path,
+                        "--max-concurrent", "1", *TINY, cwd=tmp_path)
     experiment_dir = tmp_path / "stopped"
     _wait_for(lambda: list(experiment_dir.glob("trial_*/result.json")), 300, "a first result")
     driver.send_signal(signal.SIGINT)

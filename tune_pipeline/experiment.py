@@ -161,11 +161,14 @@ class Experiment:
 
     @property
     def metric(self) -> str:
-        return self.meta.get("metric", "test_accuracy")
+        """The sweep's metric; metrics.py's default where damaged metadata lost it."""
+        from tune_pipeline.metrics import default_metric
+        return self.meta.get("metric") or default_metric(0.0)[0]
 
     @property
     def mode(self) -> str:
-        return self.meta.get("mode", "max")
+        from tune_pipeline.metrics import goal
+        return self.meta.get("mode") or goal(self.metric)
 
     def mode_for(self, metric: str) -> str:
         """max or min: the sweep's own for its metric, else by the metric's nature."""
