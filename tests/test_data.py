@@ -1,4 +1,7 @@
+import json
 import shutil
+import subprocess
+import sys
 import urllib.error
 
 import pytest
@@ -25,6 +28,20 @@ def test_embedded_digits_need_no_files():
     check_dataset(ds, 10)
     assert ds.train_images.shape == (1438, 3, 32, 32) and ds.test_images.shape == (359, 3, 32, 32)
     assert ds.train_images.float().std() > 10  # real pictures, not a constant
+
+
+def test_digits_come_from_the_package_not_scikit_learn():
+    # The quickstart's data ships inside the package: no scikit-learn install
+    # (nor its 1.2 s import) on the way to a user's first sweep.
+    code = ("import sys; sys.modules['sklearn'] = None\n"
+            "from tune_pipeline.data import load_dataset\n"
+            "ds = load_dataset('digits')\n"
+            "print(len(ds.train_labels) + len(ds.test_labels), ds.train_labels.bincount().tolist())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    total, per_class = done.stdout.split(" ", 1)
+    assert int(total) == 1797
+    # 174-183 of each digit in the file; 80% of them are drawn for training
+    assert all(120 <= n <= 170 for n in json.loads(per_class)), per_class
 
 
 @pytest.mark.parametrize("name,n_classes,n_train", [("cifar10", 10, 100), ("cifar100", 100, 20)])
