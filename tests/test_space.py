@@ -200,3 +200,17 @@ def test_bayes_needs_optuna_or_says_so(tmp_path):
             load_space(path)
     else:
         assert type(to_tune(load_space(path))["search_alg"]).__name__ == "OptunaSearch"
+
+
+@pytest.mark.parametrize("resources, expected", [
+    (None, {"cpu": 1.0, "gpu": 0.0}),
+    ({"gpu": 0.5}, {"cpu": 1.0, "gpu": 0.5}),
+    ({"cpu": 2}, {"cpu": 2.0, "gpu": 0.0}),
+])
+def test_a_trial_gets_one_cpu_unless_the_file_says_otherwise(tmp_path, resources, expected):
+    # One CPU per trial packs a trial on every core: the measured better
+    # layout on CPU (BENCHMARKS.md, "CPU packing: threads per trial").
+    data = {"method": "grid", "parameters": {"learning_rate": {"values": [0.1, 0.01]}}}
+    if resources is not None:
+        data["tune"] = {"resources": resources}
+    assert load_space(write_space(tmp_path, data)).resources == expected

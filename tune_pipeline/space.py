@@ -503,6 +503,10 @@ def _parse_metric(raw: dict, src: str, problems: list[str], notes: list[str], ig
 
 
 def _parse_resources(tune: dict, src: str, problems: list[str]) -> dict:
+    # One CPU (one torch thread, trainable._use_assigned_cpus) per trial packs
+    # a trial on every core: on 2 cores, 2 trials x 1 thread trained 1.10-1.11x
+    # (small_cnn) and 1.01-1.09x (resnet18) the summed images/s of 1 trial x 2
+    # threads (BENCHMARKS.md, "CPU packing: threads per trial").
     resources = {"cpu": 1.0, "gpu": 0.0}
     res = tune.get("resources", {})
     if not isinstance(res, dict):
