@@ -72,8 +72,28 @@ def through_tune(trials: int, folder: Path) -> dict:
         def on_trial_complete(self, iteration, trials, trial, **info):
             events.append((time.perf_counter(), "complete", trial.trial_id, {}))
 
+    def timed_callbacks(*args, **kwargs):
+        # The driver's own work per result (live table, stoppers): summed over results.
+        callbacks = build(*args, **kwargs)
+        for callback in callbacks:
+            for hook in ("on_trial_result", "on_trial_complete", "on_trial_start"):
+                if hook in type(callback).__dict__:
+                    setattr(callback, hook, timed("driver callbacks", getattr(callback, hook), marks))
+        return [*callbacks, Clock()]
+
     build = sweep_module.build_callbacks
-    sweep_module.build_callbacks = lambda *a, **k: [*build(*a, **k), Clock()]
+    sweep_module.build_callbacks = timed_callbacks
+    # Tune's experiment-state snapshot: forced every CHECKPOINTS_TO_KEEP trial
+    # checkpoints (Ray's rule: the snapshot must not point at a deleted one), or
+    # when its period (>= 10 s) has passed.
+    from ray.tune.execution.tune_controller import TuneController
+    save_to_dir = TuneController.save_to_dir
+
+    def counted_save(controller):
+        marks["state saves"] = marks.get("state saves", 0) + 1
+        return timed("state save", save_to_dir, marks)(controller)
+
+    TuneController.save_to_dir = counted_save
     sweep_module.init_ray = timed("ray start", sweep_module.init_ray, marks)
     sweep_module.shared_dataset = timed("dataset decode + object store", sweep_module.shared_dataset, marks)
     sweep_module.load_experiment = timed("driver summary (read experiment)", sweep_module.load_experiment, marks)
@@ -118,6 +138,10 @@ def through_tune(trials: int, folder: Path) -> dict:
         "per-trial teardown (summed)": teardown,
         "driver summary (read experiment)": marks.get("driver summary (read experiment)", 0.0),
         "ray shutdown": shutdown.seconds,
+        "driver callbacks": marks.get("driver callbacks", 0.0),
+        "state saves": marks.get("state saves", 0),
+        "state save": marks.get("state save", 0.0),
+        "checkpoints": sum(1 for _, kind, _, result in events if kind == "result" and result.get("epoch")),
         "_events": events,
     }
 
@@ -146,6 +170,9 @@ def main():
           f"({terms['per-trial start, outside the loop (summed)'] / args.trials:.2f} s/trial)")
     print(f"    last result -> trial done, summed          : {terms['per-trial teardown (summed)']:7.2f} s "
           f"({terms['per-trial teardown (summed)'] / args.trials:.2f} s/trial)")
+    print(f"    driver callbacks (live table), summed      : {terms['driver callbacks']:7.2f} s")
+    print(f"    experiment-state saves                     : {terms['state save']:7.2f} s "
+          f"({terms['state saves']} saves for {terms['checkpoints']} trial checkpoints)")
     print(f"  driver summary (read experiment from disk)   : {terms['driver summary (read experiment)']:7.2f} s")
     print(f"  ray shutdown                                 : {terms['ray shutdown']:7.2f} s")
     accounted = (terms["dataset decode + object store"] + terms["ray start"] + terms["ray up -> first trial start"]
