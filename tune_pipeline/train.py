@@ -77,13 +77,16 @@ COMPILE_AUTO_MIN_TRIALS = 4
 def resolve_compile(setting: bool | str, device: torch.device, trials_sharing_cache: int = 1) -> bool:
     """Whether this run compiles its model: `compile: auto` is decided here only.
 
-    Measured on 2 CPU cores (BENCHMARKS.md): a cold inductor compile costs
-    small_cnn 77 s, and its compiled step is slower than eager, so on CPU it
-    never pays; MPS is not measured and stays eager.  On CUDA (not measured
-    here) a cold compile is paid once per node, and a trial that finds the
-    graphs in the on-disk cache pays about 4% of it, so auto compiles when at
-    least COMPILE_AUTO_MIN_TRIALS trials of one graph share that cache (a
-    sweep; `tune train` is one run, so it stays eager)."""
+    Measured on 2 CPU cores (BENCHMARKS.md): a cold inductor compile costs a
+    trial 54-81 s (small_cnn, resnet18); small_cnn's compiled step then runs
+    ~20% slower than eager and resnet18's at most ~10% faster, so on CPU auto
+    stays eager (it must never slow a run down; `true` is there for resnet18
+    users with long trials).  MPS is not measured and stays eager.  On CUDA
+    (not measured here) a trial that finds its graphs in the shared on-disk
+    cache pays ~5% of a cold compile, so auto compiles when at least
+    COMPILE_AUTO_MIN_TRIALS trials of one graph share that cache: the average
+    trial then pays under a third of one cold compile.  `tune train` is one
+    run, so it stays eager."""
     if setting != "auto":
         return bool(setting)
     return device.type == "cuda" and trials_sharing_cache >= COMPILE_AUTO_MIN_TRIALS

@@ -33,7 +33,7 @@ def _use_assigned_cpus() -> None:
 def compile_cache_dir(storage) -> Path:
     """Inductor's on-disk cache (FX graphs, AOTAutograd) for one experiment, so a
     trial loads what an earlier trial of the same graph compiled: 2.8 s instead
-    of 77 s for small_cnn on 2 CPU cores (BENCHMARKS.md).  Inductor needs a local
+    of 54-77 s for small_cnn on 2 CPU cores (BENCHMARKS.md).  Inductor needs a local
     folder: the experiment's own on local storage, else one per node named after
     the experiment."""
     if storage.storage_filesystem.type_name == "local":
