@@ -42,6 +42,8 @@ METRIC_KEYS = {"name", "goal", "target", "impute", "impute_while_running"}
 HYPERBAND_KEYS = {"type", "min_iter", "max_iter", "eta", "s", "strict"}
 SCHEDULER_KEYS = {"type", "grace_period", "max_t", "reduction_factor"}
 MAX_GRID_AXIS = 10_000
+# Keys whose values change the graphs torch.compile builds (see trials_per_graph).
+GRAPH_KEYS = ("model", "dataset", "image_size", "batch_size", "channels_last", "amp", "amp_dtype", "device")
 REPEAT_KEY = "seed"  # grid repeats differ by this key, one value per repeat
 
 
@@ -82,6 +84,17 @@ class SearchSpace:
         if self.method == "grid":
             return math.prod(len(p.values) for p in self.params.values()) * self.repeats
         return self.num_samples
+
+    def trials_per_graph(self) -> int:
+        """Trials that compile the same graphs (model, input shape, precision)
+        and so can share one compile: what `compile: auto` weighs.  Values of a
+        numeric distribution over one of these keys count as all different."""
+        count = self.trial_count()
+        for key in GRAPH_KEYS:
+            if key in self.params:
+                values = self.params[key].values
+                count //= len(values) if values else count
+        return max(1, count)
 
     @property
     def repeats(self) -> int:

@@ -150,13 +150,14 @@ def shared_dataset(space: SearchSpace) -> dict | None:
     return {"key": dataset_key(space.fixed), "arrays": load_for_config(space.fixed).to_arrays()}
 
 
-def build_trainable(shared: dict | None, resources: dict):
+def build_trainable(shared: dict | None, resources: dict, space: SearchSpace):
     """The wrapped trainable; `Tuner.restore` needs the same one again."""
     from ray import tune
 
     from tune_pipeline.trainable import train_trial
 
-    return tune.with_resources(tune.with_parameters(train_trial, shared_data=shared), resources)
+    return tune.with_resources(tune.with_parameters(
+        train_trial, shared_data=shared, trials_sharing_cache=space.trials_per_graph()), resources)
 
 
 def build_callbacks(meta: dict, name: str, console):
@@ -380,7 +381,7 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
     ray = init_ray(options.address, options.verbose, console)
     resources = fit_resources(ray, resources, console)
     check_fits_cluster(ray, resources)
-    trainable = build_trainable(shared, resources)
+    trainable = build_trainable(shared, resources, space)
 
     meta = {
         "name": name, "storage_path": storage, "space_file": str(space.source), "space": space.raw,
@@ -446,11 +447,12 @@ def _resume_locked(experiment_dir: Path, meta: dict, restart_errored: bool, addr
                    verbose: bool, console) -> SweepOutcome:
     from ray import tune
 
-    shared = shared_dataset(load_space_from_meta(meta))
+    space = load_space_from_meta(meta)
+    shared = shared_dataset(space)
     ray = init_ray(address, verbose, console)
     resources = fit_resources(ray, dict(meta["resources"]), console)
     check_fits_cluster(ray, resources)
-    trainable = build_trainable(shared, resources)
+    trainable = build_trainable(shared, resources, space)
     if meta.get("wandb"):
         wandb_environment()  # the restored callback runs offline again without a key
     # Ray restores the run config it pickled, callbacks included; our live

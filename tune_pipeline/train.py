@@ -69,6 +69,29 @@ def amp_policy(device: torch.device, enabled: bool, dtype_name: str):
     return dtype, dtype == torch.float16 and device.type == "cuda"
 
 
+# `compile: auto` compiles only where a sweep shares the compile among this
+# many trials of one graph (BENCHMARKS.md, "Compile paid once per sweep").
+COMPILE_AUTO_MIN_TRIALS = 4
+
+
+def resolve_compile(setting: bool | str, device: torch.device, trials_sharing_cache: int = 1) -> bool:
+    """Whether this run compiles its model: `compile: auto` is decided here only.
+
+    Measured on 2 CPU cores (BENCHMARKS.md): a cold inductor compile costs a
+    trial 54-81 s (small_cnn, resnet18); small_cnn's compiled step then runs
+    ~20% slower than eager and resnet18's at most ~10% faster, so on CPU auto
+    stays eager (it must never slow a run down; `true` is there for resnet18
+    users with long trials).  MPS is not measured and stays eager.  On CUDA
+    (not measured here) a trial that finds its graphs in the shared on-disk
+    cache pays ~5% of a cold compile, so auto compiles when at least
+    COMPILE_AUTO_MIN_TRIALS trials of one graph share that cache: the average
+    trial then pays under a third of one cold compile.  `tune train` is one
+    run, so it stays eager."""
+    if setting != "auto":
+        return bool(setting)
+    return device.type == "cuda" and trials_sharing_cache >= COMPILE_AUTO_MIN_TRIALS
+
+
 def build_optimizer(model: nn.Module, config: dict) -> torch.optim.Optimizer:
     lr, wd, momentum = config["learning_rate"], config["weight_decay"], config["momentum"]
     name = config["optimizer"]
@@ -124,7 +147,7 @@ def batches(n: int, batch_size: int, order: torch.Tensor | None = None):
 class _Runner:
     """Everything one run holds; `fit` below is the whole public surface."""
 
-    def __init__(self, config: dict, dataset: Dataset | None):
+    def __init__(self, config: dict, dataset: Dataset | None, trials_sharing_cache: int = 1):
         self.config = config
         self.device = resolve_device(config["device"])
         torch.manual_seed(config["seed"])  # model init
@@ -160,7 +183,8 @@ class _Runner:
         self.memory_format = torch.channels_last if config["channels_last"] else torch.contiguous_format
         self.model = create_model(config["model"], num_classes=self.num_classes).to(
             self.device, memory_format=self.memory_format)
-        self.forward = torch.compile(self.model) if config["compile"] else self.model
+        self.compiled = resolve_compile(config["compile"], self.device, trials_sharing_cache)
+        self.forward = torch.compile(self.model) if self.compiled else self.model
         self.amp_dtype, use_scaler = amp_policy(self.device, config["amp"], config["amp_dtype"])
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
         self.optimizer = build_optimizer(self.model, config)
@@ -296,15 +320,17 @@ class _Runner:
 
 def fit(config: dict, *, dataset: Dataset | None = None, resume_state: dict | None = None,
         on_epoch: Callable[[dict, Callable[[], dict]], None] | None = None,
-        on_batch: Callable[[int, int], None] | None = None) -> dict:
+        on_batch: Callable[[int, int], None] | None = None, trials_sharing_cache: int = 1) -> dict:
     """Train `config` (a validated trial config) to its last epoch.
+    `trials_sharing_cache`: how many runs of this graph share the compile
+    cache, which `compile: auto` weighs (resolve_compile).
 
     Returns {"history": [metrics per epoch], "best": best metrics, "final": last metrics,
     "weights": the final model (`Runner.weights`)}.
     Raises RunFailed when the loss diverges or the device runs out of memory.
     """
     try:
-        runner = _Runner(config, dataset)
+        runner = _Runner(config, dataset, trials_sharing_cache)
         if resume_state is not None:
             runner.load_state(resume_state)
         while runner.epoch < config["epochs"]:

@@ -1,0 +1,130 @@
+"""`compile`: true, false or auto; auto's rule; and one compile cache per
+experiment that a later trial of the same graph loads instead of compiling."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import yaml
+
+from tune_pipeline.config import validate_config
+from tune_pipeline.errors import UserError
+from tune_pipeline.space import parse_space
+from tune_pipeline.train import COMPILE_AUTO_MIN_TRIALS, resolve_compile
+from tune_pipeline.trainable import COMPILE_CACHE, compile_cache_dir
+
+from conftest import ROOT
+
+CPU, CUDA, MPS = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
+
+
+@pytest.mark.parametrize("text, value", [("true", True), ("false", False), ("auto", "auto")])
+def test_compile_takes_true_false_or_auto_from_yaml(text, value):
+    got = validate_config({"compile": yaml.safe_load(text)})["compile"]
+    assert got == value and type(got) is type(value)  # YAML's true stays a bool, not "true"
+
+
+@pytest.mark.parametrize("bad", ["on", "Auto", 1, None, 0.5])
+def test_any_other_compile_value_is_refused_naming_the_choices(bad):
+    with pytest.raises(UserError) as err:
+        validate_config({"compile": bad}, source="run.yaml")
+    assert err.value.problems == [f"run.yaml: compile: must be true, false or auto, got {bad!r}"]
+
+
+@pytest.mark.parametrize("setting", [True, False])
+def test_an_explicit_setting_is_obeyed_everywhere(setting):
+    for device in (CPU, CUDA, MPS):
+        for trials in (1, 100):
+            assert resolve_compile(setting, device, trials) is setting
+
+
+def test_auto_compiles_only_on_cuda_with_enough_trials_sharing_the_cache():
+    many = COMPILE_AUTO_MIN_TRIALS
+    assert resolve_compile("auto", CUDA, many)
+    assert not resolve_compile("auto", CUDA, many - 1)
+    assert not resolve_compile("auto", CUDA)  # `tune train`: one run pays the whole compile
+    assert not resolve_compile("auto", torch.device("cuda:1"), 1)
+    assert resolve_compile("auto", torch.device("cuda:1"), many)
+    for device in (CPU, MPS):  # measured on CPU: the compiled step is slower than eager
+        assert not resolve_compile("auto", device, 1000)
+
+
+def _space(tmp_path, parameters: dict, method="grid", **tune):
+    raw = {"method": method, "metric": {"name": "val_accuracy", "goal": "maximize"},
+           "parameters": parameters, **({"tune": tune} if tune else {})}
+    return parse_space(raw, tmp_path / "space.yaml")
+
+
+@pytest.mark.parametrize("parameters, method, tune, expected", [
+    ({"learning_rate": {"values": [0.1, 0.2, 0.3, 0.4]}}, "grid", {}, 4),  # lr: one graph
+    ({"learning_rate": {"values": [0.1, 0.2]}, "model": {"values": ["small_cnn", "resnet18"]}},
+     "grid", {}, 2),
+    ({"batch_size": {"values": [64, 128, 256]}}, "grid", {"num_samples": 2}, 2),  # grid repeated twice
+    ({"model": {"values": ["small_cnn", "resnet18"]}}, "random", {"num_samples": 10}, 5),
+    ({"batch_size": {"distribution": "int_uniform", "min": 32, "max": 256}}, "random",
+     {"num_samples": 10}, 1),  # every trial its own shape
+])
+def test_trials_per_graph_counts_the_trials_that_can_share_one_compile(tmp_path, parameters, method,
+                                                                        tune, expected):
+    assert _space(tmp_path, parameters, method, **tune).trials_per_graph() == expected
+
+
+def _storage(kind: str, path: str, name: str = "exp"):
+    return SimpleNamespace(storage_filesystem=SimpleNamespace(type_name=kind),
+                           experiment_fs_path=path, experiment_dir_name=name)
+
+
+def test_a_local_experiment_owns_its_compile_cache(tmp_path):
+    assert compile_cache_dir(_storage("local", str(tmp_path / "exp"))) == tmp_path / "exp" / COMPILE_CACHE
+
+
+def test_on_object_storage_each_node_keeps_a_local_cache_named_after_the_experiment():
+    folder = compile_cache_dir(_storage("s3", "bucket/prefix/exp", "exp"))
+    assert folder.is_absolute() and folder.name == "exp"
+    assert folder != compile_cache_dir(_storage("s3", "bucket/prefix/other", "other"))
+
+
+# A run in a fresh process, as a trial on another actor or node: the counters
+# say whether inductor compiled or loaded each graph.
+_RUN = """
+import json, sys, torch
+from torch._dynamo.utils import counters
+from tune_pipeline.config import validate_config
+from tune_pipeline.data import Dataset
+from tune_pipeline.train import fit
+g = torch.Generator().manual_seed(0)
+x = lambda n: torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+y = lambda n: torch.randint(0, 10, (n,), generator=g)
+data = Dataset("random", x(32), y(32), x(32), y(32), [str(i) for i in range(10)], (.5, .5, .5), (.25, .25, .25))
+cfg = validate_config({"model": "small_cnn", "compile": True, "device": "cpu", "epochs": 1,
+                       "batch_size": 32, "val_fraction": 0, "amp": False, "test_time_flip": False})
+fit(cfg, dataset=data)
+print(json.dumps(dict(counters["inductor"])))
+"""
+
+
+@pytest.mark.slow
+def test_a_second_trial_loads_the_graphs_the_first_one_compiled(tmp_path):
+    cache = compile_cache_dir(_storage("local", str(tmp_path / "exp")))
+    env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=str(cache),
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+
+    def trial() -> dict:
+        out = subprocess.run([sys.executable, "-c", _RUN], env=env, capture_output=True, text=True,
+                             timeout=600, check=False)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    first = trial()
+    assert first.get("fxgraph_cache_miss", 0) > 0 and not first.get("fxgraph_cache_hit")
+    assert any(Path(cache).rglob("*")), "the first trial left nothing in the experiment's cache"
+    second = trial()
+    assert second.get("fxgraph_cache_hit") == first["fxgraph_cache_miss"]
+    assert not second.get("fxgraph_cache_miss")
