@@ -125,8 +125,17 @@ def through_tune(trials: int, folder: Path) -> dict:
             loop += result.get("epoch_seconds", 0.0) + result.get("val_seconds", 0.0)
         else:
             completes[trial_id] = t
-    start_overhead = sum(first_result[i][0] - starts[i] - first_result[i][1].get("epoch_seconds", 0.0)
-                         - first_result[i][1].get("val_seconds", 0.0) for i in first_result)
+    def outside_loop(i):
+        t, result = first_result[i]
+        return t - starts[i] - result.get("epoch_seconds", 0.0) - result.get("val_seconds", 0.0)
+
+    start_overhead = sum(outside_loop(i) for i in first_result)
+    # A reused actor pays its process's one-time costs (torch._dynamo, which the
+    # optimizer imports on first use; oneDNN's first kernels) in its first trial.
+    first_on_actor = {}
+    for i in sorted(first_result, key=lambda i: first_result[i][0]):
+        first_on_actor.setdefault(first_result[i][1].get("pid"), i)
+    first_trials = set(first_on_actor.values())
     teardown = sum(completes[i] - last_result[i] for i in completes)
     return {
         "whole": whole.seconds + shutdown.seconds,
@@ -135,6 +144,9 @@ def through_tune(trials: int, folder: Path) -> dict:
         "ray up -> first trial start": min(t for t, kind, *_ in events if kind == "start") - marks["ray start end"],
         "loop (epoch + validation, summed)": loop,
         "per-trial start, outside the loop (summed)": start_overhead,
+        "first trial on each actor": (len(first_trials), sum(outside_loop(i) for i in first_trials)),
+        "later trials": (len(first_result) - len(first_trials),
+                         sum(outside_loop(i) for i in first_result if i not in first_trials)),
         "per-trial teardown (summed)": teardown,
         "driver summary (read experiment)": marks.get("driver summary (read experiment)", 0.0),
         "ray shutdown": shutdown.seconds,
@@ -146,6 +158,35 @@ def through_tune(trials: int, folder: Path) -> dict:
     }
 
 
+def _noop_trial(config):
+    from ray import tune
+    tune.report({"epoch": 1})
+
+
+def tune_floor(trials: int, folder: Path) -> float:
+    """Ray Tune's own cost per trial, outside any loop: the same number of
+    trials of a trainable that only reports once, with actors reused and the
+    same resources, on a Ray started for it.  Summed like the
+    sweep's "trial start outside the loop" term: start to first result."""
+    from ray import tune
+
+    starts, results = {}, {}
+
+    class Clock(tune.Callback):
+        def on_trial_start(self, iteration, trials, trial, **info):
+            starts.setdefault(trial.trial_id, time.perf_counter())
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            results.setdefault(trial.trial_id, time.perf_counter())
+
+    tune.Tuner(tune.with_resources(_noop_trial, {"cpu": 1}),
+               param_space={"seed": tune.grid_search(list(range(trials)))},
+               tune_config=tune.TuneConfig(reuse_actors=True),
+               run_config=tune.RunConfig(storage_path=str(folder), name="noop", verbose=0,
+                                         callbacks=[Clock()])).fit()
+    return sum(results[i] - starts[i] for i in results)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=20)
@@ -153,6 +194,11 @@ def main():
     baseline = in_process(args.trials)
     with tempfile.TemporaryDirectory() as folder:
         terms = through_tune(args.trials, Path(folder))
+        import ray
+        ray.init(address="local", include_dashboard=False, log_to_driver=False,
+                 logging_level="ERROR")
+        floor = tune_floor(args.trials, Path(folder))
+        ray.shutdown()
     events = terms.pop("_events")
     first_start = min(t for t, kind, *_ in events if kind == "start")
     last_complete = max(t for t, kind, *_ in events if kind == "complete")
@@ -168,6 +214,10 @@ def main():
     print(f"    loop: epoch + validation, summed           : {terms['loop (epoch + validation, summed)']:7.2f} s")
     print(f"    trial start outside the loop, summed       : {terms['per-trial start, outside the loop (summed)']:7.2f} s "
           f"({terms['per-trial start, outside the loop (summed)'] / args.trials:.2f} s/trial)")
+    for term in ("first trial on each actor", "later trials"):
+        n, seconds = terms[term]
+        print(f"      {term + ' (' + str(n) + ')':<39}: {seconds:7.2f} s ({seconds / max(n, 1):.2f} s/trial)")
+    print(f"      Ray Tune's own, no-op trials, summed   : {floor:7.2f} s ({floor / args.trials:.2f} s/trial)")
     print(f"    last result -> trial done, summed          : {terms['per-trial teardown (summed)']:7.2f} s "
           f"({terms['per-trial teardown (summed)'] / args.trials:.2f} s/trial)")
     print(f"    driver callbacks (live table), summed      : {terms['driver callbacks']:7.2f} s")
