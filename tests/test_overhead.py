@@ -5,6 +5,7 @@ every result, or leaves Ray running after the command ends fails here, on any
 machine, however fast."""
 
 import math
+import os
 import subprocess
 import sys
 
@@ -47,9 +48,12 @@ def test_one_checkpoint_per_epoch_few_state_snapshots_and_no_ray_left(tmp_path, 
     space = write_sweep(tmp_path, {"learning_rate": {"values": [0.01, 0.02, 0.05, 0.1]},
                                    "epochs": {"value": EPOCHS}})
     count_file = tmp_path / "state_saves.txt"
+    own_tmp = tmp_path / "tmp"
+    own_tmp.mkdir()
     done = subprocess.run([sys.executable, "-c", COUNTING_DRIVER, str(count_file), "search", str(space),
                            "--name", "guard", "--storage-path", str(tmp_path), *TINY],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TMPDIR": str(own_tmp)})
     assert done.returncode == 0, done.stdout + done.stderr
     assert "experiment:" in done.stdout  # all printed before the command's quick exit (cli._exit)
 
@@ -68,5 +72,8 @@ def test_one_checkpoint_per_epoch_few_state_snapshots_and_no_ray_left(tmp_path, 
     saves = len(count_file.read_text().split())
     assert 1 <= saves <= math.ceil(TRIALS * EPOCHS / CHECKPOINTS_TO_KEEP) + 2, saves
 
-    # The command ends without Python's teardown: Ray must not outlive it.
+    # The command ends without Python's teardown: Ray must not outlive it, and
+    # the exit handlers must still run (wandb's removes its temporary folders).
     assert ray_processes_of(private_ray_tmpdir) == []
+    # (torch's compile cache folder is meant to stay: it is a cache.)
+    assert [p.name for p in own_tmp.iterdir() if not p.name.startswith("torchinductor_")] == []
