@@ -17,6 +17,7 @@ import yaml
 from tune_pipeline.config import validate_config
 from tune_pipeline.errors import UserError
 from tune_pipeline.space import parse_space
+from tune_pipeline.sweep import concurrent_trials, trials_per_compile
 from tune_pipeline.train import COMPILE_AUTO_MIN_TRIALS, resolve_compile
 from tune_pipeline.trainable import COMPILE_CACHE, compile_cache_dir
 
@@ -45,7 +46,7 @@ def test_an_explicit_setting_is_obeyed_everywhere(setting):
             assert resolve_compile(setting, device, trials) is setting
 
 
-def test_auto_compiles_only_on_cuda_with_enough_trials_sharing_the_cache():
+def test_auto_compiles_only_on_cuda_with_enough_trials_per_cold_compile():
     many = COMPILE_AUTO_MIN_TRIALS
     assert resolve_compile("auto", CUDA, many)
     assert not resolve_compile("auto", CUDA, many - 1)
@@ -74,6 +75,62 @@ def _space(tmp_path, parameters: dict, method="grid", **tune):
 def test_trials_per_graph_counts_the_trials_that_can_share_one_compile(tmp_path, parameters, method,
                                                                         tune, expected):
     assert _space(tmp_path, parameters, method, **tune).trials_per_graph() == expected
+
+
+def _cluster(*nodes):
+    """A stand-in for the `ray` module: alive nodes with these (CPU, GPU)."""
+    return SimpleNamespace(nodes=lambda: [{"Alive": True, "Resources": {"CPU": c, "GPU": g}} for c, g in nodes]
+                           + [{"Alive": False, "Resources": {"CPU": 64.0, "GPU": 8.0}}])
+
+
+@pytest.mark.parametrize("nodes, resources, max_concurrent, expected", [
+    ([(2.0, 0.0)], {"cpu": 1.0, "gpu": 0.0}, None, 2),        # this machine: two 1-CPU trials
+    ([(16.0, 1.0)], {"cpu": 2.0, "gpu": 0.25}, None, 4),      # 4 trials share the GPU
+    ([(16.0, 1.0), (16.0, 1.0)], {"cpu": 2.0, "gpu": 0.25}, None, 8),
+    ([(16.0, 1.0)], {"cpu": 2.0, "gpu": 0.25}, 1, 1),         # max_concurrent_trials caps it
+    ([(1.0, 0.0)], {"cpu": 2.0, "gpu": 0.0}, None, 1),
+])
+def test_concurrent_trials_is_what_the_nodes_hold_capped(nodes, resources, max_concurrent, expected):
+    assert concurrent_trials(_cluster(*nodes), resources, max_concurrent) == expected
+
+
+def test_trials_that_start_together_each_pay_a_cold_compile(tmp_path):
+    # 8 trials of one graph, 4 at once on one GPU: each cold compile serves 2 trials,
+    # too few for auto; one at a time, 8.
+    space = _space(tmp_path, {"learning_rate": {"values": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]}})
+    gpu_node = _cluster((16.0, 1.0))
+    assert trials_per_compile(space, gpu_node, {"cpu": 2.0, "gpu": 0.25}, None) == 2
+    assert not resolve_compile("auto", CUDA, trials_per_compile(space, gpu_node, {"cpu": 2.0, "gpu": 0.25}, None))
+    assert resolve_compile("auto", CUDA, trials_per_compile(space, gpu_node, {"cpu": 2.0, "gpu": 0.25}, 1))
+
+
+def test_a_trial_resolves_compile_once_sets_the_cache_and_reports_it(tmp_path, monkeypatch):
+    from tune_pipeline import trainable
+
+    seen, reports = {}, []
+
+    def fake_fit(cfg, *, dataset, resume_state, on_epoch):
+        seen.update(compile=cfg["compile"], cache=os.environ.get("TORCHINDUCTOR_CACHE_DIR"))
+        on_epoch({"epoch": 1}, lambda: {"config": dict(cfg)})
+
+    storage = _storage("local", str(tmp_path / "exp"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setattr(trainable, "fit", fake_fit)
+    monkeypatch.setattr(trainable, "_use_assigned_cpus", lambda: None)
+    monkeypatch.setattr(trainable, "resolve_device", lambda name: CUDA)  # as on a GPU node
+    monkeypatch.setattr(trainable.ray, "get_runtime_context", lambda: SimpleNamespace(get_node_id=lambda: "n"))
+    monkeypatch.setattr(trainable.tune, "get_context", lambda: SimpleNamespace(get_storage=lambda: storage))
+    monkeypatch.setattr(trainable.tune, "get_checkpoint", lambda: None)
+    monkeypatch.setattr(trainable.tune, "report", lambda metrics, checkpoint: reports.append(metrics))
+
+    trainable.train_trial({"compile": "auto", "device": "cuda"}, trials_per_compile=COMPILE_AUTO_MIN_TRIALS)
+    assert seen == {"compile": True, "cache": str(tmp_path / "exp" / COMPILE_CACHE)}
+    assert reports[-1]["compiled"] is True
+
+    seen.clear()
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    trainable.train_trial({"compile": "auto", "device": "cuda"}, trials_per_compile=1)
+    assert seen == {"compile": False, "cache": None} and reports[-1]["compiled"] is False
 
 
 def _storage(kind: str, path: str, name: str = "exp"):
@@ -128,3 +185,16 @@ def test_a_second_trial_loads_the_graphs_the_first_one_compiled(tmp_path):
     second = trial()
     assert second.get("fxgraph_cache_hit") == first["fxgraph_cache_miss"]
     assert not second.get("fxgraph_cache_miss")
+
+
+def test_train_from_trains_what_the_trial_resolved_auto_to(tmp_path):
+    from fake_experiment import make_experiment
+
+    from tune_pipeline.cli import _config_from_experiment
+
+    experiment = make_experiment(tmp_path, {"compile": ["auto"], "learning_rate": [0.1]}, epochs=2)
+    for results in experiment.glob("trial_*/result.json"):
+        rows = [json.loads(line) for line in results.read_text().splitlines()]
+        results.write_text("".join(json.dumps({**row, "compiled": True}) + "\n" for row in rows))
+    config, _, _ = _config_from_experiment(str(experiment), None)
+    assert config["compile"] is True and config["learning_rate"] == 0.1

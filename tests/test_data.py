@@ -1,3 +1,4 @@
+import hashlib
 import json
 import shutil
 import subprocess
@@ -30,6 +31,10 @@ def test_embedded_digits_need_no_files():
     assert ds.train_images.float().std() > 10  # real pictures, not a constant
 
 
+# scikit-learn's digits.csv.gz, byte for byte (checked against scikit-learn 1.9.1).
+DIGITS_SHA256 = "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22"
+
+
 def test_digits_come_from_the_package_not_scikit_learn():
     # The quickstart's data ships inside the package: no scikit-learn install
     # (nor its 1.2 s import) on the way to a user's first sweep.
@@ -42,6 +47,7 @@ def test_digits_come_from_the_package_not_scikit_learn():
     assert int(total) == 1797
     # 174-183 of each digit in the file; 80% of them are drawn for training
     assert all(120 <= n <= 170 for n in json.loads(per_class)), per_class
+    assert hashlib.sha256(data.DIGITS_FILE.read_bytes()).hexdigest() == DIGITS_SHA256
 
 
 @pytest.mark.parametrize("name,n_classes,n_train", [("cifar10", 10, 100), ("cifar100", 100, 20)])

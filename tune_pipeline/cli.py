@@ -85,6 +85,11 @@ def _config_from_experiment(experiment_dir: str, trial_id: str | None) -> tuple[
         chosen, how = matches[0], "named by --trial"
     # Training keys only: an experiment from an older version may hold keys since dropped.
     raw = {k: v for k, v in chosen.config.items() if k in FIELDS}
+    # `compile: auto` was resolved by the trial (trainable.train_trial), which
+    # reports what it chose: train what it trained.
+    compiled = [h["compiled"] for h in chosen.history if isinstance(h.get("compiled"), bool)]
+    if compiled:
+        raw["compile"] = compiled[-1]
     quoted = quoted_accuracy(chosen.history, metric, mode)
     line = (f"from {exp.name} trial {chosen.trial_id} ({how}; its {QUOTED} {fmt(QUOTED, quoted)})")
     return raw, f"{exp.name}-{chosen.trial_id}", line

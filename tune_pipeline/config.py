@@ -74,17 +74,12 @@ def _anything(v):
     return None
 
 
-class _SwitchKind(type):
-    def __instancecheck__(cls, value):
-        return isinstance(value, bool) or value == "auto"
-
-
-class bool_or_auto(metaclass=_SwitchKind):  # noqa: N801 - named as the kind it stands for
-    """The kind of a switch the run may decide: true, false or "auto"."""
+class Switch:
+    """The kind of a key that takes true, false or "auto" (the run decides)."""
 
 
 def _switch(v):
-    return None if isinstance(v, bool_or_auto) else "must be true, false or auto"
+    return None if isinstance(v, bool) or v == "auto" else "must be true, false or auto"
 
 
 FIELDS: dict[str, Field] = {
@@ -121,7 +116,7 @@ FIELDS: dict[str, Field] = {
     "amp": Field(True, bool, _anything, "mixed precision on/off"),
     "amp_dtype": Field("auto", str, _choice(AMP_DTYPES), "auto, float16 or bfloat16"),
     "channels_last": Field(True, bool, _anything, "NHWC memory layout"),
-    "compile": Field(False, bool_or_auto, _switch,
+    "compile": Field(False, Switch, _switch,
                      "torch.compile the model; auto: only where it pays (train.resolve_compile)"),
     "test_time_flip": Field(True, bool, _anything,
                             "average logits with the mirrored image (validation and test); +1.1% "
@@ -153,7 +148,7 @@ def coerce(key: str, value: Any) -> tuple[Any, str | None]:
     """Return (value converted to the field's type, problem or None)."""
     field = FIELDS[key]
     kind = field.kind
-    if kind is bool_or_auto:
+    if kind is Switch:
         return value, None  # the check names the choices
     if kind is bool:
         if isinstance(value, bool):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tune_pipeline.config import (FIELDS, PATH_KEYS, check_transform_script, check_value,
+from tune_pipeline.config import (FIELDS, PATH_KEYS, Switch, check_transform_script, check_value,
                                   parse_set_option, path_bases, read_yaml, resolve_path, suggest)
 from tune_pipeline.distributions import DISTRIBUTIONS, SPEC_KEYS, bayes_domain, integral
 from tune_pipeline.errors import UserError
@@ -256,8 +256,9 @@ def _parse_categorical(key, spec, where, method, bases, problems, distribution) 
 def _parse_numeric(key, spec, where, method, bases, problems, record) -> Param | None:
     kind = FIELDS[key].kind
     if kind not in (int, float):
+        values = "true, false or auto" if kind is Switch else f"{kind.__name__}"
         problems.append(f"{where}: distribution {record.name} needs a numeric key; {key} takes "
-                        f"{kind.__name__} values")
+                        f"{values} values")
         return None
     b: dict = {}
     for name, default in record.keys.items():
@@ -517,9 +518,8 @@ def _parse_metric(raw: dict, src: str, problems: list[str], notes: list[str], ig
 
 def _parse_resources(tune: dict, src: str, problems: list[str]) -> dict:
     # One CPU (one torch thread, trainable._use_assigned_cpus) per trial packs
-    # a trial on every core: on 2 cores, 2 trials x 1 thread trained 1.10-1.11x
-    # (small_cnn) and 1.01-1.09x (resnet18) the summed images/s of 1 trial x 2
-    # threads (BENCHMARKS.md, "CPU packing: threads per trial").
+    # a trial on every core, which trained more images/s in all than one trial
+    # with every core's threads (BENCHMARKS.md, "CPU packing: threads per trial").
     resources = {"cpu": 1.0, "gpu": 0.0}
     res = tune.get("resources", {})
     if not isinstance(res, dict):

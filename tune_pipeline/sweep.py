@@ -150,14 +150,36 @@ def shared_dataset(space: SearchSpace) -> dict | None:
     return {"key": dataset_key(space.fixed), "arrays": load_for_config(space.fixed).to_arrays()}
 
 
-def build_trainable(shared: dict | None, resources: dict, space: SearchSpace):
+def concurrent_trials(ray, resources: dict, max_concurrent: int | None) -> int:
+    """How many trials run at once: what every alive node holds of one trial's
+    resources, summed, capped by max_concurrent_trials."""
+    slots = 0
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        have = node.get("Resources", {})
+        fits = [have.get("CPU", 0.0) // resources["cpu"]]
+        if resources.get("gpu"):
+            fits.append(have.get("GPU", 0.0) // resources["gpu"])
+        slots += int(min(fits))
+    slots = max(1, slots)
+    return min(slots, max_concurrent) if max_concurrent else slots
+
+
+def trials_per_compile(space: SearchSpace, ray, resources: dict, max_concurrent: int | None) -> float:
+    """How many trials share each cold compile of one graph: trials that start
+    together each compile cold; later ones find the graphs in the cache."""
+    return space.trials_per_graph() / concurrent_trials(ray, resources, max_concurrent)
+
+
+def build_trainable(shared: dict | None, resources: dict, per_compile: float):
     """The wrapped trainable; `Tuner.restore` needs the same one again."""
     from ray import tune
 
     from tune_pipeline.trainable import train_trial
 
     return tune.with_resources(tune.with_parameters(
-        train_trial, shared_data=shared, trials_sharing_cache=space.trials_per_graph()), resources)
+        train_trial, shared_data=shared, trials_per_compile=per_compile), resources)
 
 
 def build_callbacks(meta: dict, name: str, console):
@@ -381,7 +403,7 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
     ray = init_ray(options.address, options.verbose, console)
     resources = fit_resources(ray, resources, console)
     check_fits_cluster(ray, resources)
-    trainable = build_trainable(shared, resources, space)
+    trainable = build_trainable(shared, resources, trials_per_compile(space, ray, resources, max_concurrent))
 
     meta = {
         "name": name, "storage_path": storage, "space_file": str(space.source), "space": space.raw,
@@ -452,7 +474,8 @@ def _resume_locked(experiment_dir: Path, meta: dict, restart_errored: bool, addr
     ray = init_ray(address, verbose, console)
     resources = fit_resources(ray, dict(meta["resources"]), console)
     check_fits_cluster(ray, resources)
-    trainable = build_trainable(shared, resources, space)
+    trainable = build_trainable(shared, resources, trials_per_compile(
+        space, ray, resources, meta.get("max_concurrent_trials")))
     if meta.get("wandb"):
         wandb_environment()  # the restored callback runs offline again without a key
     # Ray restores the run config it pickled, callbacks included; our live

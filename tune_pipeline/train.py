@@ -69,27 +69,24 @@ def amp_policy(device: torch.device, enabled: bool, dtype_name: str):
     return dtype, dtype == torch.float16 and device.type == "cuda"
 
 
-# `compile: auto` compiles only where a sweep shares the compile among this
-# many trials of one graph (BENCHMARKS.md, "Compile paid once per sweep").
+# `compile: auto` compiles only where at least this many trials share each
+# cold compile (BENCHMARKS.md, "Compile paid once per sweep").
 COMPILE_AUTO_MIN_TRIALS = 4
 
 
-def resolve_compile(setting: bool | str, device: torch.device, trials_sharing_cache: int = 1) -> bool:
-    """Whether this run compiles its model: `compile: auto` is decided here only.
+def resolve_compile(setting: bool | str, device: torch.device, trials_per_compile: float = 1) -> bool:
+    """Whether a run compiles its model: `compile: auto` is decided here only.
 
-    Measured on 2 CPU cores (BENCHMARKS.md): a cold inductor compile costs a
-    trial 54-81 s (small_cnn, resnet18); small_cnn's compiled step then runs
-    ~20% slower than eager and resnet18's at most ~10% faster, so on CPU auto
-    stays eager (it must never slow a run down; `true` is there for resnet18
-    users with long trials).  MPS is not measured and stays eager.  On CUDA
-    (not measured here) a trial that finds its graphs in the shared on-disk
-    cache pays ~5% of a cold compile, so auto compiles when at least
-    COMPILE_AUTO_MIN_TRIALS trials of one graph share that cache: the average
-    trial then pays under a third of one cold compile.  `tune train` is one
-    run, so it stays eager."""
+    `trials_per_compile`: the runs of this graph divided by those that start
+    together, i.e. how many runs share each cold compile through the on-disk
+    cache (trials that start at once each pay a cold one).  Auto compiles on
+    CUDA when that is at least COMPILE_AUTO_MIN_TRIALS (a warm start costs a
+    twentieth of a cold one, so each run then pays under a third of one), and
+    never on CPU or MPS: on CPU the compiled step was not faster than eager
+    (BENCHMARKS.md), MPS is not measured.  A single `tune train` run has 1."""
     if setting != "auto":
         return bool(setting)
-    return device.type == "cuda" and trials_sharing_cache >= COMPILE_AUTO_MIN_TRIALS
+    return device.type == "cuda" and trials_per_compile >= COMPILE_AUTO_MIN_TRIALS
 
 
 def build_optimizer(model: nn.Module, config: dict) -> torch.optim.Optimizer:
@@ -147,7 +144,7 @@ def batches(n: int, batch_size: int, order: torch.Tensor | None = None):
 class _Runner:
     """Everything one run holds; `fit` below is the whole public surface."""
 
-    def __init__(self, config: dict, dataset: Dataset | None, trials_sharing_cache: int = 1):
+    def __init__(self, config: dict, dataset: Dataset | None):
         self.config = config
         self.device = resolve_device(config["device"])
         torch.manual_seed(config["seed"])  # model init
@@ -183,8 +180,9 @@ class _Runner:
         self.memory_format = torch.channels_last if config["channels_last"] else torch.contiguous_format
         self.model = create_model(config["model"], num_classes=self.num_classes).to(
             self.device, memory_format=self.memory_format)
-        self.compiled = resolve_compile(config["compile"], self.device, trials_sharing_cache)
-        self.forward = torch.compile(self.model) if self.compiled else self.model
+        # A sweep's trial arrives with `compile` resolved (trainable.train_trial).
+        compiled = resolve_compile(config["compile"], self.device)
+        self.forward = torch.compile(self.model) if compiled else self.model
         self.amp_dtype, use_scaler = amp_policy(self.device, config["amp"], config["amp_dtype"])
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
         self.optimizer = build_optimizer(self.model, config)
@@ -320,17 +318,15 @@ class _Runner:
 
 def fit(config: dict, *, dataset: Dataset | None = None, resume_state: dict | None = None,
         on_epoch: Callable[[dict, Callable[[], dict]], None] | None = None,
-        on_batch: Callable[[int, int], None] | None = None, trials_sharing_cache: int = 1) -> dict:
+        on_batch: Callable[[int, int], None] | None = None) -> dict:
     """Train `config` (a validated trial config) to its last epoch.
-    `trials_sharing_cache`: how many runs of this graph share the compile
-    cache, which `compile: auto` weighs (resolve_compile).
 
     Returns {"history": [metrics per epoch], "best": best metrics, "final": last metrics,
     "weights": the final model (`Runner.weights`)}.
     Raises RunFailed when the loss diverges or the device runs out of memory.
     """
     try:
-        runner = _Runner(config, dataset, trials_sharing_cache)
+        runner = _Runner(config, dataset)
         if resume_state is not None:
             runner.load_state(resume_state)
         while runner.epoch < config["epochs"]:

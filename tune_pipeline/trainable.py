@@ -16,7 +16,7 @@ from tune_pipeline.config import validate_config
 from tune_pipeline.data import Dataset, dataset_key
 from tune_pipeline.errors import RunFailed
 from tune_pipeline.experiment import STALLED_FILE
-from tune_pipeline.train import fit
+from tune_pipeline.train import fit, resolve_compile, resolve_device
 from tune_pipeline.watchdog import TrialStalled, Watchdog
 
 STATE_FILE = "state.pt"
@@ -32,8 +32,8 @@ def _use_assigned_cpus() -> None:
 
 def compile_cache_dir(storage) -> Path:
     """Inductor's on-disk cache (FX graphs, AOTAutograd) for one experiment, so a
-    trial loads what an earlier trial of the same graph compiled: 2.8 s instead
-    of 54-77 s for small_cnn on 2 CPU cores (BENCHMARKS.md).  Inductor needs a local
+    trial loads what an earlier trial of the same graph compiled, in about a
+    twentieth of the compile's time (BENCHMARKS.md).  Inductor needs a local
     folder: the experiment's own on local storage, else one per node named after
     the experiment."""
     if storage.storage_filesystem.type_name == "local":
@@ -41,13 +41,17 @@ def compile_cache_dir(storage) -> Path:
     return Path(tempfile.gettempdir()) / "tune_pipeline" / COMPILE_CACHE / storage.experiment_dir_name
 
 
-def train_trial(config: dict, shared_data: dict | None = None, trials_sharing_cache: int = 1) -> None:
+def train_trial(config: dict, shared_data: dict | None = None, trials_per_compile: float = 1) -> None:
     """`shared_data` is {"key": dataset_key, "arrays": Dataset.to_arrays()} put
     in the object store once by the driver; a trial on other data loads its own.
-    `trials_sharing_cache`: the sweep's trials of this trial's graph (`compile: auto`)."""
+    `trials_per_compile`: how many of the sweep's trials share each cold compile
+    of this trial's graph (sweep.trials_per_compile), which `compile: auto` weighs."""
     _use_assigned_cpus()
     cfg = validate_config(dict(config), source="trial config")
-    if cfg["compile"] is not False:  # read by inductor at each compile, so set before fit
+    # Resolved once, here, and reported with every result: `tune train --from`
+    # and a resumed trial then train what this trial trained.
+    cfg["compile"] = resolve_compile(cfg["compile"], resolve_device(cfg["device"]), trials_per_compile)
+    if cfg["compile"]:  # read by inductor at each compile, so set before fit
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(compile_cache_dir(tune.get_context().get_storage()))
     dataset = None
     if shared_data is not None and tuple(shared_data["key"]) == dataset_key(cfg):
@@ -58,16 +62,19 @@ def train_trial(config: dict, shared_data: dict | None = None, trials_sharing_ca
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             resume_state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
+        # A continued trial compiles as it started, whatever the cluster is now.
+        cfg["compile"] = bool(resume_state["config"].get("compile", cfg["compile"]))
 
     def report(metrics: dict, make_state) -> None:
         with tempfile.TemporaryDirectory() as folder:
             torch.save(make_state(), Path(folder) / STATE_FILE)
-            tune.report({**metrics, "node_id": ray.get_runtime_context().get_node_id()},
+            tune.report({**metrics, "node_id": ray.get_runtime_context().get_node_id(),
+                         "compiled": cfg["compile"]},
                         checkpoint=tune.Checkpoint.from_directory(folder))
 
     with Watchdog(cfg["trial_timeout"], on_give_up=_record_stall) as watchdog:
         try:
-            fit(cfg, dataset=dataset, resume_state=resume_state, trials_sharing_cache=trials_sharing_cache,
+            fit(cfg, dataset=dataset, resume_state=resume_state,
                 on_epoch=lambda metrics, make_state: (report(metrics, make_state), watchdog.beat()))
         except TrialStalled as exc:
             raise RunFailed(str(exc)) from None
