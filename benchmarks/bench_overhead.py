@@ -216,8 +216,8 @@ def main():
           f"({terms['per-trial start, outside the loop (summed)'] / args.trials:.2f} s/trial)")
     for term in ("first trial on each actor", "later trials"):
         n, seconds = terms[term]
-        print(f"      {term + ' (' + str(n) + ')':<39}: {seconds:7.2f} s ({seconds / max(n, 1):.2f} s/trial)")
-    print(f"      Ray Tune's own, no-op trials, summed   : {floor:7.2f} s ({floor / args.trials:.2f} s/trial)")
+        print(f"      {term + ' (' + str(n) + ')':<41}: {seconds:7.2f} s ({seconds / max(n, 1):.2f} s/trial)")
+    print(f"      Ray Tune's own, no-op trials, summed     : {floor:7.2f} s ({floor / args.trials:.2f} s/trial)")
     print(f"    last result -> trial done, summed          : {terms['per-trial teardown (summed)']:7.2f} s "
           f"({terms['per-trial teardown (summed)'] / args.trials:.2f} s/trial)")
     print(f"    driver callbacks (live table), summed      : {terms['driver callbacks']:7.2f} s")
