@@ -97,6 +97,24 @@ def start_tune(*args, cwd, env=None, **popen) -> subprocess.Popen:
 TINY = ["--set", "max_train_images=256", "--set", "max_test_images=128", "--set", "batch_size=64"]
 
 
+@pytest.fixture(scope="module")
+def digits():
+    """The embedded digits, decoded once per test module."""
+    from tune_pipeline.data import load_dataset
+
+    return load_dataset("digits")
+
+
+def digits_config(train_images: int, test_images: int, /, **overrides) -> dict:
+    """A validated small_cnn config on a digits subset (seconds per epoch);
+    `overrides` win, the subset sizes included."""
+    from tune_pipeline.config import validate_config
+
+    return validate_config({"model": "small_cnn", "dataset": "digits", "epochs": 2, "batch_size": 64,
+                            "learning_rate": 0.05, "max_train_images": train_images,
+                            "max_test_images": test_images, **overrides})
+
+
 def write_sweep(folder: Path, parameters: dict, name: str = "space.yaml", **top) -> Path:
     import yaml
 

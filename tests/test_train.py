@@ -3,25 +3,16 @@ import math
 import pytest
 import torch
 
-from tune_pipeline.config import LR_SCHEDULERS, OPTIMIZERS, validate_config
-from tune_pipeline.data import load_dataset
+from tune_pipeline.config import LR_SCHEDULERS, OPTIMIZERS
 from tune_pipeline.errors import RunFailed
 from tune_pipeline.metrics import TIMING_METRICS
 from tune_pipeline.train import amp_policy, fit
 
-from conftest import TRANSFORM_SCRIPTS
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
+from conftest import TRANSFORM_SCRIPTS, digits_config
 
 
 def config(**overrides):
-    base = {"model": "small_cnn", "dataset": "digits", "epochs": 2, "batch_size": 64,
-            "learning_rate": 0.05, "max_train_images": 320, "max_test_images": 128}
-    base.update(overrides)
-    return validate_config(base)
+    return digits_config(320, 128, **overrides)
 
 
 def test_two_epochs_on_digits_learn(digits):

@@ -10,24 +10,17 @@ import yaml
 
 from tune_pipeline import metrics
 from tune_pipeline.config import validate_config
-from tune_pipeline.data import (DataError, Dataset, dataset_key, load_dataset, load_for_config,
+from tune_pipeline.data import (DataError, Dataset, dataset_key, load_for_config,
                                 stratified_split, with_validation)
 from tune_pipeline.errors import UserError
 from tune_pipeline.space import load_space
 from tune_pipeline.train import _Runner, fit
 
-from conftest import write_image_folder
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
+from conftest import digits_config, write_image_folder
 
 
 def small(**overrides):
-    base = {"model": "small_cnn", "dataset": "digits", "epochs": 2, "batch_size": 64,
-            "learning_rate": 0.05, "max_train_images": 256, "max_test_images": 64}
-    return validate_config({**base, **overrides})
+    return digits_config(256, 64, **overrides)
 
 
 # ---------------------------------------------------------------- the split
