@@ -3,6 +3,7 @@ experiment that a later trial of the same graph loads instead of compiling."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -198,3 +199,23 @@ def test_train_from_trains_what_the_trial_resolved_auto_to(tmp_path):
         results.write_text("".join(json.dumps({**row, "compiled": True}) + "\n" for row in rows))
     config, _, _ = _config_from_experiment(str(experiment), None)
     assert config["compile"] is True and config["learning_rate"] == 0.1
+
+
+def test_a_resumed_trial_compiles_as_it_started(tmp_path, monkeypatch):
+    from tune_pipeline import trainable
+
+    seen = {}
+    checkpoint_dir = tmp_path / "checkpoint"
+    checkpoint_dir.mkdir()
+    torch.save({"config": {"compile": True}}, checkpoint_dir / trainable.STATE_FILE)
+    checkpoint = SimpleNamespace(as_directory=lambda: contextlib.nullcontext(str(checkpoint_dir)))
+    storage = _storage("local", str(tmp_path / "exp"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setattr(trainable, "fit", lambda cfg, **kw: seen.update(
+        compile=cfg["compile"], cache=os.environ.get("TORCHINDUCTOR_CACHE_DIR")))
+    monkeypatch.setattr(trainable, "_use_assigned_cpus", lambda: None)
+    monkeypatch.setattr(trainable.tune, "get_context", lambda: SimpleNamespace(get_storage=lambda: storage))
+    monkeypatch.setattr(trainable.tune, "get_checkpoint", lambda: checkpoint)
+    # On a CPU node, auto would resolve to eager; the trial started compiled.
+    trainable.train_trial({"compile": "auto", "device": "cpu"}, trials_per_compile=100)
+    assert seen == {"compile": True, "cache": str(tmp_path / "exp" / COMPILE_CACHE)}

@@ -48,11 +48,6 @@ def train_trial(config: dict, shared_data: dict | None = None, trials_per_compil
     of this trial's graph (sweep.trials_per_compile), which `compile: auto` weighs."""
     _use_assigned_cpus()
     cfg = validate_config(dict(config), source="trial config")
-    # Resolved once, here, and reported with every result: `tune train --from`
-    # and a resumed trial then train what this trial trained.
-    cfg["compile"] = resolve_compile(cfg["compile"], resolve_device(cfg["device"]), trials_per_compile)
-    if cfg["compile"]:  # read by inductor at each compile, so set before fit
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(compile_cache_dir(tune.get_context().get_storage()))
     dataset = None
     if shared_data is not None and tuple(shared_data["key"]) == dataset_key(cfg):
         dataset = Dataset.from_arrays(shared_data["arrays"])
@@ -62,8 +57,15 @@ def train_trial(config: dict, shared_data: dict | None = None, trials_per_compil
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             resume_state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
-        # A continued trial compiles as it started, whatever the cluster is now.
-        cfg["compile"] = bool(resume_state["config"].get("compile", cfg["compile"]))
+
+    # Resolved once, here, and reported with every result: `tune train --from`
+    # trains what this trial trained.  A continued trial compiles as it started,
+    # whatever the cluster is now.
+    started = resume_state["config"].get("compile") if resume_state is not None else None
+    cfg["compile"] = (started if isinstance(started, bool) else
+                      resolve_compile(cfg["compile"], resolve_device(cfg["device"]), trials_per_compile))
+    if cfg["compile"]:  # read by inductor at each compile, so set before fit
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(compile_cache_dir(tune.get_context().get_storage()))
 
     def report(metrics: dict, make_state) -> None:
         with tempfile.TemporaryDirectory() as folder:
