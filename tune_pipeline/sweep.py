@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import tempfile
 import time
 from dataclasses import dataclass
@@ -98,6 +99,22 @@ def init_ray(address: str | None, verbose: bool, console=None):
                         f"with --address auto")
     kwargs = dict(log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR,
                   configure_logging=True)
+    # ray.init replaces the SIGTERM handler with one that exits at once (code 15,
+    # nothing saved); a handler of the command's own (cli.main: SIGTERM acts
+    # as Ctrl-C) is put back.
+    on_sigterm = signal.getsignal(signal.SIGTERM)
+    try:
+        _start_or_join(ray, address, kwargs, console)
+    finally:
+        if callable(on_sigterm):
+            signal.signal(signal.SIGTERM, on_sigterm)
+    if not verbose:
+        for name in ("ray", "ray.tune", "ray.train", "ray.data"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    return ray
+
+
+def _start_or_join(ray, address: str | None, kwargs: dict, console) -> None:
     if address or os.environ.get("RAY_ADDRESS"):  # the user's choice (RAY_ADDRESS as every Ray program reads it)
         _join(ray, address, kwargs, f"--address {address}" if address else "RAY_ADDRESS")
     else:
@@ -113,10 +130,6 @@ def init_ray(address: str | None, verbose: bool, console=None):
                              f"`tune dashboard`); starting a private local Ray instead")
             # A local Ray sized to this machine; the dashboard is `tune dashboard`'s job.
             ray.init(address="local", include_dashboard=False, **kwargs)
-    if not verbose:
-        for name in ("ray", "ray.tune", "ray.train", "ray.data"):
-            logging.getLogger(name).setLevel(logging.ERROR)
-    return ray
 
 
 def _join(ray, address: str | None, kwargs: dict, what: str) -> None:
@@ -457,6 +470,7 @@ def resume_sweep(experiment_dir, *, restart_errored: bool, address: str | None,
 
     experiment_dir = location(experiment_dir)
     meta = read_metadata(experiment_dir)
+    check_resumable(meta, experiment_dir)
     # The lock first: a driver still starting has not written Ray's state yet.
     with ExperimentLock(experiment_dir, "tune resume"):
         if not tune.Tuner.can_restore(str(experiment_dir)):
@@ -485,6 +499,24 @@ def _resume_locked(experiment_dir: Path, meta: dict, restart_errored: bool, addr
         resume_errored=False, restart_errored=restart_errored)
     console.start(meta["name"], experiment_dir, meta["trial_count"], resources, resumed=True)
     return _finish(tuner, experiment_dir, meta, console, verbose)
+
+
+# What `tune resume` reads of tune_pipeline.json, with the kind of each value.
+RESUME_KEYS = {"name": str, "space_file": str, "metric": str, "mode": str, "resources": dict,
+               "trial_count": int}
+
+
+def check_resumable(meta: dict, experiment_dir) -> None:
+    """A tune_pipeline.json edited or cut by hand is one line naming the keys, not a KeyError."""
+    needed = dict(RESUME_KEYS)
+    needed.update({"resolved_space": dict} if "resolved_space" in meta else {"space": dict, "scheduler": dict})
+    missing = [key for key in needed if key not in meta]
+    wrong = [f"{key} (not a {kind.__name__})" for key, kind in needed.items()
+             if key in meta and not isinstance(meta[key], kind)]
+    if missing or wrong:
+        parts = ([f"no {', '.join(missing)}"] if missing else []) + ([f"bad {', '.join(wrong)}"] if wrong else [])
+        raise UserError(f"{experiment_dir / METADATA_FILE}: {'; '.join(parts)}: `tune search` wrote it whole, "
+                        f"so it was edited or damaged since; cannot resume without it")
 
 
 def load_space_from_meta(meta: dict) -> SearchSpace:
