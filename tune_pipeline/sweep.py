@@ -15,6 +15,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -132,9 +133,51 @@ def _start_or_join(ray, address: str | None, kwargs: dict, console) -> None:
             ray.init(address="local", include_dashboard=False, **kwargs)
 
 
-def _join(ray, address: str | None, kwargs: dict, what: str) -> None:
+JOIN_PROBE_SECONDS = 5.0  # a head that does not accept a connection in this long is not there
+
+
+def _address_to_probe(address: str | None) -> str | None:
+    """The host:port `ray.init(address)` will try, as Ray picks it: RAY_ADDRESS
+    for none or "auto", then the head this machine's `ray start` recorded."""
+    chosen = address if address not in (None, "auto") else os.environ.get("RAY_ADDRESS")
+    if chosen in (None, "", "auto"):
+        return local_head_address()[0]
+    return None if chosen == "local" else chosen
+
+
+def check_head_answers(address: str | None, what: str) -> None:
+    """Ray retries a head that is gone for minutes (forever, with `--address`),
+    printing its C++ warnings every 30 s; a TCP connection first, bounded,
+    makes that one line within seconds."""
+    target = _address_to_probe(address)
+    if not target:
+        return  # Ray says itself, at once, that it found no head
+    host, _, port = target.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit():
+        return  # Ray's own words for an address it cannot read
     try:
-        ray.init(address=address, **kwargs)
+        with socket.create_connection((host, int(port)), timeout=JOIN_PROBE_SECONDS):
+            return
+    except OSError as exc:
+        reason = "no answer in {:g} s".format(JOIN_PROBE_SECONDS) if isinstance(exc, TimeoutError) \
+            else (exc.strerror or str(exc))
+    raise UserError(f"{what}: no Ray head answers at {target} ({reason}); start one with `tune dashboard` "
+                    f"or `ray start --head`, or leave out the address to run on a private local Ray")
+
+
+def _join(ray, address: str | None, kwargs: dict, what: str) -> None:
+    from tune_pipeline.progress import quiet_terminal
+
+    check_head_answers(address, what)
+    # Something answers there; if it is not a Ray head, Ray tries for ~20 s
+    # with a C++ warning a second on fd 2: those go to a log file.
+    verbose = kwargs.get("log_to_driver", False)
+    log = Path(tempfile.gettempdir()) / f"tune-ray-join-{os.getpid()}.log"
+    try:
+        with quiet_terminal(log, verbose):
+            ray.init(address=address, **kwargs)
+        log.unlink(missing_ok=True)
     except (ConnectionError, RuntimeError) as exc:
         text = str(exc)
         cause = exc.__cause__
@@ -142,7 +185,8 @@ def _join(ray, address: str | None, kwargs: dict, what: str) -> None:
         if "uthentication" in text + str(cause) or "InvalidAuthToken" in text + str(cause):
             hint = ("the cluster asks for Ray's auth token: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN "
                     "(from `ray get-auth-token` on the head)")
-        raise UserError(f"{what}: cannot join the Ray cluster ({text.splitlines()[0]}); {hint}") from None
+        seen = f" (Ray's log: {log})" if not verbose and log.exists() else ""
+        raise UserError(f"{what}: cannot join the Ray cluster ({text.splitlines()[0]}); {hint}{seen}") from None
 
 
 def fit_resources(ray, resources: dict, console) -> dict:
