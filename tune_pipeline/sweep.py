@@ -243,27 +243,100 @@ def build_callbacks(meta: dict, name: str, console):
     from tune_pipeline.progress import LiveTable
 
     callbacks = [LiveTable(meta["swept"], meta["metric"], meta["mode"], console, meta["trial_count"])]
-    if meta.get("wandb"):
+    if meta.get("wandb") and wandb_environment(console) != "disabled":
         callbacks.append(wandb_callback(meta.get("wandb_project") or "tune_pipeline", group=name))
     return callbacks
 
 
 def wandb_callback(project: str, group: str):
-    """Ray's WandbLoggerCallback; offline when there is no key, so it never
-    prompts and never needs the network (sync later with `wandb sync`)."""
+    """Ray's WandbLoggerCallback in the mode `wandb_environment` chose."""
     from ray.air.integrations.wandb import WandbLoggerCallback
 
-    wandb_environment()
-    return WandbLoggerCallback(project=project, group=group, log_config=True,
-                               mode=os.environ.get("WANDB_MODE", "online"))
+    class WandbLogger(WandbLoggerCallback):
+        """Reads the mode when the sweep starts, not when it was built: a
+        resumed sweep (Ray unpickles this callback) logs as its own driver
+        decided, offline where the network has gone, nothing when disabled."""
+
+        def setup(self, *args, **kwargs):
+            self.kwargs["mode"] = os.environ.get("WANDB_MODE", "offline")
+            if self.kwargs["mode"] != "disabled":
+                super().setup(*args, **kwargs)
+
+        def log_trial_start(self, trial):
+            if self.kwargs.get("mode") != "disabled":
+                super().log_trial_start(trial)
+
+        def log_trial_result(self, iteration, trial, result):
+            if self.kwargs.get("mode") != "disabled":
+                super().log_trial_result(iteration, trial, result)
+
+        def log_trial_end(self, trial, failed=False):
+            if trial in self._trial_queues:
+                super().log_trial_end(trial, failed)
+
+        def on_experiment_end(self, trials, **info):
+            if self._trial_logging_futures:
+                super().on_experiment_end(trials, **info)
+
+    return WandbLogger(project=project, group=group, log_config=True,
+                       mode=os.environ.get("WANDB_MODE", "offline"))
 
 
-def wandb_environment() -> None:
-    have_key = bool(os.environ.get("WANDB_API_KEY")) or _netrc_has_wandb()
-    if not have_key:
-        os.environ["WANDB_MODE"] = "offline"
+WANDB_PROBE_SECONDS = 5.0  # wandb itself waits 90 s before giving up on its server
+WANDB_SERVER = "https://api.wandb.ai"
+
+
+def wandb_environment(console=None) -> str:
+    """How this driver's trials log to wandb, decided once, before any trial,
+    and set in WANDB_MODE: `disabled` when the user says so (nothing is
+    written), `offline` without an API key or when wandb's server does not
+    answer within WANDB_PROBE_SECONDS (the runs are kept on disk for `wandb
+    sync`), else `online`.  Never a prompt, never a 90-second wait."""
+    mode = os.environ.get("WANDB_MODE", "").strip().lower()
+    if mode == "dryrun":  # wandb's old word for offline
+        mode = "offline"
+    if mode not in ("disabled", "offline"):
+        have_key = bool(os.environ.get("WANDB_API_KEY")) or _netrc_has_wandb()
+        mode = "online"
+        if not have_key:
+            mode = "offline"
+        else:
+            server = os.environ.get("WANDB_BASE_URL") or WANDB_SERVER
+            problem = _unreachable(server, WANDB_PROBE_SECONDS)
+            if problem:
+                mode = "offline"
+                if console is not None:
+                    console.note(f"wandb: {server} does not answer ({problem}): logging offline; the runs are "
+                                 f"kept in each trial's folder for `wandb sync`")
+    os.environ["WANDB_MODE"] = mode
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ.setdefault("WANDB_CONSOLE", "off")
+    return mode
+
+
+def _unreachable(url: str, seconds: float) -> str | None:
+    """Why `url` gives no HTTP answer within `seconds` (any status is an
+    answer), or None.  In a thread, so a resolver that hangs is bounded too."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    outcome: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            urllib.request.urlopen(url, timeout=seconds).close()
+            outcome.append(None)
+        except urllib.error.HTTPError:
+            outcome.append(None)  # the server answered
+        except Exception as exc:  # noqa: BLE001 - every failure means: not reachable
+            reason = getattr(exc, "reason", exc)
+            outcome.append(getattr(reason, "strerror", None) or str(reason) or type(reason).__name__)
+
+    thread = threading.Thread(target=probe, daemon=True, name="wandb-probe")
+    thread.start()
+    thread.join(seconds + 1)
+    return outcome[0] if outcome else f"no answer in {seconds:g} s"
 
 
 def _netrc_has_wandb() -> bool:
@@ -535,7 +608,7 @@ def _resume_locked(experiment_dir: Path, meta: dict, restart_errored: bool, addr
     trainable = build_trainable(shared, resources, trials_per_compile(
         space, ray, resources, meta.get("max_concurrent_trials")))
     if meta.get("wandb"):
-        wandb_environment()  # the restored callback runs offline again without a key
+        wandb_environment(console)  # the restored callback logs in the mode chosen now
     # Ray restores the run config it pickled, callbacks included; our live
     # table reattaches itself to this terminal when unpickled (progress.py).
     tuner = tune.Tuner.restore(
