@@ -130,7 +130,29 @@ def _start_or_join(ray, address: str | None, kwargs: dict, console) -> None:
                 console.note(f"no Ray head answers at {head} (recorded by an earlier `ray start` or "
                              f"`tune dashboard`); starting a private local Ray instead")
             # A local Ray sized to this machine; the dashboard is `tune dashboard`'s job.
+            token_without_home()
             ray.init(address="local", include_dashboard=False, **kwargs)
+
+
+def token_without_home() -> None:
+    """Ray turns on token authentication for a new local Ray and saves the
+    token in ~/.ray/auth_token: with a read-only HOME, a traceback.  Then the
+    token lives in this process's environment instead (Ray reads
+    RAY_AUTH_TOKEN; its workers inherit it) and HOME is left alone."""
+    if (os.environ.get("RAY_AUTH_MODE", "token").lower() != "token"
+            or os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")):
+        return
+    folder = Path.home() / ".ray"
+    if (folder / "auth_token").exists():
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".tune-write-probe-"):
+            pass
+    except OSError:
+        import secrets
+
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
 
 
 JOIN_PROBE_SECONDS = 5.0  # a head that does not accept a connection in this long is not there
