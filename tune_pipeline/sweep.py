@@ -84,6 +84,10 @@ def _quiet_ray_env(verbose: bool) -> None:
     # The old console engine honours verbose=0; the new one prints its banner regardless.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
+    if not verbose:
+        # A failed trial's result that no one fetched is printed with its whole
+        # traceback when Ray shuts down; Tune has recorded the failure already.
+        os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
 
 
 def init_ray(address: str | None, verbose: bool, console=None):
@@ -267,7 +271,41 @@ def build_callbacks(meta: dict, name: str, console):
     callbacks = [LiveTable(meta["swept"], meta["metric"], meta["mode"], console, meta["trial_count"])]
     if meta.get("wandb") and wandb_environment(console) != "disabled":
         callbacks.append(wandb_callback(meta.get("wandb_project") or "tune_pipeline", group=name))
+    if "://" in str(meta.get("storage_path", "")):
+        callbacks.append(storage_watch(str(location(meta["storage_path"]) / name)))
     return callbacks
+
+
+class StorageLost(RunFailed):
+    """The experiment's storage (a bucket) stopped answering mid-sweep."""
+
+
+def storage_lost(uri, reason: str) -> StorageLost:
+    return StorageLost(
+        f"the sweep stopped: its storage does not answer ({reason}); the trials' state and checkpoints "
+        f"are as last uploaded to {uri}; once it answers, continue with `tune resume {uri}` (it takes "
+        f"over this driver's driver.lock if it is still there)")
+
+
+def storage_watch(uri: str):
+    """A Ray callback: when a trial fails, is the bucket still there?  Once it
+    is gone every trial fails in turn (each checks the bucket as it starts),
+    and each failure is recorded as the trial's own; the first one stops the
+    sweep instead, with one line."""
+    from ray import tune
+
+    class StorageWatch(tune.Callback):
+        def __init__(self, uri: str):
+            self.uri = uri
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            try:
+                location(self.uri).exists()
+            except UserError as exc:
+                reason = exc.one_line().split("cannot reach this storage (", 1)[-1].split("); check", 1)[0]
+                raise storage_lost(self.uri, reason) from None
+
+    return StorageWatch(uri)
 
 
 def wandb_callback(project: str, group: str):
@@ -733,15 +771,20 @@ def _finish(tuner, experiment_dir, meta: dict, console, verbose: bool = False) -
                 interrupted = True
             finally:
                 console.close()
-    except Unschedulable:
+    except (Unschedulable, StorageLost):
         raise
     except TuneError as exc:  # the experiment itself broke, not a trial
         cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, Unschedulable):
+        if isinstance(cause, (Unschedulable, StorageLost)):
             raise cause from None
         lines = [line for line in str(exc).splitlines() if line.strip()]
         raise RunFailed(f"the sweep stopped: {lines[-1] if lines else exc}; its state is in "
                         f"{experiment_dir} (tune resume {experiment_dir})") from None
+    except OSError as exc:
+        if local:
+            raise
+        # Ray's last read of the bucket (its results, at the end) found it gone.
+        raise storage_lost(experiment_dir, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     if not local and not verbose:
         console.print(f"Ray's log: {log_file}")
     experiment = load_experiment(experiment_dir)
