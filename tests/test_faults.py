@@ -202,8 +202,8 @@ def test_sigterm_in_tune_train_writes_the_summary(tmp_path):
 
 @pytest.mark.slow
 def test_an_address_that_answers_but_is_no_ray_head_is_one_line(tmp_path):
-    """Something listens there (a proxy, another service): Ray retries and
-    prints a C++ warning a second; the user sees our line only."""
+    """Something listens there and never answers (a hung head, a firewall):
+    ray.init waited past 300 s with a C++ warning every few seconds."""
     silent = _Silent()
     try:
         space = write_sweep(tmp_path, {"epochs": {"value": 1}})
@@ -213,7 +213,7 @@ def test_an_address_that_answers_but_is_no_ray_head_is_one_line(tmp_path):
         silent.close()
     assert result.returncode == 2, result.stderr
     line, = result.stderr.strip().splitlines()
-    assert "cannot join the Ray cluster" in line and "Ray's log:" in line
+    assert "does not answer as a Ray head" in line
     assert not list(tmp_path.glob("space-*"))  # nothing was made
 
 

@@ -184,10 +184,23 @@ def check_head_answers(address: str | None, what: str) -> None:
         return  # Ray's own words for an address it cannot read
     try:
         with socket.create_connection((host, int(port)), timeout=JOIN_PROBE_SECONDS):
-            return
+            pass
+        reason = None
     except OSError as exc:
         reason = "no answer in {:g} s".format(JOIN_PROBE_SECONDS) if isinstance(exc, TimeoutError) \
             else (exc.strerror or str(exc))
+    if reason is None:
+        # Something accepts connections there: ask it as Ray does, but with a
+        # time limit (a silent listener held ray.init for good).
+        from ray._raylet import InnerGcsClient  # no public API; Ray is pinned in pyproject
+
+        try:
+            InnerGcsClient.standalone(target, None, int(JOIN_PROBE_SECONDS * 1000))
+            return
+        except Exception as exc:  # noqa: BLE001 - only a timeout is ours to name; Ray words the rest
+            if "Timed out" not in str(exc):
+                return
+        reason = f"it takes connections but does not answer as a Ray head in {JOIN_PROBE_SECONDS:g} s"
     raise UserError(f"{what}: no Ray head answers at {target} ({reason}); start one with `tune dashboard` "
                     f"or `ray start --head`, or leave out the address to run on a private local Ray")
 
@@ -195,15 +208,18 @@ def check_head_answers(address: str | None, what: str) -> None:
 def _join(ray, address: str | None, kwargs: dict, what: str) -> None:
     from tune_pipeline.progress import quiet_terminal
 
-    check_head_answers(address, what)
-    # Something answers there; if it is not a Ray head, Ray tries for ~20 s
-    # with a C++ warning a second on fd 2: those go to a log file.
+    # Ray's C++ core writes a warning every few seconds to fd 2 while it
+    # tries a head: those go to a log file, named if the join fails.
     verbose = kwargs.get("log_to_driver", False)
     log = Path(tempfile.gettempdir()) / f"tune-ray-join-{os.getpid()}.log"
     try:
         with quiet_terminal(log, verbose):
+            check_head_answers(address, what)
             ray.init(address=address, **kwargs)
         log.unlink(missing_ok=True)
+    except UserError:
+        log.unlink(missing_ok=True)  # our line says it all
+        raise
     except (ConnectionError, RuntimeError) as exc:
         text = str(exc)
         cause = exc.__cause__
