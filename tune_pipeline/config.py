@@ -348,8 +348,9 @@ def _as_tree(value):
 def load_yaml_text(text: str, source: str) -> Any:
     """YAML text to data, aliases expanded and bounded before anything is
     built from it.  Raises UserError naming `source`."""
-    loader = _UniqueKeyLoader(text)
+    loader = None
     try:
+        loader = _UniqueKeyLoader(text)  # its reader refuses control characters at once
         node = loader.get_single_node()
         if node is None:
             return None
@@ -369,7 +370,8 @@ def load_yaml_text(text: str, source: str) -> Any:
     except RecursionError:
         raise UserError(f"{source}: malformed YAML: nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def read_yaml(path: Path) -> Any:
