@@ -159,7 +159,7 @@ def token_without_home() -> None:
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
 
 
-JOIN_PROBE_SECONDS = 5.0  # a head that does not accept a connection in this long is not there
+JOIN_PROBE_SECONDS = 5.0  # a head that does not connect, or answer, in this long is not there
 
 
 def _address_to_probe(address: str | None) -> str | None:
@@ -173,8 +173,9 @@ def _address_to_probe(address: str | None) -> str | None:
 
 def check_head_answers(address: str | None, what: str) -> None:
     """Ray retries a head that is gone for minutes (forever, with `--address`),
-    printing its C++ warnings every 30 s; a TCP connection first, bounded,
-    makes that one line within seconds."""
+    printing its C++ warnings every 30 s.  A TCP connection, then Ray's own
+    handshake, each bounded by JOIN_PROBE_SECONDS, make that one line within
+    seconds (the handshake's warnings go where the caller sends fd 2)."""
     target = _address_to_probe(address)
     if not target:
         return  # Ray says itself, at once, that it found no head
