@@ -29,7 +29,8 @@ from tune_pipeline.cli import app
 from conftest import TINY, run_tune, start_tune, write_sweep
 from fake_experiment import make_experiment
 
-FAULT_CASES = sorted((Path(__file__).parent / "fault_cases").glob("*.yaml"))
+FAULT_CASES = [pytest.param(path, id=path.stem, marks=[pytest.mark.slow] if "\nslow: true" in path.read_text() else [])
+               for path in sorted((Path(__file__).parent / "fault_cases").glob("*.yaml"))]
 
 
 def _free_port() -> int:
@@ -60,7 +61,7 @@ def _stdout_for(kind: str | None):
     return subprocess.PIPE, []
 
 
-@pytest.mark.parametrize("path", FAULT_CASES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", FAULT_CASES)
 def test_fault_case(path, tmp_path):
     case = yaml.safe_load(path.read_text())
     experiment = make_experiment(tmp_path, {"learning_rate": [0.01, 0.1]})
@@ -92,7 +93,9 @@ def test_fault_case(path, tmp_path):
         assert case["stderr_not"] not in result.stderr
     for file in case.get("files", []):
         assert Path(file).exists(), file
-
+    if case["args"][0] == "search" and "files" in case:  # a sweep that ran: it finished
+        status = run_tune("status", Path(case["files"][0]).parent)
+        assert "finished" in status.stdout and "pending" not in status.stdout, status.stdout
 
 def test_thirty_thousand_unknown_keys_are_one_readable_line(tmp_path):
     """Each problem was listed: one 2.1 MB line."""
