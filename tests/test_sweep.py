@@ -154,7 +154,7 @@ def test_wandb_logs_offline_without_a_key(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     runs = list((tmp_path / "wb").glob("trial_*/wandb/offline-run-*"))
     assert len(runs) == 1
-    assert f"wandb: offline, runs in {tmp_path / 'wb'}/trial_*/wandb/offline-run-*" in result.stdout
+    assert f"wandb: offline, 1 run in {tmp_path / 'wb'}/trial_*/wandb/offline-run-*" in result.stdout
     assert "wandb sync" in result.stdout and "core_worker" not in result.stdout + result.stderr
     assert list(runs[0].glob("*.wandb"))  # the run's data, ready for `wandb sync`
 

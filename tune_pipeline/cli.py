@@ -1,10 +1,15 @@
 """The `tune` command line.  Owns turning errors into one clear line and an
-exit code: 0 done, 1 a run or some trials failed, 2 bad input, 130 interrupted."""
+exit code: 0 done, 1 a run or some trials failed, 2 bad input, 130 interrupted
+(Ctrl-C or SIGTERM).  Also what happens when standard output cannot be
+written (a full disk, a closed pipe): the command does its work, says so in
+one line on stderr, and exits 1 (main)."""
 
 from __future__ import annotations
 
 import errno
 import functools
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -12,7 +17,7 @@ from typing import List, Optional
 import typer
 
 from tune_pipeline.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, RunFailed,
-                                  UserError)
+                                  UserError, shorten)
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -35,7 +40,7 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    typer.secho(f"error: {shorten(message)}", err=True, fg=typer.colors.RED)
     return typer.Exit(code)
 
 
@@ -50,7 +55,8 @@ def user_errors(fn):
         except RunFailed as exc:
             raise fail(str(exc), EXIT_FAILED) from None
         except KeyboardInterrupt:
-            raise fail("interrupted", EXIT_INTERRUPTED) from None
+            by = " by SIGTERM" if signal.SIGTERM in _signals else ""
+            raise fail(f"interrupted{by}", EXIT_INTERRUPTED) from None
     return wrapper
 
 
@@ -513,7 +519,72 @@ def dashboard(
         typer.echo("stop it with: tune dashboard --stop")
 
 
+class GuardedOutput:
+    """Standard output that never raises: the first write the system refuses
+    (a full disk, a pipe whose reader has gone) is recorded, the stream is
+    pointed at /dev/null, and the command goes on, so a sweep or a training
+    run is not lost to its own progress lines.  `main` then says what happened."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.lost: OSError | None = None
+
+    def _lose(self, exc: OSError) -> None:
+        if self.lost is None:
+            self.lost = exc
+        try:  # what the stream still buffers goes nowhere, not to a failing flush at exit
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+
+    def write(self, text):
+        if self.lost is not None:
+            return len(text)
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            self._lose(exc)
+            return len(text)
+
+    def flush(self) -> None:
+        if self.lost is not None:
+            return
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            self._lose(exc)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+    def message(self) -> str:
+        exc = self.lost
+        if exc.errno == errno.EPIPE:
+            return "standard output was closed before the output ended (its reader stopped reading)"
+        return f"cannot write to standard output ({exc.strerror or exc}); the output from there on is lost"
+
+
+_signals: list[int] = []
+
+
+def _terminate_as_interrupt(signum, frame) -> None:
+    """SIGTERM (a scheduler's time limit, `kill`) does what Ctrl-C does: a
+    sweep saves its state and prints how to resume it, a training run writes
+    its summary.  Ray Tune's own SIGINT handler is called while it runs."""
+    _signals.append(signum)
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler) and handler is not _terminate_as_interrupt:
+        handler(signal.SIGINT, frame)
+    else:  # SIGINT ignored (a background job) or default: interrupt all the same
+        raise KeyboardInterrupt
+
+
 def main() -> None:
+    output = GuardedOutput(sys.stdout)
+    sys.stdout = output
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         app(prog_name="tune")
     except SystemExit as exc:  # typer always ends this way; the code is what the shell sees
@@ -523,6 +594,10 @@ def main() -> None:
     if not isinstance(code, (int, type(None))):  # sys.exit("message") prints it and exits 1
         print(code, file=sys.stderr)
         code = 1
+    output.flush()
+    if output.lost is not None:
+        typer.secho(f"error: {output.message()}", err=True, fg=typer.colors.RED)
+        code = code or EXIT_FAILED
     _exit(code or 0)
 
 

@@ -261,6 +261,9 @@ def validate_config(raw: dict, source: str = "config", base_dirs: list[Path] | N
 
 
 MAX_YAML_BYTES = 1 << 20  # a search space or config is a page of text; /dev/zero is not
+# Values in a file once its aliases are expanded.  Nine lines of aliases can
+# stand for 9**9 values (a "billion laughs"); a real space is a few hundred.
+MAX_YAML_VALUES = 100_000
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -298,19 +301,84 @@ def read_text_bounded(path: Path, limit: int = MAX_YAML_BYTES) -> str:
         raise UserError(f"{path}: not UTF-8 text (byte {exc.start})") from None
 
 
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML file; a missing, huge or malformed file, or one with a key
-    given twice, is a UserError naming it."""
-    text = read_text_bounded(Path(path))
+def _expanded_size(root) -> int:
+    """How many values the node graph holds with every alias expanded, counted
+    without expanding anything; a node that contains itself (a recursive
+    alias) is a ValueError naming its line.  Iterative: no recursion limit."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        if children_done:
+            open_nodes.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
+            continue
+        if id(node) in open_nodes:
+            raise ValueError(f"line {node.start_mark.line + 1}: a recursive alias (this node contains itself)")
+        open_nodes.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in open_nodes:
+                raise ValueError(f"line {node.start_mark.line + 1}: a recursive alias "
+                                 f"(the node anchored on line {child.start_mark.line + 1} contains itself)")
+            if id(child) not in sizes:
+                stack.append((child, False))
+    return sizes[id(root)]
+
+
+def _as_tree(value):
+    """A copy in which no two places share an object (an alias's value is
+    copied wherever it is used), so a change to one never shows in another."""
+    if isinstance(value, dict):
+        return {k: _as_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_tree(v) for v in value]
+    return value
+
+
+def load_yaml_text(text: str, source: str) -> Any:
+    """YAML text to data, aliases expanded and bounded before anything is
+    built from it.  Raises UserError naming `source`."""
+    loader = None
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        loader = _UniqueKeyLoader(text)  # its reader refuses control characters at once
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        try:
+            values = _expanded_size(node)
+        except ValueError as exc:
+            raise UserError(f"{source}: {exc}") from None
+        if values > MAX_YAML_VALUES:
+            raise UserError(f"{source}: holds {values:,} values once its aliases are expanded, more than "
+                            f"the {MAX_YAML_VALUES:,} a search space or config may have (an alias bomb?)")
+        return _as_tree(loader.construct_document(node))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UserError(f"{path}:{where} malformed YAML: {reason}") from None
+        raise UserError(f"{source}:{where} malformed YAML: {reason}") from None
     except RecursionError:
-        raise UserError(f"{path}: malformed YAML: nested too deeply") from None
+        raise UserError(f"{source}: malformed YAML: nested too deeply") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file; a missing, huge or malformed file, one with a key
+    given twice, or one whose aliases expand past MAX_YAML_VALUES, is a
+    UserError naming it."""
+    return load_yaml_text(read_text_bounded(Path(path)), str(path))
 
 
 def parse_set_option(items: list[str], source: str = "--set") -> dict:
@@ -323,8 +391,10 @@ def parse_set_option(items: list[str], source: str = "--set") -> dict:
             problems.append(f"{source}: expected key=value, got {item!r}")
             continue
         try:
-            out[key.strip()] = yaml.safe_load(value)
-        except (yaml.YAMLError, RecursionError):
+            out[key.strip()] = load_yaml_text(value, f"{source} {key.strip()}")
+        except UserError as exc:
+            if "malformed YAML" not in exc.problems[0]:
+                raise  # an alias bomb: refused as in a file
             out[key.strip()] = value
     if problems:
         raise UserError(problems)

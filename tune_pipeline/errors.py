@@ -3,6 +3,10 @@
 `UserError` is bad input (exit 2): it carries every problem found, so one
 invocation reports them all.  `RunFailed` is a run that started and broke
 (exit 1): NaN loss, out of memory, a crashing transform script.
+
+Whatever a message holds (30,000 unknown keys, a value's repr of a megabyte,
+a library's paragraph), the line a user sees is cut to a readable length and
+says how much more there was: `shorten` and `UserError.one_line`.
 """
 
 from __future__ import annotations
@@ -10,7 +14,19 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130  # the shell's convention for a run stopped by SIGINT
+EXIT_INTERRUPTED = 130  # the shell's convention for a run stopped by SIGINT; SIGTERM too (cli.main)
+
+MAX_PROBLEMS_SHOWN = 12    # a refusal names this many problems, then counts the rest
+MAX_PROBLEM_CHARS = 400    # one problem (a huge value's repr) is cut here
+MAX_MESSAGE_CHARS = 2_000  # and any one error line here
+
+
+def shorten(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """`text` cut to `limit` characters, saying how many were left out."""
+    if len(text) <= limit:
+        return text
+    rest = len(text) - limit
+    return f"{text[:limit]}... ({rest:,} more characters)"
 
 
 class UserError(Exception):
@@ -22,8 +38,18 @@ class UserError(Exception):
 
     def one_line(self) -> str:
         if len(self.problems) == 1:
-            return self.problems[0]
-        return f"{len(self.problems)} problems: " + "; ".join(self.problems)
+            return shorten(self.problems[0])
+        shown: list[str] = []
+        length = 0
+        for problem in self.problems[:MAX_PROBLEMS_SHOWN]:
+            problem = shorten(problem, MAX_PROBLEM_CHARS)
+            if shown and length + len(problem) > MAX_MESSAGE_CHARS:
+                break
+            shown.append(problem)
+            length += len(problem) + 2
+        rest = len(self.problems) - len(shown)
+        more = f"; and {rest:,} more" if rest else ""
+        return f"{len(self.problems):,} problems: " + "; ".join(shown) + more
 
 
 class RunFailed(Exception):

@@ -18,6 +18,10 @@ import math
 from dataclasses import dataclass
 
 MAX, MIN = "max", "min"
+# When a run reports a metric.
+EVERY_EPOCH = "every epoch"
+WITH_VALIDATION = "every epoch of a run that holds out a validation split"
+AFTER_THE_RUN = "derived after the run from its history"
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class Metric:
     kind: str          # fraction (shown as %), loss, lr, rate, seconds, count
     split: str | None  # train, val, test, or None (not a measure of fit)
     label: str
+    reported: str = EVERY_EPOCH  # EVERY_EPOCH, WITH_VALIDATION or AFTER_THE_RUN
 
     def format(self, value) -> str:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -49,32 +54,32 @@ class Metric:
 _ALL = (
     Metric("train_loss", MIN, "loss", "train", "train loss"),
     Metric("train_accuracy", MAX, "fraction", "train", "train accuracy"),
-    Metric("val_loss", MIN, "loss", "val", "validation loss"),
-    Metric("val_accuracy", MAX, "fraction", "val", "validation accuracy"),
+    Metric("val_loss", MIN, "loss", "val", "validation loss", WITH_VALIDATION),
+    Metric("val_accuracy", MAX, "fraction", "val", "validation accuracy", WITH_VALIDATION),
     Metric("test_loss", MIN, "loss", "test", "test loss"),
     Metric("test_accuracy", MAX, "fraction", "test", "test accuracy"),
     Metric("best_train_accuracy", MAX, "fraction", "train", "best train accuracy"),
-    Metric("best_val_accuracy", MAX, "fraction", "val", "best validation accuracy"),
+    Metric("best_val_accuracy", MAX, "fraction", "val", "best validation accuracy", WITH_VALIDATION),
     Metric("best_test_accuracy", MAX, "fraction", "test", "best test accuracy"),
     Metric("best_loss", MIN, "loss", "train", "best train loss"),
-    Metric("best_val_loss", MIN, "loss", "val", "best validation loss"),
+    Metric("best_val_loss", MIN, "loss", "val", "best validation loss", WITH_VALIDATION),
     Metric("best_test_loss", MIN, "loss", "test", "best test loss"),
     Metric("lr", MAX, "lr", None, "learning rate"),
     Metric("epoch", MAX, "count", None, "epoch"),
     Metric("images_per_second", MAX, "rate", None, "images/s"),
     Metric("epoch_seconds", MIN, "seconds", None, "training seconds per epoch"),
-    Metric("val_seconds", MIN, "seconds", None, "validation seconds per epoch"),
+    Metric("val_seconds", MIN, "seconds", None, "validation seconds per epoch", WITH_VALIDATION),
     # Derived after the run from its history, never reported per epoch.
     Metric("test_accuracy_at_best", MAX, "fraction", "test",
-           "test accuracy at the selected epoch"),
+           "test accuracy at the selected epoch", AFTER_THE_RUN),
 )
 METRICS: dict[str, Metric] = {m.name: m for m in _ALL}
 QUOTED = "test_accuracy_at_best"  # the number to quote for a selected trial
 
 # Reported once per epoch; a sweep's metric must be one of them.
-REPORTED_METRICS: tuple[str, ...] = tuple(m.name for m in _ALL if m.name != QUOTED)
+REPORTED_METRICS: tuple[str, ...] = tuple(m.name for m in _ALL if m.reported != AFTER_THE_RUN)
 # Reported only when the run holds out a validation split.
-VALIDATION_METRICS: tuple[str, ...] = tuple(m.name for m in _ALL if m.split == "val")
+VALIDATION_METRICS: tuple[str, ...] = tuple(m.name for m in _ALL if m.reported == WITH_VALIDATION)
 METRIC_MODES: dict[str, str] = {m.name: m.goal for m in _ALL}
 # Wall-clock measures: they differ between two runs of the same config and seed.
 TIMING_METRICS: tuple[str, ...] = tuple(m.name for m in _ALL if m.kind in ("rate", "seconds"))

@@ -245,17 +245,28 @@ class SweepConsole:
 
 
 def wandb_line(experiment_dir, project: str | None) -> str:
+    """What wandb kept, as found on disk now (not what was meant to happen)."""
+    mode = os.environ.get("WANDB_MODE", "offline")
+    if mode == "disabled":
+        return "wandb: disabled (WANDB_MODE=disabled): nothing was logged"
+    project = project or "tune_pipeline"
     if "://" in str(experiment_dir):
         # The logger runs in this driver and writes its runs to Ray's local
         # staging folder; only the experiment's own files go to the bucket.
-        where = "this machine, under Ray's session folder (find /tmp/ray -path '*/wandb/offline-run-*')"
-        if os.environ.get("WANDB_MODE") == "offline":
+        where = "this machine, under Ray's session folder (find /tmp/ray -path '*/wandb/*run-*')"
+        if mode == "offline":
             return f"wandb: offline, runs on {where}; upload each with `wandb sync DIR`"
-        return f"wandb: online, project {project or 'tune_pipeline'} on wandb.ai (local copies on {where})"
-    if os.environ.get("WANDB_MODE") == "offline":
-        runs = f"{experiment_dir}/trial_*/wandb/offline-run-*"
-        return f"wandb: offline, runs in {runs}; upload them with `wandb sync {runs}`"
-    return f"wandb: online, project {project or 'tune_pipeline'} on wandb.ai (local copies in {experiment_dir}/trial_*/wandb)"
+        return f"wandb: online, project {project} on wandb.ai (local copies on {where})"
+    folder = Path(experiment_dir)
+    if mode == "offline":
+        runs = f"{folder}/trial_*/wandb/offline-run-*"
+        count = len(list(folder.glob("trial_*/wandb/offline-run-*")))
+        if not count:
+            return f"wandb: offline, but no run was written (nothing matches {runs}; see {folder / LOG_FILE})"
+        return f"wandb: offline, {count} run{'s' if count != 1 else ''} in {runs}; upload them with `wandb sync {runs}`"
+    count = len(list(folder.glob("trial_*/wandb/run-*")))
+    return (f"wandb: online, project {project} on wandb.ai; {count} local cop{'ies' if count != 1 else 'y'} "
+            f"in {folder}/trial_*/wandb/run-*")
 
 
 class LiveTable(tune.Callback):

@@ -14,6 +14,8 @@ import logging
 import math
 import os
 import shutil
+import signal
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -82,6 +84,10 @@ def _quiet_ray_env(verbose: bool) -> None:
     # The old console engine honours verbose=0; the new one prints its banner regardless.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
+    if not verbose:
+        # A failed trial's result that no one fetched is printed with its whole
+        # traceback when Ray shuts down; Tune has recorded the failure already.
+        os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
 
 
 def init_ray(address: str | None, verbose: bool, console=None):
@@ -98,6 +104,22 @@ def init_ray(address: str | None, verbose: bool, console=None):
                         f"with --address auto")
     kwargs = dict(log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR,
                   configure_logging=True)
+    # ray.init replaces the SIGTERM handler with one that exits at once (code 15,
+    # nothing saved); a handler of the command's own (cli.main: SIGTERM acts
+    # as Ctrl-C) is put back.
+    on_sigterm = signal.getsignal(signal.SIGTERM)
+    try:
+        _start_or_join(ray, address, kwargs, console)
+    finally:
+        if callable(on_sigterm):
+            signal.signal(signal.SIGTERM, on_sigterm)
+    if not verbose:
+        for name in ("ray", "ray.tune", "ray.train", "ray.data"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    return ray
+
+
+def _start_or_join(ray, address: str | None, kwargs: dict, console) -> None:
     if address or os.environ.get("RAY_ADDRESS"):  # the user's choice (RAY_ADDRESS as every Ray program reads it)
         _join(ray, address, kwargs, f"--address {address}" if address else "RAY_ADDRESS")
     else:
@@ -112,16 +134,93 @@ def init_ray(address: str | None, verbose: bool, console=None):
                 console.note(f"no Ray head answers at {head} (recorded by an earlier `ray start` or "
                              f"`tune dashboard`); starting a private local Ray instead")
             # A local Ray sized to this machine; the dashboard is `tune dashboard`'s job.
+            token_without_home()
             ray.init(address="local", include_dashboard=False, **kwargs)
-    if not verbose:
-        for name in ("ray", "ray.tune", "ray.train", "ray.data"):
-            logging.getLogger(name).setLevel(logging.ERROR)
-    return ray
+
+
+def token_without_home() -> None:
+    """Ray turns on token authentication for a new local Ray and saves the
+    token in ~/.ray/auth_token: with a read-only HOME, a traceback.  Then the
+    token lives in this process's environment instead (Ray reads
+    RAY_AUTH_TOKEN; its workers inherit it) and HOME is left alone."""
+    if (os.environ.get("RAY_AUTH_MODE", "token").lower() != "token"
+            or os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")):
+        return
+    folder = Path.home() / ".ray"
+    if (folder / "auth_token").exists():
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".tune-write-probe-"):
+            pass
+    except OSError:
+        import secrets
+
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+
+
+JOIN_PROBE_SECONDS = 5.0  # a head that does not connect, or answer, in this long is not there
+
+
+def _address_to_probe(address: str | None) -> str | None:
+    """The host:port `ray.init(address)` will try, as Ray picks it: RAY_ADDRESS
+    for none or "auto", then the head this machine's `ray start` recorded."""
+    chosen = address if address not in (None, "auto") else os.environ.get("RAY_ADDRESS")
+    if chosen in (None, "", "auto"):
+        return local_head_address()[0]
+    return None if chosen == "local" else chosen
+
+
+def check_head_answers(address: str | None, what: str) -> None:
+    """Ray retries a head that is gone for minutes (forever, with `--address`),
+    printing its C++ warnings every 30 s.  A TCP connection, then Ray's own
+    handshake, each bounded by JOIN_PROBE_SECONDS, make that one line within
+    seconds (the handshake's warnings go where the caller sends fd 2)."""
+    target = _address_to_probe(address)
+    if not target:
+        return  # Ray says itself, at once, that it found no head
+    host, _, port = target.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit():
+        return  # Ray's own words for an address it cannot read
+    try:
+        with socket.create_connection((host, int(port)), timeout=JOIN_PROBE_SECONDS):
+            pass
+        reason = None
+    except OSError as exc:
+        reason = "no answer in {:g} s".format(JOIN_PROBE_SECONDS) if isinstance(exc, TimeoutError) \
+            else (exc.strerror or str(exc))
+    if reason is None:
+        # Something accepts connections there: ask it as Ray does, but with a
+        # time limit (a silent listener held ray.init for good).
+        from ray._raylet import InnerGcsClient  # no public API; Ray is pinned in pyproject
+
+        try:
+            InnerGcsClient.standalone(target, None, int(JOIN_PROBE_SECONDS * 1000))
+            return
+        except Exception as exc:  # noqa: BLE001 - only a timeout is ours to name; Ray words the rest
+            if "Timed out" not in str(exc):
+                return
+        reason = f"it takes connections but does not answer as a Ray head in {JOIN_PROBE_SECONDS:g} s"
+    raise UserError(f"{what}: no Ray head answers at {target} ({reason}); start one with `tune dashboard` "
+                    f"or `ray start --head`, or leave out the address to run on a private local Ray")
 
 
 def _join(ray, address: str | None, kwargs: dict, what: str) -> None:
+    from tune_pipeline.progress import quiet_terminal
+
+    # Ray's C++ core writes a warning every few seconds to fd 2 while it
+    # tries a head: those go to a log file, named if the join fails.
+    verbose = kwargs.get("log_to_driver", False)
+    log = Path(tempfile.gettempdir()) / f"tune-ray-join-{os.getpid()}.log"
     try:
-        ray.init(address=address, **kwargs)
+        with quiet_terminal(log, verbose):
+            check_head_answers(address, what)
+            ray.init(address=address, **kwargs)
+        log.unlink(missing_ok=True)
+    except UserError:
+        log.unlink(missing_ok=True)  # our line says it all
+        raise
     except (ConnectionError, RuntimeError) as exc:
         text = str(exc)
         cause = exc.__cause__
@@ -129,7 +228,8 @@ def _join(ray, address: str | None, kwargs: dict, what: str) -> None:
         if "uthentication" in text + str(cause) or "InvalidAuthToken" in text + str(cause):
             hint = ("the cluster asks for Ray's auth token: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN "
                     "(from `ray get-auth-token` on the head)")
-        raise UserError(f"{what}: cannot join the Ray cluster ({text.splitlines()[0]}); {hint}") from None
+        seen = f" (Ray's log: {log})" if not verbose and log.exists() else ""
+        raise UserError(f"{what}: cannot join the Ray cluster ({text.splitlines()[0]}); {hint}{seen}") from None
 
 
 def fit_resources(ray, resources: dict, console) -> dict:
@@ -186,27 +286,134 @@ def build_callbacks(meta: dict, name: str, console):
     from tune_pipeline.progress import LiveTable
 
     callbacks = [LiveTable(meta["swept"], meta["metric"], meta["mode"], console, meta["trial_count"])]
-    if meta.get("wandb"):
+    if meta.get("wandb") and wandb_environment(console) != "disabled":
         callbacks.append(wandb_callback(meta.get("wandb_project") or "tune_pipeline", group=name))
+    if "://" in str(meta.get("storage_path", "")):
+        callbacks.append(storage_watch(str(location(meta["storage_path"]) / name)))
     return callbacks
 
 
+class StorageLost(RunFailed):
+    """The experiment's storage (a bucket) stopped answering mid-sweep."""
+
+
+def storage_lost(uri, reason: str) -> StorageLost:
+    return StorageLost(
+        f"the sweep stopped: its storage does not answer ({reason}); the trials' state and checkpoints "
+        f"are as last uploaded to {uri}; once it answers, continue with `tune resume {uri}` (it takes "
+        f"over this driver's driver.lock if it is still there)")
+
+
+def storage_watch(uri: str):
+    """A Ray callback: when a trial fails, is the bucket still there?  Once it
+    is gone every trial fails in turn (each checks the bucket as it starts),
+    and each failure is recorded as the trial's own; the first one stops the
+    sweep instead, with one line."""
+    from ray import tune
+
+    class StorageWatch(tune.Callback):
+        def __init__(self, uri: str):
+            self.uri = uri
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            try:
+                location(self.uri).exists()
+            except UserError as exc:
+                reason = exc.one_line().split("cannot reach this storage (", 1)[-1].split("); check", 1)[0]
+                raise storage_lost(self.uri, reason) from None
+
+    return StorageWatch(uri)
+
+
 def wandb_callback(project: str, group: str):
-    """Ray's WandbLoggerCallback; offline when there is no key, so it never
-    prompts and never needs the network (sync later with `wandb sync`)."""
+    """Ray's WandbLoggerCallback in the mode `wandb_environment` chose."""
     from ray.air.integrations.wandb import WandbLoggerCallback
 
-    wandb_environment()
-    return WandbLoggerCallback(project=project, group=group, log_config=True,
-                               mode=os.environ.get("WANDB_MODE", "online"))
+    class WandbLogger(WandbLoggerCallback):
+        """Reads the mode when the sweep starts, not when it was built: a
+        resumed sweep (Ray unpickles this callback) logs as its own driver
+        decided, offline where the network has gone, nothing when disabled."""
+
+        def setup(self, *args, **kwargs):
+            self.kwargs["mode"] = os.environ.get("WANDB_MODE", "offline")
+            if self.kwargs["mode"] != "disabled":
+                super().setup(*args, **kwargs)
+
+        def log_trial_start(self, trial):
+            if self.kwargs.get("mode") != "disabled":
+                super().log_trial_start(trial)
+
+        def log_trial_result(self, iteration, trial, result):
+            if self.kwargs.get("mode") != "disabled":
+                super().log_trial_result(iteration, trial, result)
+
+        def log_trial_end(self, trial, failed=False):
+            if trial in self._trial_queues:
+                super().log_trial_end(trial, failed)
+
+        def on_experiment_end(self, trials, **info):
+            if self._trial_logging_futures:
+                super().on_experiment_end(trials, **info)
+
+    return WandbLogger(project=project, group=group, log_config=True,
+                       mode=os.environ.get("WANDB_MODE", "offline"))
 
 
-def wandb_environment() -> None:
-    have_key = bool(os.environ.get("WANDB_API_KEY")) or _netrc_has_wandb()
-    if not have_key:
-        os.environ["WANDB_MODE"] = "offline"
+WANDB_PROBE_SECONDS = 5.0  # wandb itself waits 90 s before giving up on its server
+WANDB_SERVER = "https://api.wandb.ai"
+
+
+def wandb_environment(console=None) -> str:
+    """How this driver's trials log to wandb, decided once, before any trial,
+    and set in WANDB_MODE: `disabled` when the user says so (nothing is
+    written), `offline` without an API key or when wandb's server does not
+    answer within WANDB_PROBE_SECONDS (the runs are kept on disk for `wandb
+    sync`), else `online`.  Never a prompt, never a 90-second wait."""
+    mode = os.environ.get("WANDB_MODE", "").strip().lower()
+    if mode == "dryrun":  # wandb's old word for offline
+        mode = "offline"
+    if mode not in ("disabled", "offline"):
+        have_key = bool(os.environ.get("WANDB_API_KEY")) or _netrc_has_wandb()
+        mode = "online"
+        if not have_key:
+            mode = "offline"
+        else:
+            server = os.environ.get("WANDB_BASE_URL") or WANDB_SERVER
+            problem = _unreachable(server, WANDB_PROBE_SECONDS)
+            if problem:
+                mode = "offline"
+                if console is not None:
+                    console.note(f"wandb: {server} does not answer ({problem}): logging offline; the runs are "
+                                 f"kept in each trial's folder for `wandb sync`")
+    os.environ["WANDB_MODE"] = mode
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ.setdefault("WANDB_CONSOLE", "off")
+    return mode
+
+
+def _unreachable(url: str, seconds: float) -> str | None:
+    """Why `url` gives no HTTP answer within `seconds` (any status is an
+    answer), or None.  In a thread, so a resolver that hangs is bounded too."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    outcome: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            urllib.request.urlopen(url, timeout=seconds).close()
+            outcome.append(None)
+        except urllib.error.HTTPError:
+            outcome.append(None)  # the server answered
+        except Exception as exc:  # noqa: BLE001 - every failure means: not reachable
+            reason = getattr(exc, "reason", exc)
+            outcome.append(getattr(reason, "strerror", None) or str(reason) or type(reason).__name__)
+
+    thread = threading.Thread(target=probe, daemon=True, name="wandb-probe")
+    thread.start()
+    thread.join(seconds + 1)
+    return outcome[0] if outcome else f"no answer in {seconds:g} s"
 
 
 def _netrc_has_wandb() -> bool:
@@ -457,6 +664,7 @@ def resume_sweep(experiment_dir, *, restart_errored: bool, address: str | None,
 
     experiment_dir = location(experiment_dir)
     meta = read_metadata(experiment_dir)
+    check_resumable(meta, experiment_dir)
     # The lock first: a driver still starting has not written Ray's state yet.
     with ExperimentLock(experiment_dir, "tune resume"):
         if not tune.Tuner.can_restore(str(experiment_dir)):
@@ -477,7 +685,7 @@ def _resume_locked(experiment_dir: Path, meta: dict, restart_errored: bool, addr
     trainable = build_trainable(shared, resources, trials_per_compile(
         space, ray, resources, meta.get("max_concurrent_trials")))
     if meta.get("wandb"):
-        wandb_environment()  # the restored callback runs offline again without a key
+        wandb_environment(console)  # the restored callback logs in the mode chosen now
     # Ray restores the run config it pickled, callbacks included; our live
     # table reattaches itself to this terminal when unpickled (progress.py).
     tuner = tune.Tuner.restore(
@@ -485,6 +693,24 @@ def _resume_locked(experiment_dir: Path, meta: dict, restart_errored: bool, addr
         resume_errored=False, restart_errored=restart_errored)
     console.start(meta["name"], experiment_dir, meta["trial_count"], resources, resumed=True)
     return _finish(tuner, experiment_dir, meta, console, verbose)
+
+
+# What `tune resume` reads of tune_pipeline.json, with the kind of each value.
+RESUME_KEYS = {"name": str, "space_file": str, "metric": str, "mode": str, "resources": dict,
+               "trial_count": int}
+
+
+def check_resumable(meta: dict, experiment_dir) -> None:
+    """A tune_pipeline.json edited or cut by hand is one line naming the keys, not a KeyError."""
+    needed = dict(RESUME_KEYS)
+    needed.update({"resolved_space": dict} if "resolved_space" in meta else {"space": dict, "scheduler": dict})
+    missing = [key for key in needed if key not in meta]
+    wrong = [f"{key} (not a {kind.__name__})" for key, kind in needed.items()
+             if key in meta and not isinstance(meta[key], kind)]
+    if missing or wrong:
+        parts = ([f"no {', '.join(missing)}"] if missing else []) + ([f"bad {', '.join(wrong)}"] if wrong else [])
+        raise UserError(f"{experiment_dir / METADATA_FILE}: {'; '.join(parts)}: `tune search` wrote it whole, "
+                        f"so it was edited or damaged since; cannot resume without it")
 
 
 def load_space_from_meta(meta: dict) -> SearchSpace:
@@ -562,15 +788,20 @@ def _finish(tuner, experiment_dir, meta: dict, console, verbose: bool = False) -
                 interrupted = True
             finally:
                 console.close()
-    except Unschedulable:
+    except (Unschedulable, StorageLost):
         raise
     except TuneError as exc:  # the experiment itself broke, not a trial
         cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, Unschedulable):
+        if isinstance(cause, (Unschedulable, StorageLost)):
             raise cause from None
         lines = [line for line in str(exc).splitlines() if line.strip()]
         raise RunFailed(f"the sweep stopped: {lines[-1] if lines else exc}; its state is in "
                         f"{experiment_dir} (tune resume {experiment_dir})") from None
+    except OSError as exc:
+        if local:
+            raise
+        # Ray's last read of the bucket (its results, at the end) found it gone.
+        raise storage_lost(experiment_dir, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     if not local and not verbose:
         console.print(f"Ray's log: {log_file}")
     experiment = load_experiment(experiment_dir)
