@@ -17,6 +17,16 @@ SEARCH_SPACES = sorted((ROOT / "search_spaces").glob("*.yaml"))
 
 
 @pytest.fixture(autouse=True)
+def _environment_restored():
+    """Code under test sets os.environ on purpose (WANDB_MODE is decided once
+    per driver): what one test sets must not decide the next one's run."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     # The image-folder cache must not leak between tests or into ~/.cache.
     monkeypatch.setenv("TUNE_PIPELINE_CACHE", str(tmp_path / "cache"))
