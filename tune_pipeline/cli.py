@@ -419,12 +419,17 @@ def export(
 @user_errors
 def status(experiment_dir: str = typer.Argument(..., help="experiment folder, or its URI (s3://...)")):
     """Trials per state, the best so far, and why failed trials failed (reads disk only)."""
-    from tune_pipeline.experiment import FAILED_STATE, INTERRUPTED_STATE, RUNNING_STATE, describe_counts
+    from tune_pipeline.experiment import (FAILED_STATE, INTERRUPTED_STATE, NEVER_STARTED, RUNNING_STATE,
+                                          describe_counts)
     from tune_pipeline.labels import describe, labellers
     from tune_pipeline.metrics import QUOTED, fmt, quoted_accuracy, selection_note
 
     exp = load_experiment_noted(experiment_dir)
     total = max(exp.meta.get("trial_count") or 0, len(exp.trials))
+    if not exp.started and not exp.live:
+        typer.echo(f"{exp.name}: {total} trials; {NEVER_STARTED}")
+        typer.echo(f"start it with: tune resume {exp.path}")
+        return
     typer.echo(f"{exp.name}: {total} trials; "
                + (describe_counts(exp.state_counts()) or "none yet"))
     by = labellers((t.config for t in exp.trials), exp.swept)

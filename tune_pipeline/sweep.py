@@ -21,8 +21,8 @@ from datetime import datetime
 from pathlib import Path
 
 from tune_pipeline.data import DATA_KEYS, dataset_key, load_for_config
-from tune_pipeline.experiment import (FAILED, FINISHED, METADATA_FILE, NEVER_STARTED, REPLACED_KEY, Trial,
-                                      load_experiment, ray_state_saved, read_metadata)
+from tune_pipeline.experiment import (FAILED, INTERRUPTED_STATE, METADATA_FILE, NEVER_STARTED, PENDING_STATE,
+                                      REPLACED_KEY, Trial, load_experiment, ray_state_saved, read_metadata)
 from tune_pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RunFailed, UserError
 from tune_pipeline.cluster import local_head_address
 from tune_pipeline.lock import ExperimentLock
@@ -636,12 +636,16 @@ def _finish(tuner, experiment_dir, meta: dict, console, verbose: bool = False) -
     experiment = load_experiment(experiment_dir)
     experiment.live = False  # this driver has stopped: unfinished trials are interrupted
     counts = experiment.status_counts()
-    unfinished = sum(n for s, n in counts.items() if s not in (FINISHED, FAILED))
-    interrupted = interrupted or unfinished > 0
     best = experiment.best_trial()
-    console.finish(experiment, best, interrupted, time.perf_counter() - started)
     target = meta.get("target")
     value = best.best_value(meta["metric"], meta["mode"]) if best is not None else None
-    if target is not None and value is not None and (value >= target if meta["mode"] == "max" else value <= target):
+    reached = target is not None and value is not None and (value >= target if meta["mode"] == "max"
+                                                            else value <= target)
+    # Ray ends a Ctrl-C'd sweep quietly; between two trials nothing is left
+    # running, but the trials it had not created yet are still to run.
+    unfinished = sum(n for s, n in experiment.state_counts().items() if s in (INTERRUPTED_STATE, PENDING_STATE))
+    interrupted = interrupted or (unfinished > 0 and not reached)
+    console.finish(experiment, best, interrupted, time.perf_counter() - started)
+    if reached:
         console.print(f"{meta['metric']} reached its target {target:g} (metric.target): the sweep stopped there")
     return SweepOutcome(experiment_dir, counts, best, interrupted)
