@@ -82,6 +82,28 @@ def test_every_distribution_survives_in_rays_saved_search_state(tmp_path, distri
         assert isinstance(value, (int, float, str)) and not isinstance(value, bool), value
 
 
+@pytest.mark.parametrize("method, restart, refused", [
+    ("random", False, "whose draws of learning_rate Ray cannot restore"),
+    ("bayes", True, "resume it without --restart-errored"),
+])
+def test_an_older_experiment_that_would_resume_wrongly_is_refused(tmp_path, method, restart, refused):
+    from fake_experiment import make_experiment
+
+    experiment_dir = make_experiment(tmp_path, {"learning_rate": [0.01]})
+    meta = json.loads((experiment_dir / "tune_pipeline.json").read_text())
+    meta.update(method=method, resolved_space={"parameters": {
+        "learning_rate": {"distribution": "log_uniform_values", "min": 1.0e-3, "max": 0.1}}})
+    (experiment_dir / "tune_pipeline.json").write_text(json.dumps(meta))  # no resume_format: older
+    args = ["resume", str(experiment_dir)] + (["--restart-errored"] if restart else [])
+    from typer.testing import CliRunner
+
+    from tune_pipeline.cli import app
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and refused in result.output, result.output
+    assert not (experiment_dir / "driver.lock").exists()
+
+
 # ------------------------------------------------------------ sweeps, in-process
 
 class StopAfter:
