@@ -145,3 +145,74 @@ def test_every_shipped_config_validates(path):
     config = load_config_file(path)
     assert config["model"] in list_models()
     assert config["runtime_transform_script"].startswith("/")
+
+
+# ---------------------------------------------------------------- issue 18, item 12
+
+def _sweep_with(tmp_path, statuses, timeout=0.5):
+    from fake_experiment import make_experiment
+
+    grid = {"learning_rate": [0.01, 0.02, 0.05], "trial_timeout": [timeout], "max_train_images": [64],
+            "max_test_images": [32], "batch_size": [32]}
+    return make_experiment(tmp_path, grid, name="sw", epochs=2, statuses=statuses)
+
+
+def _ranked(experiment_dir):
+    from tune_pipeline.experiment import load_experiment
+
+    return load_experiment(experiment_dir).ranked()
+
+
+def test_train_from_picks_the_best_finished_trial_and_drops_the_sweeps_timeout(tmp_path):
+    experiment_dir = _sweep_with(tmp_path, {})
+    best = _ranked(experiment_dir)[0]
+    failed_index = int(best.trial_id.split("_")[1])
+    experiment_dir = _sweep_with(tmp_path / "again", {failed_index: ("ERROR", 2)})  # the best one failed
+    ranked = _ranked(experiment_dir)
+    chosen = next(t for t in ranked if t.status == "TERMINATED")
+    assert ranked[0].status == "ERROR" and chosen is not ranked[0]
+
+    result = CliRunner().invoke(app, ["train", "--from", str(experiment_dir), "--epochs", "1",
+                                      "-o", str(tmp_path / "out"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert f"trial {chosen.trial_id} (best finished by" in result.output
+    assert "the sweep's trial_timeout of 0.5 s is not applied" in result.output
+    saved = yaml.safe_load((tmp_path / "out" / f"sw-{chosen.trial_id}" / "config.yaml").read_text())
+    assert saved["trial_timeout"] == 0 and saved["learning_rate"] == chosen.config["learning_rate"]
+
+    kept = CliRunner().invoke(app, ["train", "--from", str(experiment_dir), "--epochs", "1", "--set",
+                                    "trial_timeout=600", "-o", str(tmp_path / "kept"), "-q"])
+    assert kept.exit_code == 0 and "not applied" not in kept.output, kept.output
+    saved = yaml.safe_load((tmp_path / "kept" / f"sw-{chosen.trial_id}" / "config.yaml").read_text())
+    assert saved["trial_timeout"] == 600
+
+
+def test_train_from_a_sweep_where_nothing_finished_names_the_trial_to_pass(tmp_path):
+    experiment_dir = _sweep_with(tmp_path, {0: ("ERROR", 1), 1: ("ERROR", 2), 2: ("RUNNING", 1)})
+    best = _ranked(experiment_dir)[0]
+    result = CliRunner().invoke(app, ["train", "--from", str(experiment_dir), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2 and not (tmp_path / "out").exists()
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("error: ") and "no trial finished" in line
+    assert f"--trial {best.trial_id}" in line and ("failed at epoch" in line or "interrupted at epoch" in line)
+
+
+INTERRUPTED_AT_FIRST_BATCH = """\
+from tune_pipeline import augment as A
+
+def train_transform(images, ctx):
+    raise KeyboardInterrupt  # Ctrl-C before the first epoch ends
+
+def test_transform(images, ctx):
+    return A.normalize(images, ctx.mean, ctx.std)
+"""
+
+
+def test_a_run_interrupted_before_its_first_epoch_keeps_its_validation_selection(tmp_path):
+    script = write(tmp_path / "stop.py", INTERRUPTED_AT_FIRST_BATCH)
+    cfg = write(tmp_path / "quick.yaml", dict(QUICK, runtime_transform_script=str(script), val_fraction=0.1))
+    result = CliRunner().invoke(app, ["train", str(cfg), "-o", str(tmp_path / "out"), "-q"])
+    assert result.exit_code == 130, result.output
+    summary = json.loads((tmp_path / "out" / "quick" / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["epochs"] == 0
+    assert summary["selection"] == "selected on validation data"

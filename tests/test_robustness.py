@@ -177,31 +177,41 @@ def test_a_script_that_hangs_at_import_has_a_time_limit(tmp_path, monkeypatch):
 def test_the_watchdog_stops_a_run_past_its_timeout():
     from tune_pipeline.watchdog import TrialStalled, Watchdog
 
+    def forever():
+        while True:
+            time.sleep(0.01)
+
     with pytest.raises(TrialStalled, match="trial_timeout: still running after 0.2 s"):
-        with Watchdog(0.2, stall_factor=0):
-            while True:
-                time.sleep(0.01)
+        Watchdog(0.2, stall_factor=0).run(forever)
 
 
 def test_the_watchdog_stops_a_run_whose_epochs_stop_coming():
     from tune_pipeline.watchdog import TrialStalled, Watchdog
 
-    with pytest.raises(TrialStalled, match="stalled: no epoch finished"):
-        with Watchdog(0, stall_factor=3, min_stall_s=0.1) as dog:
-            time.sleep(0.05)
-            dog.beat()  # one epoch done: the slowest so far sets the limit
-            while True:
-                time.sleep(0.01)
+    dog = Watchdog(0, stall_factor=3, min_stall_s=0.1)
+
+    def one_epoch_then_hang():
+        time.sleep(0.05)
+        dog.beat()  # one epoch done: the slowest so far sets the limit
+        while True:
+            time.sleep(0.01)
+
+    with pytest.raises(TrialStalled, match="stalled: no progress"):
+        dog.run(one_epoch_then_hang)
 
 
 def test_the_watchdog_leaves_a_healthy_run_alone():
     from tune_pipeline.watchdog import Watchdog
 
-    with Watchdog(60, stall_factor=10, min_stall_s=60) as dog:
+    dog = Watchdog(60, stall_factor=10, min_stall_s=60)
+
+    def healthy():
         for _ in range(3):
             time.sleep(0.01)
             dog.beat()
-    assert dog.reason is None
+        return "done"
+
+    assert dog.run(healthy) == "done" and dog.reason is None
 
 
 TRAIN_CONFIG = {"max_train_images": 64, "max_test_images": 32, "batch_size": 32, "epochs": 1}

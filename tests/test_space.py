@@ -161,7 +161,7 @@ def test_distributions_sample_inside_wandbs_range_through_tune_too(tmp_path, dis
     domain = to_tune(space)["param_space"][key]
     lo, hi = WANDB_RANGE[distribution]
     ours = [sample(space.params[key], random.Random(i)) for i in range(300)]
-    tunes = [domain.func(None) for _ in range(300)]  # sample_from: what Tune calls per trial
+    tunes = [domain.sample() for _ in range(300)]  # what Tune calls per trial
     for values in (ours, tunes):
         assert all(lo - 1e-9 <= v <= hi + 1e-9 for v in values), (min(values), max(values))
         assert len(set(values)) > 2  # spread, not one point
@@ -173,7 +173,7 @@ def test_int_uniform_is_inclusive_and_integer(tmp_path):
     space = load_space(write_space(tmp_path, {"method": "random", "parameters": {
         "batch_size": {"distribution": "int_uniform", "min": 2, "max": 4}}}))
     domain = to_tune(space)["param_space"]["batch_size"]
-    samples = {domain.func(None) for _ in range(300)}
+    samples = {domain.sample() for _ in range(300)}
     assert samples == {2, 3, 4} and all(isinstance(v, int) for v in samples)
 
 
@@ -199,7 +199,7 @@ def test_bayes_needs_optuna_or_says_so(tmp_path):
         with pytest.raises(UserError, match="pip install"):
             load_space(path)
     else:
-        assert type(to_tune(load_space(path))["search_alg"]).__name__ == "OptunaSearch"
+        assert "OptunaSearch" in {c.__name__ for c in type(to_tune(load_space(path))["search_alg"]).__mro__}
 
 
 @pytest.mark.parametrize("resources, expected", [

@@ -71,18 +71,31 @@ def _epoch_line(m: dict, epochs: int) -> str:
             + f" | lr {fmt('lr', m['lr'])} | {fmt('images_per_second', m['images_per_second'])} img/s")
 
 
-def _config_from_experiment(experiment_dir: str, trial_id: str | None) -> tuple[dict, str, str]:
-    """(the trial's training keys, a run name, a line saying what was chosen and how)."""
+def _config_from_experiment(experiment_dir: str, trial_id: str | None,
+                            overrides: list[str] = ()) -> tuple[dict, str, str]:
+    """(the trial's training keys, a run name, a line saying what was chosen and how);
+    `overrides`: the run's --set values, applied by the caller."""
     from tune_pipeline.config import FIELDS
+    from tune_pipeline.experiment import FINISHED
     from tune_pipeline.metrics import QUOTED, fmt, quoted_accuracy, selection_note
 
     exp = load_experiment_noted(experiment_dir)
     metric, mode = exp.metric, exp.mode
     if trial_id is None:
-        chosen = exp.best_trial()
-        if chosen is None:
-            raise UserError(f"{exp.path}: no trial has reported {metric} yet (see tune status {exp.path})")
-        how = f"best by {metric} {fmt(metric, chosen.best_value(metric, mode))}, {selection_note(metric)}"
+        # A finished trial (or one ASHA stopped early): a failed or interrupted
+        # one is trained only when named, so a crash is never silently the winner.
+        ranked = exp.ranked()
+        done = [t for t in ranked if t.status == FINISHED]
+        if not done:
+            if not ranked:
+                raise UserError(f"{exp.path}: no trial has reported {metric} yet (see tune status {exp.path})")
+            best = ranked[0]
+            raise UserError(f"{exp.path}: no trial finished; the best that reported is {best.trial_id} "
+                            f"({exp.state(best)} at epoch {best.epochs}, {metric} "
+                            f"{fmt(metric, best.best_value(metric, mode))}): train it with "
+                            f"--from {experiment_dir} --trial {best.trial_id}")
+        chosen = done[0]
+        how = f"best finished by {metric} {fmt(metric, chosen.best_value(metric, mode))}, {selection_note(metric)}"
     else:
         matches = [t for t in exp.trials if t.trial_id == trial_id]
         if not matches:
@@ -91,6 +104,9 @@ def _config_from_experiment(experiment_dir: str, trial_id: str | None) -> tuple[
         chosen, how = matches[0], "named by --trial"
     # Training keys only: an experiment from an older version may hold keys since dropped.
     raw = {k: v for k, v in chosen.config.items() if k in FIELDS}
+    # The sweep's time limit was for a sweep's trial, not for this run (often
+    # longer: --epochs); `--set trial_timeout=N` asks for one.
+    dropped = raw.pop("trial_timeout", 0)
     # `compile: auto` was resolved by the trial (trainable.train_trial), which
     # reports what it chose: train what it trained.
     compiled = [h["compiled"] for h in chosen.history if isinstance(h.get("compiled"), bool)]
@@ -98,6 +114,9 @@ def _config_from_experiment(experiment_dir: str, trial_id: str | None) -> tuple[
         raw["compile"] = compiled[-1]
     quoted = quoted_accuracy(chosen.history, metric, mode)
     line = (f"from {exp.name} trial {chosen.trial_id} ({how}; its {QUOTED} {fmt(QUOTED, quoted)})")
+    if dropped and not any(o.split("=", 1)[0].strip() == "trial_timeout" for o in overrides):
+        note(f"the sweep's trial_timeout of {dropped:g} s is not applied to this run "
+             f"(--set trial_timeout={dropped:g} keeps it)")
     return raw, f"{exp.name}-{chosen.trial_id}", line
 
 
@@ -175,7 +194,7 @@ def train(
     from tune_pipeline.metrics import fmt
     from tune_pipeline.run_output import RunDirectory
     from tune_pipeline.train import fit
-    from tune_pipeline.watchdog import TrialStalled, Watchdog
+    from tune_pipeline.watchdog import TrialStalled, Watchdog, epoch_seconds
 
     changes = [flag for flag, given in (("--set", set_), ("--epochs", epochs is not None),
                                         ("--full-train", full_train)) if given]
@@ -196,7 +215,7 @@ def train(
         overrides.append("val_fraction=0")
     source = None
     if from_ is not None:
-        raw, run_name, source = _config_from_experiment(from_, trial)
+        raw, run_name, source = _config_from_experiment(from_, trial, overrides)
         raw.update(parse_set_option(overrides))
         cfg = validate_config(raw, source=f"{from_} trial config")
         run_name += "-full" if full_train else ""
@@ -226,7 +245,10 @@ def train(
                         disable=quiet or not sys.stderr.isatty(), console=None)
     task = progress.add_task("train", total=None, epoch=1)
 
+    watchdog = Watchdog(cfg["trial_timeout"], earlier_epochs=epoch_seconds(resume_state))
+
     def on_batch(step: int, steps: int):
+        watchdog.batch_done(step, steps)
         progress.update(task, completed=step, total=steps)
 
     def on_epoch(metrics: dict, make_state):
@@ -236,14 +258,15 @@ def train(
 
     def record_end(status: str, error: str | None = None) -> None:
         try:
-            run_dir.finish(run_dir.partial_result(), status=status, error=error)
+            run_dir.finish(run_dir.partial_result(), status=status, error=error,
+                           val_fraction=cfg["val_fraction"])
         except OSError as exc:  # a full or read-only disk: the run's own error says more
             note(f"could not write {run_dir.path / 'summary.json'} ({exc.strerror or exc})")
 
     try:
-        with progress, Watchdog(cfg["trial_timeout"]) as watchdog:
-            result = fit(cfg, resume_state=resume_state, on_batch=on_batch,
-                         on_epoch=lambda m, state: (on_epoch(m, state), watchdog.beat()))
+        with progress:
+            result = watchdog.run(lambda: fit(cfg, resume_state=resume_state, on_batch=on_batch,
+                                              on_epoch=lambda m, state: (on_epoch(m, state), watchdog.beat())))
     except TrialStalled as exc:
         record_end("failed", str(exc))
         raise RunFailed(str(exc)) from None
@@ -260,7 +283,7 @@ def train(
             reason = f"{type(exc).__name__}: {exc}{where_raised(exc)}"
         record_end("failed", reason)
         raise RunFailed(f"the run failed: {reason}") from None
-    summary = written(run_dir.path, lambda: run_dir.finish(result, source=source))
+    summary = written(run_dir.path, lambda: run_dir.finish(result, source=source, val_fraction=cfg["val_fraction"]))
     typer.echo(f"done: {summary['epochs']} epochs, best test accuracy "
                f"{fmt('best_test_accuracy', summary['best_test_accuracy'])}, best test loss "
                f"{fmt('best_test_loss', summary['best_test_loss'])} -> {run_dir.path}")
@@ -402,12 +425,17 @@ def export(
 @user_errors
 def status(experiment_dir: str = typer.Argument(..., help="experiment folder, or its URI (s3://...)")):
     """Trials per state, the best so far, and why failed trials failed (reads disk only)."""
-    from tune_pipeline.experiment import FAILED_STATE, INTERRUPTED_STATE, RUNNING_STATE, describe_counts
+    from tune_pipeline.experiment import (FAILED_STATE, INTERRUPTED_STATE, NEVER_STARTED, RUNNING_STATE,
+                                          describe_counts)
     from tune_pipeline.labels import describe, labellers
     from tune_pipeline.metrics import QUOTED, fmt, quoted_accuracy, selection_note
 
     exp = load_experiment_noted(experiment_dir)
     total = max(exp.meta.get("trial_count") or 0, len(exp.trials))
+    if not exp.started and not exp.live:
+        typer.echo(f"{exp.name}: {total} trials; {NEVER_STARTED}")
+        typer.echo(f"start it with: tune resume {exp.path}")
+        return
     typer.echo(f"{exp.name}: {total} trials; "
                + (describe_counts(exp.state_counts()) or "none yet"))
     by = labellers((t.config for t in exp.trials), exp.swept)
@@ -432,9 +460,7 @@ def status(experiment_dir: str = typer.Argument(..., help="experiment folder, or
     if exp.live:
         from tune_pipeline.lock import ExperimentLock, describe_holder
 
-        holder = ExperimentLock(exp.path).holder()
-        typer.echo(f"driver: {describe_holder(holder)}"
-                   + (f" ({holder['command']})" if holder and holder.get("command") else ""))
+        typer.echo(f"driver: {describe_holder(ExperimentLock(exp.path).holder())}")
     elif any(exp.state(t) == INTERRUPTED_STATE for t in exp.trials):
         typer.echo(f"continue with: tune resume {exp.path}")
 

@@ -18,7 +18,8 @@ METADATA_FILE = "tune_pipeline.json"
 FINISHED = "TERMINATED"  # Ray Tune's trial statuses
 FAILED = "ERROR"
 RUNNING = "RUNNING"
-STALLED_FILE = "stalled.txt"  # the watchdog's reason when it had to end a stuck trial's process
+STALLED_FILE = "stalled.txt"  # why the watchdog ended a stuck trial's process (before it failed the trial instead)
+REPLACED_KEY = "replaced_trials"  # tune_pipeline.json: failed trials rerun under new ids by --restart-errored
 
 # The one vocabulary of trial states a person reads: the live table, the final
 # summary, `tune status`, export and the report all say these words.
@@ -51,9 +52,8 @@ def driver_running(path) -> bool:
     process on this host, or a fresh heartbeat from another node."""
     from tune_pipeline.lock import ExperimentLock
 
-    lock = ExperimentLock(path)
-    holder = lock.holder()
-    return holder is not None and not lock.is_stale(holder)
+    verdict = ExperimentLock(path).verdict()
+    return verdict.state == "live" and verdict.holder is not None
 
 
 @dataclass
@@ -152,6 +152,17 @@ def _state_files(path: Path) -> list[Path]:
     return sorted(path.glob("experiment_state-*.json"), key=lambda p: p.name)
 
 
+def ray_state_saved(path) -> bool:
+    """Whether Ray saved an experiment state: an experiment whose driver died
+    before that (in its first second or so, after tune_pipeline.json and
+    Ray's tuner.pkl) never started; `tune resume` starts it."""
+    return bool(_state_files(location(path)))
+
+
+NEVER_STARTED = ("never started (its driver stopped before Ray saved its first state); "
+                 "`tune resume` starts it from its recorded space")
+
+
 class Experiment:
     def __init__(self, path: Path, meta: dict, trials: list[Trial], notes: list[str] | None = None):
         self.path = path
@@ -182,6 +193,10 @@ class Experiment:
     @property
     def name(self) -> str:
         return self.meta.get("name", self.path.name)
+
+    @property
+    def started(self) -> bool:
+        return ray_state_saved(self.path)
 
     @property
     def live(self) -> bool:
@@ -309,14 +324,16 @@ def load_experiment(path) -> Experiment:
     if unread:
         notes.append(f"{state_file.name}: {unread} trial entr{'y' if unread == 1 else 'ies'} unreadable; "
                      f"those trials are read from their folders")
-    # Trials that started after the last state save exist only as folders.
+    # Trials that started after the last state save exist only as folders;
+    # so do failed ones that `--restart-errored` replaced by a rerun.
+    replaced = set(meta.get(REPLACED_KEY) or ())
     for params in sorted(path.glob("trial_*/params.json")):
         trial_dir = params.parent
         history = _read_history(trial_dir)
         trial_id = history[0].get("trial_id") if history else None
         if not isinstance(trial_id, str):
             trial_id = trial_dir.name.removeprefix("trial_")
-        if trial_id in trials:
+        if trial_id in trials or trial_id in replaced:
             continue
         config = _read_json(params)
         if not isinstance(config, dict):  # being written, or cut short by a crash

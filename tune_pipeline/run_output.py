@@ -115,11 +115,13 @@ class RunDirectory:
         atomic_write_bytes(self.checkpoint, lambda tmp: tmp.write_bytes(_serialized(state)))
 
     def finish(self, result: dict, status: str = "finished", error: str | None = None,
-               source: str | None = None) -> dict:
+               source: str | None = None, val_fraction: float = 0.0) -> dict:
         """summary.json; with it, the final model's weights (not a best epoch's:
-        choosing an epoch by its test score would make the test number optimistic)."""
+        choosing an epoch by its test score would make the test number optimistic).
+        `val_fraction`: the run's, for a run that stopped before its first epoch
+        (its epochs say whether it held out validation data, when it has some)."""
         history = result.get("history", [])
-        held_out = any("val_accuracy" in h for h in history)
+        held_out = any("val_accuracy" in h for h in history) if history else val_fraction > 0
         metric, mode = default_metric(1.0 if held_out else 0.0)
         summary = {"status": status, "epochs": len(history), **result.get("best", {}),
                    "selection_metric": metric, "selection": selection_note(metric),

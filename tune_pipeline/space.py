@@ -705,14 +705,37 @@ def _repeat_axis(space: SearchSpace) -> dict:
 
 # ------------------------------------------------------------ Ray Tune
 
-class _Draw:
-    """`tune.sample_from` callable: each trial draws with wandb's sampler."""
+def _wandb_draw(param: Param):
+    """A Ray Tune domain that draws `param` with wandb's sampler.
 
-    def __init__(self, param: Param):
-        self.param = param
+    A Domain, not `tune.sample_from(fn)`: Tune swaps a function for a
+    placeholder in the search state it saves, and `Tuner.restore` cannot
+    bring the function back for trials created after a resume (they got
+    `('__fn_ph', ...)` as values); re-supplying it as `param_space` makes Ray
+    draw again for every restored trial, finished ones included.  A Domain
+    is saved with the searcher, as Tune's own distributions are."""
+    from ray.tune.search.sample import Domain
 
-    def __call__(self, _spec=None):
-        return sample(self.param, random.Random())
+    class WandbDraw(Domain):
+        def __init__(self, param: Param):
+            self.param = param
+
+        def sample(self, config=None, size: int = 1, random_state=None):
+            rng = random.Random()
+            values = [sample(self.param, rng) for _ in range(size)]
+            return values[0] if size == 1 else values
+
+        def is_valid(self, value) -> bool:
+            return True
+
+        @property
+        def domain_str(self) -> str:
+            return f"{self.param.distribution}({self.param.spec})"
+
+        def __reduce__(self):  # pickled by the function that makes it (the class is local)
+            return _wandb_draw, (self.param,)
+
+    return WandbDraw(param)
 
 
 def _tune_domain(param: Param, method: str):
@@ -724,7 +747,7 @@ def _tune_domain(param: Param, method: str):
         return tune.choice(list(param.values))
     if method == "bayes":
         return bayes_domain(param.record, param.spec, FIELDS[param.name].kind is int)
-    return tune.sample_from(_Draw(param))
+    return _wandb_draw(param)
 
 
 def to_tune(space: SearchSpace) -> dict:
@@ -737,8 +760,8 @@ def to_tune(space: SearchSpace) -> dict:
         param_space[name] = tune.grid_search(values)
     search_alg = None
     if space.method == "bayes":
-        from ray.tune.search.optuna import OptunaSearch
-        search_alg = OptunaSearch()
+        from tune_pipeline.searcher import RestartableOptuna
+        search_alg = RestartableOptuna()
     scheduler = None
     if space.scheduler["type"] == "asha":
         from ray.tune.schedulers import ASHAScheduler

@@ -23,7 +23,8 @@ from datetime import datetime
 from pathlib import Path
 
 from tune_pipeline.data import DATA_KEYS, dataset_key, load_for_config
-from tune_pipeline.experiment import FAILED, FINISHED, METADATA_FILE, Trial, load_experiment, read_metadata
+from tune_pipeline.experiment import (FAILED, INTERRUPTED_STATE, METADATA_FILE, NEVER_STARTED, PENDING_STATE,
+                                      REPLACED_KEY, Trial, load_experiment, ray_state_saved, read_metadata)
 from tune_pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RunFailed, UserError
 from tune_pipeline.cluster import local_head_address
 from tune_pipeline.lock import ExperimentLock
@@ -38,6 +39,10 @@ CHECKPOINTS_TO_KEEP = 2  # the best and the latest: export needs one, resume the
 # forever for a trial that would never come.  Uploading at each state save
 # (Ray saves every >= 10 s) keeps the bucket as current as a local folder.
 REMOTE_SYNC_SECONDS = 0
+# tune_pipeline.json's "resume_format": 2 marks experiments whose random draws
+# Ray saves with its search state (space._wandb_draw) and whose bayes searcher
+# takes back rerun trials (searcher.py).  Older ones cannot be resumed safely.
+RESUME_FORMAT = 2
 
 
 @dataclass
@@ -623,7 +628,7 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
         "resources": resources, "max_concurrent_trials": max_concurrent,
         "num_samples": space.num_samples, "trial_count": space.trial_count(),
         "wandb": options.wandb, "wandb_project": options.wandb_project or space.project,
-        "created": datetime.now().isoformat(timespec="seconds"),
+        "created": datetime.now().isoformat(timespec="seconds"), "resume_format": RESUME_FORMAT,
     }
     experiment_dir = create_experiment_dir(storage, name)
     lock = ExperimentLock(experiment_dir, "tune search")
@@ -637,16 +642,7 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
         raise
     try:
         write_metadata(experiment_dir, meta)
-        parts = to_tune(space)
-        tuner = tune.Tuner(
-            trainable, param_space=parts["param_space"],
-            tune_config=tune.TuneConfig(
-                metric=space.metric, mode=space.mode, search_alg=parts["search_alg"],
-                scheduler=parts["scheduler"], num_samples=parts["num_samples"],
-                max_concurrent_trials=max_concurrent,
-                trial_dirname_creator=trial_dirname,
-                reuse_actors=True),  # measured: 20 trivial trials 33 s fresh, 5 s reused
-            run_config=_run_config(name, storage, meta, build_callbacks(meta, name, console)))
+        tuner = new_tuner(space, meta, trainable, name, storage, console)
     except BaseException:
         lock.release()
         remove_tree(experiment_dir)  # a start that failed leaves nothing behind
@@ -658,23 +654,72 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
         lock.release()
 
 
-def resume_sweep(experiment_dir, *, restart_errored: bool, address: str | None,
-                 verbose: bool, console) -> SweepOutcome:
+def new_tuner(space: SearchSpace, meta: dict, trainable, name: str, storage: str, console):
+    """The Tuner of a sweep that starts now (`tune search`, or `tune resume` of
+    one that never started)."""
     from ray import tune
 
+    parts = to_tune(space)
+    return tune.Tuner(
+        trainable, param_space=parts["param_space"],
+        tune_config=tune.TuneConfig(
+            metric=space.metric, mode=space.mode, search_alg=parts["search_alg"],
+            scheduler=parts["scheduler"], num_samples=parts["num_samples"],
+            max_concurrent_trials=meta.get("max_concurrent_trials"),
+            trial_dirname_creator=trial_dirname,
+            reuse_actors=True),  # measured: 20 trivial trials 33 s fresh, 5 s reused
+        run_config=_run_config(name, storage, meta, build_callbacks(meta, name, console)))
+
+
+def resume_sweep(experiment_dir, *, restart_errored: bool, address: str | None,
+                 verbose: bool, console) -> SweepOutcome:
     experiment_dir = location(experiment_dir)
     meta = read_metadata(experiment_dir)
     check_resumable(meta, experiment_dir)
     # The lock first: a driver still starting has not written Ray's state yet.
     with ExperimentLock(experiment_dir, "tune resume"):
-        if not tune.Tuner.can_restore(str(experiment_dir)):
-            raise UserError(f"{experiment_dir}: no saved Ray Tune state to resume (did the sweep start?)")
         check_storage(str(experiment_dir), "experiment folder")
-        return _resume_locked(experiment_dir, meta, restart_errored, address, verbose, console)
+        started = ray_state_saved(experiment_dir)
+        if started:
+            check_resume_format(experiment_dir, meta, restart_errored)
+        return _resume_locked(experiment_dir, meta, started, restart_errored, address, verbose, console)
 
 
-def _resume_locked(experiment_dir: Path, meta: dict, restart_errored: bool, address: str | None,
-                   verbose: bool, console) -> SweepOutcome:
+def check_resume_format(experiment_dir, meta: dict, restart_errored: bool) -> None:
+    """Refuse what Ray would resume wrongly: experiments made before their
+    search state held everything a resume needs (RESUME_FORMAT)."""
+    if (meta.get("resume_format") or 1) >= RESUME_FORMAT:
+        return
+    space = meta.get("resolved_space") or {}
+    drawn = [k for k, v in (space.get("parameters") or {}).items()
+             if isinstance(v, dict) and "distribution" in v and v["distribution"] != "categorical"]
+    if meta.get("method") == "random" and drawn:
+        raise UserError(f"{experiment_dir}: this random search was started by an older tune_pipeline, "
+                        f"whose draws of {', '.join(drawn)} Ray cannot restore (its remaining trials would "
+                        f"get placeholders instead of values); its trials so far stay readable (tune export "
+                        f"{experiment_dir}); start the rest as a new sweep")
+    if meta.get("method") == "bayes" and restart_errored:
+        raise UserError(f"{experiment_dir}: this bayes search was started by an older tune_pipeline, whose "
+                        f"searcher cannot take back rerun trials; resume it without --restart-errored")
+
+
+def _clear_unstarted(experiment_dir) -> None:
+    """What Ray wrote of a sweep that never started (tuner.pkl, its searcher's
+    first state, empty trial folders), so it starts clean: ours stays."""
+    from tune_pipeline.lock import LOCK_FILE
+    from tune_pipeline.progress import LOG_FILE
+
+    for entry in list(experiment_dir.iterdir()):
+        if entry.name in (METADATA_FILE, LOG_FILE) or entry.name.startswith(LOCK_FILE):
+            continue
+        if entry.is_dir():
+            remove_tree(entry)
+        else:
+            entry.unlink()
+
+
+def _resume_locked(experiment_dir: Path, meta: dict, started: bool, restart_errored: bool,
+                   address: str | None, verbose: bool, console) -> SweepOutcome:
     from ray import tune
 
     space = load_space_from_meta(meta)
@@ -686,8 +731,23 @@ def _resume_locked(experiment_dir: Path, meta: dict, restart_errored: bool, addr
         space, ray, resources, meta.get("max_concurrent_trials")))
     if meta.get("wandb"):
         wandb_environment(console)  # the restored callback logs in the mode chosen now
+    if not started:
+        # Started from its recorded space rather than refused: the user asked
+        # for this sweep, its folder and name are taken, and nothing of it ran.
+        console.note(f"{experiment_dir}: {NEVER_STARTED.split(';')[0]}: starting it now")
+        _clear_unstarted(experiment_dir)
+        tuner = new_tuner(space, meta, trainable, experiment_dir.name, str(experiment_dir.parent), console)
+        console.start(meta["name"], experiment_dir, meta["trial_count"], resources)
+        return _finish(tuner, experiment_dir, meta, console, verbose)
+    if restart_errored:
+        # Ray reruns them under new ids; their old folders stay, with the error.
+        failed = [t.trial_id for t in load_experiment(experiment_dir).failed_trials()]
+        if failed:
+            meta = {**meta, REPLACED_KEY: sorted({*(meta.get(REPLACED_KEY) or ()), *failed})}
+            write_metadata(experiment_dir, meta)
     # Ray restores the run config it pickled, callbacks included; our live
     # table reattaches itself to this terminal when unpickled (progress.py).
+    # No param_space: every value the search draws is saved with it (RESUME_FORMAT).
     tuner = tune.Tuner.restore(
         str(experiment_dir), trainable, resume_unfinished=True,
         resume_errored=False, restart_errored=restart_errored)
@@ -807,12 +867,16 @@ def _finish(tuner, experiment_dir, meta: dict, console, verbose: bool = False) -
     experiment = load_experiment(experiment_dir)
     experiment.live = False  # this driver has stopped: unfinished trials are interrupted
     counts = experiment.status_counts()
-    unfinished = sum(n for s, n in counts.items() if s not in (FINISHED, FAILED))
-    interrupted = interrupted or unfinished > 0
     best = experiment.best_trial()
-    console.finish(experiment, best, interrupted, time.perf_counter() - started)
     target = meta.get("target")
     value = best.best_value(meta["metric"], meta["mode"]) if best is not None else None
-    if target is not None and value is not None and (value >= target if meta["mode"] == "max" else value <= target):
+    reached = target is not None and value is not None and (value >= target if meta["mode"] == "max"
+                                                            else value <= target)
+    # Ray ends a Ctrl-C'd sweep quietly; between two trials nothing is left
+    # running, but the trials it had not created yet are still to run.
+    unfinished = sum(n for s, n in experiment.state_counts().items() if s in (INTERRUPTED_STATE, PENDING_STATE))
+    interrupted = interrupted or (unfinished > 0 and not reached)
+    console.finish(experiment, best, interrupted, time.perf_counter() - started)
+    if reached:
         console.print(f"{meta['metric']} reached its target {target:g} (metric.target): the sweep stopped there")
     return SweepOutcome(experiment_dir, counts, best, interrupted)

@@ -15,9 +15,8 @@ from ray import tune
 from tune_pipeline.config import validate_config
 from tune_pipeline.data import Dataset, dataset_key
 from tune_pipeline.errors import RunFailed
-from tune_pipeline.experiment import STALLED_FILE
 from tune_pipeline.train import fit, resolve_compile, resolve_device
-from tune_pipeline.watchdog import TrialStalled, Watchdog
+from tune_pipeline.watchdog import TrialStalled, Watchdog, epoch_seconds
 
 STATE_FILE = "state.pt"
 COMPILE_CACHE = "compile_cache"
@@ -74,19 +73,14 @@ def train_trial(config: dict, shared_data: dict | None = None, trials_per_compil
                          "compiled": cfg["compile"]},
                         checkpoint=tune.Checkpoint.from_directory(folder))
 
-    with Watchdog(cfg["trial_timeout"], on_give_up=_record_stall) as watchdog:
-        try:
-            fit(cfg, dataset=dataset, resume_state=resume_state,
-                on_epoch=lambda metrics, make_state: (report(metrics, make_state), watchdog.beat()))
-        except TrialStalled as exc:
-            raise RunFailed(str(exc)) from None
+    watchdog = Watchdog(cfg["trial_timeout"], earlier_epochs=epoch_seconds(resume_state))
+    try:
+        # Stopped by raising in the thread that trains, or abandoned there when
+        # stuck in one C call: either way the trial fails here, with its reason,
+        # as any other failed trial (Ray then ends this actor).
+        watchdog.run(lambda: fit(
+            cfg, dataset=dataset, resume_state=resume_state, on_batch=watchdog.batch_done,
+            on_epoch=lambda metrics, make_state: (report(metrics, make_state), watchdog.beat())))
+    except TrialStalled as exc:
+        raise RunFailed(str(exc)) from None
 
-
-def _record_stall(reason: str) -> None:
-    """Before the watchdog ends a stuck actor: its reason where `tune status`
-    reads it, the trial's folder in the experiment's storage (local or s3://).
-    Not get_trial_dir(): that is the actor's staging folder, which a reused
-    actor never syncs back."""
-    storage = tune.get_context().get_storage()  # DeveloperAPI; Ray is pinned in pyproject
-    with storage.storage_filesystem.open_output_stream(f"{storage.trial_fs_path}/{STALLED_FILE}") as out:
-        out.write((reason + "\n").encode())
