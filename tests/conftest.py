@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TRANSFORM_SCRIPTS = sorted((ROOT / "transforms").glob("*.py"))
-SEARCH_SPACES = sorted((ROOT / "search_spaces").glob("*.yaml"))
+# What the package ships (tune_pipeline/shipped.py): every one is loaded by a test.
+TRANSFORM_SCRIPTS = sorted((ROOT / "tune_pipeline" / "transforms").glob("*.py"))
+SEARCH_SPACES = sorted((ROOT / "tune_pipeline" / "search_spaces").glob("*.yaml"))
 
 
 @pytest.fixture(autouse=True)

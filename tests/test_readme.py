@@ -43,7 +43,7 @@ def test_every_shipped_file_and_model_is_named():
 
 def test_ci_runs_the_readme_test_command():
     setup = re.findall(r"```bash\n(pip install .*)\n```", README)
-    assert len(setup) >= 2 and setup[0].endswith("tune search search_spaces/quickstart.yaml")
+    assert len(setup) >= 2 and setup[0].endswith("tune search quickstart")
     assert setup[1].endswith("&& pytest")
     extras = re.search(r'pip install -e "(\.\[[\w,]+\])" && pytest', setup[1]).group(1)
     assert "torch==2.14.1 torchvision==0.29.1" in CI and f'-e "{extras}"' in CI and "pytest" in CI
