@@ -17,6 +17,42 @@ TRANSFORM_SCRIPTS = sorted((ROOT / "tune_pipeline" / "transforms").glob("*.py"))
 SEARCH_SPACES = sorted((ROOT / "tune_pipeline" / "search_spaces").glob("*.yaml"))
 
 
+# The user's own HOME, before the suite replaces it (pytest_configure).
+REAL_HOME = Path.home()
+
+
+def pytest_configure(config):
+    """Every test, and every process a test starts (Ray's included), runs
+    under a temporary HOME: a new local Ray or `ray start` writes
+    ~/.ray/auth_token, which turns on token authentication for everything Ray
+    that user does afterwards, and our caches live under ~/.cache."""
+    import tempfile
+
+    os.environ["HOME"] = tempfile.mkdtemp(prefix="tune-suite-home-")
+
+
+def pytest_unconfigure(config):
+    import shutil
+
+    suite_home = os.environ.get("HOME", "")
+    if Path(suite_home).name.startswith("tune-suite-home-"):
+        os.environ["HOME"] = str(REAL_HOME)
+        shutil.rmtree(suite_home, ignore_errors=True)
+
+
+def home_snapshot(home: Path) -> dict:
+    """What Ray and this project could leave in a HOME: ~/.ray and
+    ~/.cache/tune_pipeline (every file, size and time), and ~/.cache's entries."""
+    seen = {}
+    for folder in (home / ".ray", home / ".cache" / "tune_pipeline"):
+        for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+            stat = path.lstat()
+            seen[str(path)] = (stat.st_size, stat.st_mtime_ns)
+    cache = home / ".cache"
+    seen["~/.cache entries"] = sorted(p.name for p in cache.iterdir()) if cache.is_dir() else []
+    return seen
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     # The image-folder cache must not leak between tests or into ~/.cache.
