@@ -179,3 +179,31 @@ def asha_experiment(tmp_path_factory):
                       "--set", "batch_size=16", cwd=folder,
                       env={"TUNE_PIPELINE_CACHE": str(folder / "cache"), "RAY_USAGE_STATS_ENABLED": "0"})
     return folder / "asha", result
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory) -> Path:
+    """The package as a user installs it: `pip wheel` of a copy of the source
+    (pip builds in place, and would leave build/ and *.egg-info in the checkout)."""
+    import shutil
+
+    source = tmp_path_factory.mktemp("source")
+    shutil.copytree(ROOT / "tune_pipeline", source / "tune_pipeline",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    out = tmp_path_factory.mktemp("wheel")
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                            "--no-index", "-w", str(out), str(source)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout + built.stderr
+    return next(out.glob("tune_pipeline-*.whl"))
+
+
+def install_wheel(wheel: Path, *, target: Path | None = None, venv: Path | None = None) -> None:
+    """Install the wheel alone (its dependencies are this interpreter's): into
+    a folder for PYTHONPATH (`target`), or into a virtual environment."""
+    pip = [sys.executable, "-m", "pip"] + (["--python", str(venv / "bin" / "python")] if venv else [])
+    where = ["--target", str(target)] if target is not None else []
+    done = subprocess.run([*pip, "install", "--no-deps", "--no-index", "--quiet", *where, str(wheel)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

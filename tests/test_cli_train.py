@@ -146,3 +146,14 @@ def test_every_shipped_config_validates(path):
     config = load_config_file(path)
     assert config["model"] in list_models()
     assert config["runtime_transform_script"] in ("basic", "advanced")  # stock: no checkout needed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", [{}, {"dataset": "digits"}], ids=["empty", "digits"])
+def test_the_defaults_train_a_working_model_where_a_new_user_starts(tmp_path, config):
+    """Every key at its default (digits, the embedded dataset): config.DATASET_DEFAULTS."""
+    result = run_tune("train", write(tmp_path / "first.yaml", config or ""), "--output-dir", tmp_path / "out",
+                      "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((tmp_path / "out" / "first" / "summary.json").read_text())
+    assert summary["final"]["test_accuracy"] >= 0.90, summary["final"]
