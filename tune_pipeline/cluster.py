@@ -325,11 +325,13 @@ def own_head() -> tuple[str | None, str | None]:
         owner = path.stat().st_uid
     except OSError:
         return None, None
-    if owner != os.getuid() or not _own_gcs_in(path.parent):
-        return None, None  # another user's Ray, or a record our Ray left behind: not ours to join
+    if owner != os.getuid():
+        return None, None  # another user's record (a shared /tmp/ray): not ours to join
     if not _answers(address):
         return None, (f"no Ray head answers at {address} (recorded by an earlier `ray start`); "
                       f"starting a private local Ray instead")
+    if not _own_gcs_in(path.parent):
+        return None, None  # something of someone else's listens there now
     return address, f"the Ray head at {address}"
 
 
