@@ -265,7 +265,8 @@ def train(
 
 @app.command()
 @user_errors
-def examples(folder: Path = typer.Argument(Path("tune_examples"), help="where to write them (made if missing)")):
+def examples(folder: Path = typer.Argument(Path("tune_examples"), metavar="FOLDER",
+                                           help="where to write them (made if missing)")):
     """Copy the shipped search spaces and transform scripts into FOLDER, to edit."""
     from tune_pipeline.shipped import example_spaces, write_examples
 
@@ -319,7 +320,7 @@ def _print_preview(space) -> None:
 @app.command()
 @user_errors
 def search(
-    space_file: Path = typer.Argument(..., metavar="SPACE.yaml", help="search space (wandb sweep format), or a shipped one by name: quickstart, grid, asha, fast_cifar10 (tune examples)"),
+    space_file: Path = typer.Argument(..., metavar="SPACE.yaml", help="search space (wandb sweep format), or a shipped one by name, e.g. quickstart (tune examples copies them all)"),
     name: Optional[str] = typer.Option(None, help="experiment name (default: <file>-<date-time>)"),
     storage_path: str = typer.Option("ray_results", help="where experiments live (a folder, or s3://... on a cluster)"),
     address: Optional[str] = typer.Option(None, help="attach to a running Ray cluster: auto or host:port"),
