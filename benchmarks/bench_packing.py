@@ -4,7 +4,7 @@ against several trials with a core each, as a Ray sweep packs them.
 Each trial is its own process that sets `torch.set_num_threads(cpus)` first,
 as `trainable._use_assigned_cpus` does, then builds the project's `_Runner`
 (train.py) on the shipped defaults (config.py FIELDS: batch 256, amp auto,
-channels_last, transforms/runtime_transform_basic.py) and times its
+channels_last, the basic transform script) and times its
 `train_epoch`.  Data: synthetic CIFAR-shaped uint8 images (3x32x32, 10
 classes); the step's cost does not depend on the pixels.  Layouts, per model:
 

@@ -17,7 +17,6 @@ import torch.nn.functional as F
 
 from common import Timer, cifar10_folder
 from tune_pipeline.augment import TransformContext, load_transform_script
-from tune_pipeline.config import PROJECT_ROOT
 from tune_pipeline.data import load_imagefolder
 from tune_pipeline.models import create_model
 from tune_pipeline.train import amp_policy, batches
@@ -88,7 +87,7 @@ def main():
         data = load_imagefolder(folder)
     print(f"decode/cache load of {len(data.train_labels) + len(data.test_labels)} images: "
           f"{t.seconds:.1f} s (cache hit: {data.extra['cache_hit']})")
-    script = load_transform_script(PROJECT_ROOT / "transforms" / "runtime_transform_basic.py")
+    script = load_transform_script("basic")
     ctx = TransformContext(torch.tensor(data.mean), torch.tensor(data.std), torch.Generator().manual_seed(0))
     loader = baseline_loader(folder, args.workers)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "

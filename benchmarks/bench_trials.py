@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from common import ROOT, Timer
+from common import Timer
 from tune_pipeline.config import validate_config
 from tune_pipeline.data import load_dataset
 from tune_pipeline.train import fit
@@ -47,7 +47,7 @@ def main():
         in_process = t.seconds
 
         swept = tune_search(["trivial.yaml", "--storage-path", str(folder), "--name", "trivial"], folder)
-        quickstart = tune_search([str(ROOT / "search_spaces" / "quickstart.yaml"), "--storage-path",
+        quickstart = tune_search(["quickstart", "--storage-path",
                                   str(folder), "--name", "quickstart"], folder)
 
     print(f"{TRIALS} trivial trials, one process, tune train's loop : {in_process:6.1f} s "
@@ -56,7 +56,7 @@ def main():
           f"({swept / TRIALS:.2f} s/trial, Ray start included)")
     print(f"overhead of the sweep over the plain loop            : {swept - in_process:6.1f} s "
           f"({(swept - in_process) / TRIALS:+.2f} s/trial)")
-    print(f"tune search search_spaces/quickstart.yaml (4 trials)  : {quickstart:6.1f} s")
+    print(f"tune search quickstart (4 trials)                     : {quickstart:6.1f} s")
 
 
 if __name__ == "__main__":

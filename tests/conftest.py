@@ -12,8 +12,45 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TRANSFORM_SCRIPTS = sorted((ROOT / "transforms").glob("*.py"))
-SEARCH_SPACES = sorted((ROOT / "search_spaces").glob("*.yaml"))
+# What the package ships (tune_pipeline/shipped.py): every one is loaded by a test.
+TRANSFORM_SCRIPTS = sorted((ROOT / "tune_pipeline" / "transforms").glob("*.py"))
+SEARCH_SPACES = sorted((ROOT / "tune_pipeline" / "search_spaces").glob("*.yaml"))
+
+
+# The user's own HOME, before the suite replaces it (pytest_configure).
+REAL_HOME = Path.home()
+
+
+def pytest_configure(config):
+    """Every test, and every process a test starts (Ray's included), runs
+    under a temporary HOME: a new local Ray or `ray start` writes
+    ~/.ray/auth_token, which turns on token authentication for everything Ray
+    that user does afterwards, and our caches live under ~/.cache."""
+    import tempfile
+
+    os.environ["HOME"] = tempfile.mkdtemp(prefix="tune-suite-home-")
+
+
+def pytest_unconfigure(config):
+    import shutil
+
+    suite_home = os.environ.get("HOME", "")
+    if Path(suite_home).name.startswith("tune-suite-home-"):
+        os.environ["HOME"] = str(REAL_HOME)
+        shutil.rmtree(suite_home, ignore_errors=True)
+
+
+def home_snapshot(home: Path) -> dict:
+    """What Ray and this project could leave in a HOME: ~/.ray and
+    ~/.cache/tune_pipeline (every file, size and time), and ~/.cache's entries."""
+    seen = {}
+    for folder in (home / ".ray", home / ".cache" / "tune_pipeline"):
+        for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+            stat = path.lstat()
+            seen[str(path)] = (stat.st_size, stat.st_mtime_ns)
+    cache = home / ".cache"
+    seen["~/.cache entries"] = sorted(p.name for p in cache.iterdir()) if cache.is_dir() else []
+    return seen
 
 
 @pytest.fixture(autouse=True)
@@ -152,3 +189,31 @@ def asha_experiment(tmp_path_factory):
                       "--set", "batch_size=16", cwd=folder,
                       env={"TUNE_PIPELINE_CACHE": str(folder / "cache"), "RAY_USAGE_STATS_ENABLED": "0"})
     return folder / "asha", result
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory) -> Path:
+    """The package as a user installs it: `pip wheel` of a copy of the source
+    (pip builds in place, and would leave build/ and *.egg-info in the checkout)."""
+    import shutil
+
+    source = tmp_path_factory.mktemp("source")
+    shutil.copytree(ROOT / "tune_pipeline", source / "tune_pipeline",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    out = tmp_path_factory.mktemp("wheel")
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                            "--no-index", "-w", str(out), str(source)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout + built.stderr
+    return next(out.glob("tune_pipeline-*.whl"))
+
+
+def install_wheel(wheel: Path, *, target: Path | None = None, venv: Path | None = None) -> None:
+    """Install the wheel alone (its dependencies are this interpreter's): into
+    a folder for PYTHONPATH (`target`), or into a virtual environment."""
+    pip = [sys.executable, "-m", "pip"] + (["--python", str(venv / "bin" / "python")] if venv else [])
+    where = ["--target", str(target)] if target is not None else []
+    done = subprocess.run([*pip, "install", "--no-deps", "--no-index", "--quiet", *where, str(wheel)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

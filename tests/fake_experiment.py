@@ -10,8 +10,8 @@ from pathlib import Path
 
 from conftest import ROOT
 
-SCRIPTS = [str(ROOT / "transforms" / "runtime_transform_basic.py"),
-           str(ROOT / "transforms" / "runtime_transform_advanced.py")]
+SCRIPTS = [str(ROOT / "tune_pipeline" / "transforms" / "runtime_transform_basic.py"),
+           str(ROOT / "tune_pipeline" / "transforms" / "runtime_transform_advanced.py")]
 QUICKSTART_GRID = {"runtime_transform_script": SCRIPTS, "learning_rate": [0.02, 0.1]}
 
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from tune_pipeline.cli import app
 from tune_pipeline.models import list_models
 
-from conftest import ROOT, run_tune
+from conftest import ROOT, TRANSFORM_SCRIPTS, run_tune
 
 QUICK = {"model": "small_cnn", "dataset": "digits", "epochs": 2, "batch_size": 64,
          "max_train_images": 256, "max_test_images": 128}
@@ -28,7 +28,8 @@ def test_tune_train_writes_the_run(tmp_path):
     run = tmp_path / "out" / "quick"
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["learning_rate"] == 0.02 and saved["model"] == "small_cnn"
-    assert saved["runtime_transform_script"].startswith("/")  # paths are made absolute
+    assert saved["runtime_transform_script"] == "basic"  # a stock script, by its name
+    assert saved["data_dir"].startswith("/")  # paths are made absolute
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     summary = json.loads((run / "summary.json").read_text())
@@ -101,7 +102,7 @@ def test_broken_script_and_malformed_yaml(tmp_path):
 
 
 def test_relative_script_resolves_beside_the_yaml(tmp_path):
-    shutil.copy(ROOT / "transforms" / "runtime_transform_basic.py", tmp_path / "mine.py")
+    shutil.copy(TRANSFORM_SCRIPTS[-1], tmp_path / "mine.py")
     cfg = write(tmp_path / "rel.yaml", dict(QUICK, epochs=1, runtime_transform_script="mine.py"))
     result = CliRunner().invoke(app, ["train", str(cfg), "-o", str(tmp_path / "out"), "-q"])
     assert result.exit_code == 0, result.output
@@ -144,7 +145,7 @@ def test_every_shipped_config_validates(path):
 
     config = load_config_file(path)
     assert config["model"] in list_models()
-    assert config["runtime_transform_script"].startswith("/")
+    assert config["runtime_transform_script"] in ("basic", "advanced")  # stock: no checkout needed
 
 
 # ---------------------------------------------------------------- issue 18, item 12
@@ -216,3 +217,14 @@ def test_a_run_interrupted_before_its_first_epoch_keeps_its_validation_selection
     summary = json.loads((tmp_path / "out" / "quick" / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["epochs"] == 0
     assert summary["selection"] == "selected on validation data"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", [{}, {"dataset": "digits"}], ids=["empty", "digits"])
+def test_the_defaults_train_a_working_model_where_a_new_user_starts(tmp_path, config):
+    """Every key at its default (digits, the embedded dataset): config.DATASET_DEFAULTS."""
+    result = run_tune("train", write(tmp_path / "first.yaml", config or ""), "--output-dir", tmp_path / "out",
+                      "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((tmp_path / "out" / "first" / "summary.json").read_text())
+    assert summary["final"]["test_accuracy"] >= 0.90, summary["final"]

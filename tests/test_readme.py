@@ -41,9 +41,24 @@ def test_every_shipped_file_and_model_is_named():
         assert f"`{name}`" in README
 
 
+def test_a_user_with_rays_tune_script_learns_what_to_do():
+    """Whichever package installs last owns `tune`: README quotes what Ray's
+    script answers to our commands, and names the entry point no one else takes."""
+    import tomllib
+
+    from click.testing import CliRunner
+    from ray.tune.cli.scripts import cli as rays_tune  # Ray's `tune` console script
+
+    answer = CliRunner().invoke(rays_tune, ["search", "quickstart"]).output.strip().splitlines()[-1]
+    assert f"`{answer}`" in README  # Error: No such command 'search'.
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["tune-pipeline"] == scripts["tune"] == "tune_pipeline.cli:main"
+    assert "`tune-pipeline`" in README
+
+
 def test_ci_runs_the_readme_test_command():
     setup = re.findall(r"```bash\n(pip install .*)\n```", README)
-    assert len(setup) >= 2 and setup[0].endswith("tune search search_spaces/quickstart.yaml")
+    assert len(setup) >= 2 and setup[0].endswith("tune search quickstart")
     assert setup[1].endswith("&& pytest")
     extras = re.search(r'pip install -e "(\.\[[\w,]+\])" && pytest', setup[1]).group(1)
     assert "torch==2.14.1 torchvision==0.29.1" in CI and f'-e "{extras}"' in CI and "pytest" in CI

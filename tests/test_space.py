@@ -15,7 +15,7 @@ from tune_pipeline.errors import UserError
 from tune_pipeline.distributions import DISTRIBUTIONS
 from tune_pipeline.space import load_space, preview_configs, sample, to_tune
 
-from conftest import ROOT, SEARCH_SPACES
+from conftest import ROOT, SEARCH_SPACES, TRANSFORM_SCRIPTS
 
 BAD_SPACES = sorted((Path(__file__).parent / "bad_spaces").glob("*.yaml"))
 
@@ -32,19 +32,24 @@ def test_the_mission_spaces_ship():
 
 @pytest.mark.parametrize("path", SEARCH_SPACES, ids=lambda p: p.name)
 def test_every_shipped_space_validates_and_previews(path):
+    from tune_pipeline.shipped import stock_scripts
+
     space = load_space(path)
     assert space.trial_count() >= 1
     for config in preview_configs(space, 3):
-        assert Path(config["runtime_transform_script"]).is_absolute()
-    result = CliRunner().invoke(app, ["search", str(path), "--dry-run"])
-    assert result.exit_code == 0, result.output
-    assert f"{space.trial_count()} trials" in result.output
+        # Stock scripts by name (an installed package has them), every path absolute.
+        assert config["runtime_transform_script"] in stock_scripts()
+        assert Path(config["data_dir"]).is_absolute()
+    for given in (str(path), path.stem):  # by path, and by name as an installed package runs it
+        result = CliRunner().invoke(app, ["search", given, "--dry-run"])
+        assert result.exit_code == 0, result.output
+        assert f"{space.trial_count()} trials" in result.output
 
 
 def test_grid_dry_run_counts_144():
-    result = CliRunner().invoke(app, ["search", str(ROOT / "search_spaces" / "grid.yaml"), "--dry-run"])
+    result = CliRunner().invoke(app, ["search", str(ROOT / "tune_pipeline" / "search_spaces" / "grid.yaml"), "--dry-run"])
     assert result.exit_code == 0 and "144 trials" in result.output
-    space = load_space(ROOT / "search_spaces" / "grid.yaml")
+    space = load_space(ROOT / "tune_pipeline" / "search_spaces" / "grid.yaml")
     assert set(space.params) == {"model", "runtime_transform_script", "optimizer", "learning_rate",
                                  "momentum", "weight_decay"}
     grid = to_tune(space)["param_space"]
@@ -52,7 +57,7 @@ def test_grid_dry_run_counts_144():
 
 
 def test_asha_file_maps_hyperband_to_asha():
-    space = load_space(ROOT / "search_spaces" / "asha.yaml")
+    space = load_space(ROOT / "tune_pipeline" / "search_spaces" / "asha.yaml")
     assert space.method == "random" and space.num_samples == 40
     s = space.scheduler
     assert (s["type"], s["grace_period"], s["reduction_factor"], s["max_t"]) == ("asha", 3, 3, 30)
@@ -180,7 +185,7 @@ def test_int_uniform_is_inclusive_and_integer(tmp_path):
 def test_set_pins_a_parameter_and_paths_resolve_beside_the_file(tmp_path):
     (tmp_path / "scripts").mkdir()
     (tmp_path / "scripts" / "mine.py").write_text(
-        (ROOT / "transforms" / "runtime_transform_basic.py").read_text())
+        TRANSFORM_SCRIPTS[-1].read_text())
     path = write_space(tmp_path, {"method": "grid", "parameters": {
         "runtime_transform_script": {"value": "scripts/mine.py"},
         "learning_rate": {"values": [0.1, 0.01]}}})

@@ -12,13 +12,13 @@ import pytest
 
 from tune_pipeline.experiment import load_experiment
 
-from conftest import ROOT, TINY, run_tune, start_tune, write_sweep as sweep_file
+from conftest import TINY, run_tune, start_tune, write_sweep as sweep_file
 
 pytestmark = pytest.mark.slow
 
 
 def test_quickstart_end_to_end_then_export_every_format(tmp_path):
-    result = run_tune("search", ROOT / "search_spaces" / "quickstart.yaml", "--name", "qs",
+    result = run_tune("search", "quickstart", "--name", "qs",
                       "--storage-path", tmp_path, "--set", "epochs=2", *TINY, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     experiment_dir = tmp_path / "qs"
@@ -51,10 +51,10 @@ def test_quickstart_end_to_end_then_export_every_format(tmp_path):
     rows = json.loads((tmp_path / "best.json").read_text())
     assert len(rows) == 3 and all(os.path.isdir(r["checkpoint"]) for r in rows)
 
-    again = run_tune("search", ROOT / "search_spaces" / "quickstart.yaml", "--name", "qs",
+    again = run_tune("search", "quickstart", "--name", "qs",
                      "--storage-path", tmp_path, "--dry-run")
     assert again.returncode == 0  # a dry run starts nothing, so the name does not matter
-    clash = run_tune("search", ROOT / "search_spaces" / "quickstart.yaml", "--name", "qs",
+    clash = run_tune("search", "quickstart", "--name", "qs",
                      "--storage-path", tmp_path)
     assert clash.returncode == 2 and "tune resume" in clash.stderr
 

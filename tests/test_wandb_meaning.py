@@ -17,7 +17,7 @@ from tune_pipeline.space import (REPEAT_KEY, hyperband_cut_points, load_space, p
                                  preview_configs, sample, to_tune)
 from tune_pipeline.sweep import load_space_from_meta, target_stopper
 
-from conftest import ROOT
+from conftest import ROOT, TRANSFORM_SCRIPTS
 
 
 def space_file(tmp_path, parameters=None, name="space.yaml", **top):
@@ -41,7 +41,7 @@ def refused(path, *fragments, args=()):
 # 1. --scheduler asha computes max_t as the file route does: the largest epochs.
 
 def test_scheduler_flag_and_file_share_max_t(tmp_path):
-    fast = ROOT / "search_spaces" / "fast_cifar10.yaml"  # sweeps epochs over 10, 16, 24
+    fast = ROOT / "tune_pipeline" / "search_spaces" / "fast_cifar10.yaml"  # sweeps epochs over 10, 16, 24
     by_flag = load_space(fast, scheduler="asha").scheduler
     assert by_flag["max_t"] == 24 and by_flag["cut_points"] == [1, 3, 9]
     raw = yaml.safe_load(fast.read_text())
@@ -109,7 +109,7 @@ def test_probabilities_are_honoured_within_tolerance(tmp_path):
     rng = random.Random(0)
     ours = collections.Counter(sample(space.params["optimizer"], rng) for _ in range(4000))
     domain = to_tune(space)["param_space"]["optimizer"]
-    tunes = collections.Counter(domain.func(None) for _ in range(4000))
+    tunes = collections.Counter(domain.sample() for _ in range(4000))
     for counts in (ours, tunes):
         assert abs(counts["sgd"] / 4000 - 0.9) < 0.03
 
@@ -254,7 +254,7 @@ def test_our_tune_settings_must_live_in_the_tune_block(tmp_path):
 def test_resume_rebuilds_the_space_from_another_folder(tmp_path, monkeypatch):
     home = tmp_path / "project"
     (home / "mydata").mkdir(parents=True)
-    (home / "my_transform.py").write_text((ROOT / "transforms" / "runtime_transform_basic.py").read_text())
+    (home / "my_transform.py").write_text(TRANSFORM_SCRIPTS[-1].read_text())
     path = space_file(home, {"data_dir": {"value": "mydata"},
                              "runtime_transform_script": {"value": "my_transform.py"},
                              "learning_rate": {"values": [0.1, 0.01]}},

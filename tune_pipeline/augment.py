@@ -6,7 +6,9 @@ resumed run continues the same random stream.  Ops accept uint8 or float
 input and keep the dtype, except `normalize`, which turns uint8 [0, 255] into
 normalised float32.
 
-A transform script is a Python file, named by path, that defines
+A transform script is a Python file, named by path or, for the stock ones
+shipped in the package (`tune_pipeline/transforms/`), by short name
+(`basic`, `advanced`), that defines
 
     def train_transform(images, ctx): ...   # uint8 batch -> float batch
     def test_transform(images, ctx): ...
@@ -18,11 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import inspect
 import io
+import linecache
 import sys
 import threading
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,10 +153,51 @@ class TransformScript:
     test_transform: object
 
 
+@dataclass(frozen=True)
+class ScriptSource:
+    """A transform script's text as read once, by the driver or `tune train`.
+    `name` is how the config names it (a stock name such as `basic`, or an
+    absolute path); `origin` is the file it was read from."""
+    name: str
+    origin: str
+    text: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    def record(self) -> dict:
+        """What an experiment keeps of it (tune_pipeline.json)."""
+        return {"origin": self.origin, "sha256": self.sha256, "source": self.text}
+
+    @classmethod
+    def from_record(cls, name: str, record: dict) -> "ScriptSource":
+        return cls(name, record["origin"], record["source"])
+
+
 IMPORT_TIMEOUT_S = 30.0  # validation's limit on importing a script: a page of defs takes milliseconds
 
 
-def _exec_contained(spec, module, path: Path, timeout_s: float | None) -> None:
+def read_transform_script(name: str | Path) -> ScriptSource:
+    """The text of the script a config names: a stock script by its short name
+    (packaged), anything else by path."""
+    from tune_pipeline.shipped import is_stock_script, stock_script_file
+
+    if is_stock_script(name):
+        packaged = stock_script_file(str(name))
+        return ScriptSource(str(name), str(packaged), packaged.read_text())
+    path = Path(name)
+    if path.is_dir():
+        raise TransformScriptError(f"transform script {str(path)!r} is a folder, not a Python file")
+    if not path.is_file():
+        raise TransformScriptError(f"transform script {str(path)!r} does not exist")
+    try:
+        return ScriptSource(str(name), str(path), path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TransformScriptError(f"transform script {str(path)!r} cannot be read ({exc})") from None
+
+
+def _exec_contained(run_body, path: str, timeout_s: float | None) -> None:
     """Run the script's module body with our own argv hidden (a script that
     parses sys.argv at import would read `tune search`'s arguments), its
     SystemExit caught, and, when `timeout_s` is given, a time limit."""
@@ -163,7 +207,7 @@ def _exec_contained(spec, module, path: Path, timeout_s: float | None) -> None:
         saved_argv = sys.argv
         sys.argv = [str(path)]
         try:
-            spec.loader.exec_module(module)
+            run_body()
         except BaseException as exc:  # SystemExit included: it must not end our process
             outcome["exc"] = exc
         finally:
@@ -196,39 +240,46 @@ def _exec_contained(spec, module, path: Path, timeout_s: float | None) -> None:
             f"transform script {str(path)!r} failed to import: {type(exc).__name__}: {exc}")
 
 
-def load_transform_script(path: str | Path, import_timeout_s: float | None = None) -> TransformScript:
-    """Import a transform script by path and check it defines the contract.
+def load_transform_script(name: str | Path, import_timeout_s: float | None = None,
+                          source: ScriptSource | None = None) -> TransformScript:
+    """Import a transform script and check it defines the contract: `source`
+    when given (a trial runs the text its driver read), else the script
+    `name` names (a stock name or a path), read now.
 
-    The module gets a name derived from its path so two scripts with the same
-    file name never collide in sys.modules.  `import_timeout_s` bounds the
-    import (validation passes IMPORT_TIMEOUT_S; a run has its trial_timeout).
+    The module gets a name derived from its origin and text, so two scripts
+    with the same file name never collide in sys.modules; the text is what
+    runs, so a worker node needs none of the driver's files.
+    `import_timeout_s` bounds the import (validation passes IMPORT_TIMEOUT_S;
+    a run has its trial_timeout).
     """
-    path = Path(path)
-    if path.is_dir():
-        raise TransformScriptError(f"transform script {str(path)!r} is a folder, not a Python file")
-    if not path.is_file():
-        raise TransformScriptError(f"transform script {str(path)!r} does not exist")
-    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
-    module_name = f"tune_pipeline_transform_{path.stem}_{digest}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise TransformScriptError(f"transform script {str(path)!r} is not a Python file")
-    module = importlib.util.module_from_spec(spec)
-    _exec_contained(spec, module, path, import_timeout_s)
-    missing = [name for name in REQUIRED_FUNCTIONS if not callable(getattr(module, name, None))]
+    if source is None:
+        source = read_transform_script(name)
+    shown = source.name
+    digest = hashlib.sha1(f"{source.origin}\0{source.sha256}".encode()).hexdigest()[:12]
+    module_name = f"tune_pipeline_transform_{Path(source.origin).stem}_{digest}"
+    try:
+        code = compile(source.text, source.origin, "exec")
+    except (SyntaxError, ValueError) as exc:
+        raise TransformScriptError(
+            f"transform script {shown!r} failed to import: {type(exc).__name__}: {exc}") from None
+    # Tracebacks show the script's lines even where its file does not exist.
+    linecache.cache[source.origin] = (len(source.text), None, source.text.splitlines(True), source.origin)
+    module = types.ModuleType(module_name)
+    module.__file__ = source.origin
+    _exec_contained(lambda: exec(code, module.__dict__), shown, import_timeout_s)  # noqa: S102 - importing the user's script
+    missing = [n for n in REQUIRED_FUNCTIONS if not callable(getattr(module, n, None))]
     if missing:
         raise TransformScriptError(
-            f"transform script {str(path)!r} does not define {' and '.join(missing)}"
+            f"transform script {shown!r} does not define {' and '.join(missing)}"
             f"(images, ctx)"
         )
-    for name in REQUIRED_FUNCTIONS:
+    for function in REQUIRED_FUNCTIONS:
         try:
-            inspect.signature(getattr(module, name)).bind(None, None)
+            inspect.signature(getattr(module, function)).bind(None, None)
         except TypeError:
             raise TransformScriptError(
-                f"transform script {str(path)!r}: {name} must take (images, ctx)"
+                f"transform script {shown!r}: {function} must take (images, ctx)"
             ) from None
         except ValueError:
             pass  # builtins without a signature: trust them
-    sys.modules.pop(module_name, None)
-    return TransformScript(path, module.train_transform, module.test_transform)
+    return TransformScript(Path(source.origin), module.train_transform, module.test_transform)

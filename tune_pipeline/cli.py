@@ -293,6 +293,24 @@ def train(
 
 
 @app.command()
+@user_errors
+def examples(folder: Path = typer.Argument(Path("tune_examples"), metavar="FOLDER",
+                                           help="where to write them (made if missing)")):
+    """Copy the shipped search spaces and transform scripts into FOLDER, to edit."""
+    from tune_pipeline.shipped import example_spaces, write_examples
+
+    check_output_folder(folder, "FOLDER")
+    written_files = written(folder, lambda: write_examples(folder))
+    for path in written_files:
+        typer.echo(str(path))
+    if not written_files:
+        typer.echo(f"{folder} holds them all already (nothing overwritten)", err=True)
+    else:
+        typer.echo(f"run one: tune search {folder / example_spaces()[-1]}.yaml "
+                   f"(a shipped space also runs by name: tune search {example_spaces()[-1]})", err=True)
+
+
+@app.command()
 def models():
     """List the registered models with their parameter counts."""
     from tune_pipeline.models import count_parameters, create_model, list_models
@@ -331,7 +349,7 @@ def _print_preview(space) -> None:
 @app.command()
 @user_errors
 def search(
-    space_file: Path = typer.Argument(..., metavar="SPACE.yaml", help="search space (wandb sweep format)"),
+    space_file: Path = typer.Argument(..., metavar="SPACE.yaml", help="search space (wandb sweep format), or a shipped one by name, e.g. quickstart (tune examples copies them all)"),
     name: Optional[str] = typer.Option(None, help="experiment name (default: <file>-<date-time>)"),
     storage_path: str = typer.Option("ray_results", help="where experiments live (a folder, or s3://... on a cluster)"),
     address: Optional[str] = typer.Option(None, help="attach to a running Ray cluster: auto or host:port"),
@@ -520,12 +538,12 @@ def report(
 @user_errors
 def dashboard(
     port: int = typer.Option(8265, help="dashboard port"),
-    host: str = typer.Option("127.0.0.1", help="address the dashboard binds to"),
+    host: str = typer.Option("127.0.0.1", help="address the head binds to, every port (loopback by default)"),
     allow_remote: bool = typer.Option(False, "--allow-remote", help="permit a non-loopback --host"),
     stop: bool = typer.Option(False, "--stop", help="stop the Ray head `tune dashboard` started (only that one)"),
     show_token: bool = typer.Option(False, "--show-token", help="print the dashboard's login token too"),
 ):
-    """Start (or find) a local Ray head with its dashboard and print the URL."""
+    """Start a local Ray head with its dashboard (or find the one it started) and print the URL."""
     from tune_pipeline.cluster import TOKEN_COMMAND, auth_token, needs_token, start_dashboard, stop_head
 
     if stop:
@@ -611,8 +629,10 @@ def main() -> None:
     output = GuardedOutput(sys.stdout)
     sys.stdout = output
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    # `tune` or `tune-pipeline` (the same command under a name Ray's own `tune` script cannot take).
+    invoked = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
     try:
-        app(prog_name="tune")
+        app(prog_name="tune-pipeline" if invoked == "tune-pipeline" else "tune")
     except SystemExit as exc:  # typer always ends this way; the code is what the shell sees
         code = exc.code
     else:

@@ -1,29 +1,44 @@
-"""The local Ray head that `tune dashboard` starts, and only that one.
+"""Which Ray head a sweep joins, and the local head `tune dashboard` starts:
+one user's Ray, and only theirs.
 
-`tune dashboard` records the head it started (its Ray session folder and
-process ids, in HEAD_FILE under the cache folder); `--stop` stops those
-processes and no others: a Ray that someone else started (another sweep's
-`ray.init`, a `ray start` by hand) keeps running, and is pointed at `ray stop`.
+`tune dashboard` starts its head itself (a launcher process in a session of
+its own, `HEAD_LAUNCHER`) and records exactly what it started: the Ray
+session folder the launcher reports and the processes that name it, in
+HEAD_FILE under the cache folder.  Nothing is found by scanning for a port
+(every Ray on a machine, each sweep's private one too, runs a dashboard
+process with `--port=8265` in its arguments).  `--stop` stops those processes
+and no others; with none of them running it says so and exits 0.
 
-The dashboard runs arbitrary jobs for whoever can reach it, so it binds to
-loopback unless the user asks for more, and then is warned.  When this Ray
-asks for a token (token authentication, on by default once ~/.ray/auth_token
-exists), the dashboard's API answers 401 without it: we say how to get it.
+Every port of that head (GCS, raylet, object manager, agents, dashboard)
+binds loopback unless `--allow-remote`: Ray binds its servers to the node's
+address, and `ray start` turns 127.0.0.1 into the machine's outward address,
+so the launcher starts the node itself.  No Ray Client server runs (a sweep
+refuses ray:// anyway).  The head uses Ray's token authentication, as every
+new local Ray does, with this user's token (~/.ray/auth_token).
+
+A sweep without `--address` (or with `--address auto`) joins the head of
+this user that `tune dashboard` recorded, else the one `ray start` recorded
+in this user's own Ray temp folder (RAY_TMPDIR), if a GCS server of this user
+serves it; never another user's session, and never Ray's own lookup, which
+adopts any GCS server on the machine.  Joining passes this user's token when
+there is one (Ray asks for it only on heads it found by itself), and Ray's
+own lines while joining stay off the terminal: a failed join is one line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tune_pipeline.errors import UserError
@@ -33,6 +48,13 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 HEAD_FILE = "dashboard_head.json"
 TOKEN_COMMAND = "ray get-auth-token"
 STOP_SECONDS = 15.0
+START_SECONDS = 120.0  # a head on a busy 2-core machine came up in 5-15 s
+HEAD_LAUNCHER = "from tune_pipeline.cluster import _launch_head; _launch_head()"
+# Ray turns a loopback address into the machine's outward one wherever it
+# meets one (ray start, ray.init, each worker), unless it treats the machine
+# as a lone node, as it does on macOS and Windows: this variable (read when
+# Ray is imported) says so.  The loopback head runs with it, hence its workers.
+LOCAL_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 def is_loopback(host: str) -> bool:
@@ -45,14 +67,25 @@ def head_file() -> Path:
 
 # --- processes, read from /proc (Linux): no psutil needed -------------------
 
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def _start_time(pid: int) -> int | None:
     """The kernel's start time of a process: with the pid, it names the process
     even after the pid is reused."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else None
+
+
+def _owner(pid: int) -> int | None:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return Path(f"/proc/{pid}").stat().st_uid
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
 
 
 def _cmdline(pid: int) -> str:
@@ -66,15 +99,19 @@ def _pids() -> list[int]:
     return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
 
 
+def _name(line: str) -> str:
+    scripts = [Path(a).name for a in line.split()[:3] if a.endswith(".py")]
+    return scripts[0] if scripts else Path(line.split(" ", 1)[0]).name
+
+
 def session_processes(session: str) -> list[dict]:
-    """The processes whose command line names this Ray session folder."""
+    """This user's processes whose command line names this Ray session folder
+    (a session folder's name holds its start time and pid: no two Rays share one)."""
     found = []
     for pid in _pids():
         line = _cmdline(pid)
-        if session in line and pid != os.getpid():
-            scripts = [Path(a).name for a in line.split()[:3] if a.endswith(".py")]
-            name = scripts[0] if scripts else Path(line.split(" ", 1)[0]).name
-            found.append({"pid": pid, "start": _start_time(pid), "name": name})
+        if session in line and pid != os.getpid() and _owner(pid) == os.getuid():
+            found.append({"pid": pid, "start": _start_time(pid), "name": _name(line)})
     return found
 
 
@@ -82,101 +119,119 @@ def _alive(proc: dict) -> bool:
     return proc.get("start") is not None and _start_time(proc["pid"]) == proc["start"]
 
 
-def dashboard_session(port: int) -> str | None:
-    """The session folder of the Ray dashboard serving `port` on this machine.
-    (Ray's `session_latest` link may name another Ray started a moment later.)"""
-    for pid in _pids():
-        args = _cmdline(pid).split()
-        if any(a.endswith("dashboard/dashboard.py") for a in args[:3]) and f"--port={port}" in args:
-            for arg in args:
-                if arg.startswith("--session-dir="):
-                    return arg.split("=", 1)[1]
-    return None
+def ray_temp_dir() -> Path:
+    """This user's Ray temp folder: RAY_TMPDIR's `ray`, as Ray itself reads it."""
+    from ray._common.utils import get_default_ray_temp_dir  # no public API; Ray is pinned in pyproject
 
-
-def running_sessions() -> list[str]:
-    """Ray session folders with a live GCS server on this machine (any owner)."""
-    sessions = set()
-    for pid in _pids():
-        line = _cmdline(pid)
-        if "gcs_server" in line.split(" ", 1)[0]:
-            for part in line.split():
-                if "session_" in part:
-                    folder = part.split("=", 1)[-1]
-                    while folder and not Path(folder).name.startswith("session_"):
-                        folder = str(Path(folder).parent)
-                    if folder.startswith("/"):
-                        sessions.add(folder)
-    return sorted(sessions)
+    return Path(get_default_ray_temp_dir())
 
 
 @dataclass
 class Head:
-    """The head `tune dashboard` started: what `--stop` may stop."""
-    session: str
-    url: str
-    processes: list[dict]
+    """The head `tune dashboard` started: what `--stop` may stop and sweeps join."""
+    session: str                 # its Ray session folder
+    address: str                 # the GCS address a sweep joins
+    url: str                     # the dashboard
+    processes: list[dict] = field(default_factory=list)  # pid, start, name
 
     def save(self) -> None:
         path = head_file()
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"session": self.session, "url": self.url, "processes": self.processes},
-                                   indent=2) + "\n")
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
     def load(cls) -> "Head | None":
         try:
             data = json.loads(head_file().read_text())
-            return cls(data["session"], data["url"], data["processes"])
-        except (OSError, ValueError, KeyError):
+            return cls(data["session"], data["address"], data["url"], data["processes"])
+        except (OSError, ValueError, KeyError, TypeError):
             return None
 
     def alive(self) -> bool:
         return any(_alive(p) for p in self.processes)
 
 
-# --- starting, finding, stopping ----------------------------------------------
+# --- the head `tune dashboard` starts ------------------------------------------
 
-def running_dashboard_url() -> str | None:
-    """The dashboard URL of a Ray head already running on this machine, if any."""
+def _launch_head() -> None:
+    """Run by the launcher process (HEAD_LAUNCHER), in a session of its own:
+    start a Ray head as `ray start --head` does, but on the address asked for
+    (loopback by default), report it as one JSON line and exit; the head's
+    processes keep running."""
     import ray
+    from ray._common.usage import usage_lib
+    from ray._private.authentication.authentication_token_setup import (
+        enable_token_auth_by_default, ensure_token_if_auth_enabled)
+    from ray._private.node import Node
+    from ray._private.parameter import RayParams
 
-    if not running_sessions():
-        return None  # ray.init(address="auto") would wait for a cluster that is not there
+    settings = json.loads(sys.argv[1])
+    usage_lib.set_usage_stats_enabled_via_env_var(False)
+    # Token authentication as for every new local Ray: this user's token, made if missing.
+    enable_token_auth_by_default()
+    ensure_token_if_auth_enabled({}, create_token_if_missing=True)
+    params = RayParams(node_ip_address=settings["node_ip"], include_dashboard=True,
+                       dashboard_host=settings["host"], dashboard_port=settings["port"])
+    node = Node(params, head=True, shutdown_at_exit=False, spawn_reaper=False)
+    ray._private.utils.write_ray_address(node.address, node.get_temp_dir_path())
+    print(json.dumps({"session": node.get_session_dir_path(), "address": node.address,
+                      "url": node.address_info.get("webui_url")}), flush=True)
+
+
+def _node_ip(host: str) -> str:
+    if is_loopback(host):
+        return "127.0.0.1"
+    if host in ("0.0.0.0", "::", ""):
+        from ray._private.services import get_node_ip_address
+
+        return get_node_ip_address()
+    return host
+
+
+def _port_free(host: str, port: int) -> bool:
     try:
-        context = ray.init(address="auto", log_to_driver=False, logging_level=logging.ERROR)
-    except (ConnectionError, RuntimeError, ValueError):
-        return None
-    url = getattr(context, "dashboard_url", None)
-    ray.shutdown()
-    return f"http://{url}" if url and "://" not in url else url or None
-
-
-def _ray_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ray.scripts.scripts", *args],
-                          capture_output=True, text=True)
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, port))
+        return True
+    except OSError:
+        return False
 
 
 def start_dashboard(host: str, port: int, allow_remote: bool, warn) -> tuple[str, bool]:
+    """(dashboard URL, whether it was started now): the head this user's
+    `tune dashboard` started if it still runs, else a new one."""
     if not is_loopback(host):
         if not allow_remote:
-            raise UserError(f"--host {host} exposes the Ray dashboard, which lets anyone who reaches it "
-                            f"run code on this machine; add --allow-remote if that is what you want")
-        warn(f"warning: the Ray dashboard on {host}:{port} lets anyone who can reach it run code here")
-    url = running_dashboard_url()
-    if url:
-        return url, False
-    done = _ray_cli("start", "--head", "--include-dashboard=true", f"--dashboard-host={host}",
-                    f"--dashboard-port={port}", "--disable-usage-stats")
-    if done.returncode != 0:
-        lines = [ln for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
-        raise UserError(f"ray start failed: {lines[-1] if lines else 'no output'}")
-    session = dashboard_session(port)
-    if session is None:  # not seen: record nothing rather than another head
-        raise UserError(f"ray start said it started, but no dashboard listens on port {port}; "
-                        f"see `ray status`")
-    url = running_dashboard_url() or f"http://{host}:{port}"
-    Head(session, url, session_processes(session)).save()
+            raise UserError(f"--host {host} exposes the Ray head (its dashboard and every other port), which "
+                            f"lets anyone who reaches it run code on this machine; add --allow-remote if "
+                            f"that is what you want")
+        warn(f"warning: the Ray head on {host} (dashboard port {port}) lets anyone who can reach it run "
+             f"code here")
+    head = Head.load()
+    if head is not None and head.alive():
+        return head.url, False
+    if not _port_free(host, port):
+        raise UserError(f"--port {port}: something else listens on {host}:{port} (another Ray's "
+                        f"dashboard?); choose another --port")
+    settings = {"node_ip": _node_ip(host), "host": host, "port": port}
+    env = dict(os.environ, **(LOCAL_ONLY if is_loopback(settings["node_ip"]) else {}))
+    with tempfile.TemporaryFile("w+") as log:
+        try:
+            done = subprocess.run([sys.executable, "-c", HEAD_LAUNCHER, json.dumps(settings)], env=env,
+                                  stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True,
+                                  start_new_session=True, timeout=START_SECONDS)
+        except subprocess.TimeoutExpired:
+            raise UserError(f"the Ray head did not start within {START_SECONDS:g} s") from None
+        log.seek(0)
+        said = [ln for ln in log.read().splitlines() if ln.strip()]
+    reported = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if done.returncode != 0 or not reported:
+        raise UserError(f"the Ray head did not start: {said[-1] if said else f'exit {done.returncode}'}")
+    started = json.loads(reported[-1])
+    url = started.get("url") or f"{host}:{port}"
+    url = url if "://" in url else f"http://{url}"
+    head = Head(started["session"], started["address"], url, session_processes(started["session"]))
+    head.save()
     return url, True
 
 
@@ -192,67 +247,138 @@ def needs_token(url: str) -> bool:
 
 
 def auth_token() -> str | None:
-    done = _ray_cli("get-auth-token")
-    return done.stdout.strip() or None if done.returncode == 0 else None
+    """This user's Ray token, as Ray finds it (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token)."""
+    from ray._raylet import AuthenticationTokenLoader  # no public API; Ray is pinned in pyproject
 
-
-def local_head_address() -> tuple[str | None, bool]:
-    """(address, answers) of the Ray head that `ray start` or `tune dashboard`
-    recorded on this machine, which a bare `ray.init()` would join.  A head
-    that crashed leaves its address behind, and `ray.init()` then retries it
-    for minutes: we check that something listens there first."""
-    from ray._common.utils import get_ray_address_file  # no public API; Ray is pinned in pyproject
-
-    try:
-        address = Path(get_ray_address_file(None)).read_text().strip()
-    except OSError:
-        return None, False
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=2):
-            return address, True
-    except (OSError, ValueError):
-        return address, False
-
-
-def _forget_stopped_head() -> None:
-    """`ray start` recorded the head's address for `ray.init()` to join; the
-    head is gone now, so the record goes too (as `ray stop` does)."""
-    from ray._common.utils import get_ray_address_file
-
-    address, answers = local_head_address()
-    if address is not None and not answers:
-        Path(get_ray_address_file(None)).unlink(missing_ok=True)
+    loader = AuthenticationTokenLoader.instance()
+    if not loader.has_token(ignore_auth_mode=True):
+        return None
+    return loader.get_raw_token(ignore_auth_mode=True) or None
 
 
 def stop_head() -> tuple[int, str]:
     """Stop the head `tune dashboard` started, and nothing else: (exit code, message)."""
     head = Head.load()
     if head is None or not head.alive():
-        if head is not None:
-            head_file().unlink(missing_ok=True)
-        others = running_sessions()
-        if others:
-            return 2, (f"the Ray running here ({', '.join(Path(s).name for s in others)}) was not started by "
-                       f"`tune dashboard`; stop it with `ray stop` if you mean to")
+        head_file().unlink(missing_ok=True)
         return 0, "no Ray head started by `tune dashboard` is running; nothing to stop"
     # Workers started since are found by the session folder in their command line.
     targets = {p["pid"]: p for p in head.processes + session_processes(head.session) if _alive(p)}
     for proc in targets.values():
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(proc["pid"], signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + STOP_SECONDS
     while time.monotonic() < deadline and any(_alive(p) for p in targets.values()):
         time.sleep(0.2)
     for proc in targets.values():
         if _alive(proc):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(proc["pid"], signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     head_file().unlink(missing_ok=True)
-    _forget_stopped_head()
+    _forget_address(head.address)
     names = ", ".join(f"{p['name']} ({p['pid']})" for p in sorted(targets.values(), key=lambda p: p["pid"]))
     return 0, f"stopped the Ray head `tune dashboard` started ({Path(head.session).name}): {names}"
+
+
+# --- the head a sweep joins ------------------------------------------------------
+
+def _address_file() -> Path:
+    from ray._common.utils import get_ray_address_file  # no public API; Ray is pinned in pyproject
+
+    return Path(get_ray_address_file(None))
+
+
+def _forget_address(address: str) -> None:
+    """The address `ray start` (or our launcher) left for `ray.init()` to join,
+    removed when it names the head just stopped, as `ray stop` does."""
+    path = _address_file()
+    with contextlib.suppress(OSError):
+        if path.read_text().strip() == address:
+            path.unlink()
+
+
+def _answers(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=2):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _own_gcs_in(temp_dir: Path) -> bool:
+    """Whether a GCS server of this user runs a session inside `temp_dir`."""
+    prefix = f"--session-dir={temp_dir}/session_"
+    return any(_owner(pid) == os.getuid() and "gcs_server" in _cmdline(pid).split(" ", 1)[0]
+               and prefix in _cmdline(pid) for pid in _pids())
+
+
+def own_head() -> tuple[str | None, str | None]:
+    """(address, description) of this user's head on this machine, or
+    (None, why none was joined, or None when there is nothing to say)."""
+    head = Head.load()
+    if head is not None and head.alive() and _answers(head.address):
+        return head.address, f"the Ray head `tune dashboard` started ({head.address})"
+    path = _address_file()
+    try:
+        address = path.read_text().strip()
+        owner = path.stat().st_uid
+    except OSError:
+        return None, None
+    if owner != os.getuid():
+        return None, None  # another user's record (a shared /tmp/ray): not ours to join
+    if not _answers(address):
+        return None, (f"no Ray head answers at {address} (recorded by an earlier `ray start`); "
+                      f"starting a private local Ray instead")
+    if not _own_gcs_in(path.parent):
+        return None, None  # something of someone else's listens there now
+    return address, f"the Ray head at {address}"
+
+
+def prepare_join(address: str | None) -> None:
+    """Before joining a head by its address.  A loopback address stays
+    loopback (LOCAL_ONLY; else Ray dials the machine's outward address, where
+    a loopback head does not listen).  And Ray sends a token only to a head
+    it found by itself, so a head of this user that asks for one would refuse
+    us: when this user has a token and has not chosen a mode, it is sent."""
+    host = (address or "").rpartition(":")[0].strip("[]")
+    if is_loopback(host):
+        from ray._private import ray_constants  # no public API; Ray is pinned in pyproject
+
+        os.environ.update(LOCAL_ONLY)
+        ray_constants.ENABLE_RAY_CLUSTER = False  # read at each lookup; the import read the variable before
+    if "RAY_AUTH_MODE" in os.environ or auth_token() is None:
+        return
+    from ray._private.authentication.authentication_token_setup import _enable_token_auth
+
+    _enable_token_auth()  # RAY_AUTH_MODE=token, for this process and its children
+
+
+@contextlib.contextmanager
+def native_output_captured():
+    """Ray's C++ core writes its retries and refusals straight to file
+    descriptor 2; while joining they go to a file instead, whose lines are
+    returned (the yielded list fills when the block ends)."""
+    lines: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile("w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(ln for ln in sink.read().decode(errors="replace").splitlines() if ln.strip())
+
+
+def join_problem(exc: BaseException, native: list[str]) -> str:
+    """One line saying why a join failed, from the exception and Ray's own lines."""
+    text = " ".join([str(exc), str(exc.__cause__ or ""), *native])
+    if "uthenticat" in text or "InvalidAuthToken" in text or "UNAUTHENTICATED" in text:
+        return ("the head asks for a Ray auth token that this user does not have (a head another user "
+                "started, or one started with another token: set RAY_AUTH_TOKEN to that head's "
+                f"`{TOKEN_COMMAND}`)")
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tune_pipeline.config import (FIELDS, PATH_KEYS, Switch, check_transform_script, check_value,
-                                  parse_set_option, path_bases, read_yaml, resolve_path, suggest)
+from tune_pipeline.config import (DATASET_DEFAULTS, FIELDS, PATH_KEYS, Switch, check_transform_script,
+                                  check_value, default_for, parse_set_option, path_bases, read_yaml,
+                                  resolve_path, resolve_script, suggest)
 from tune_pipeline.distributions import DISTRIBUTIONS, SPEC_KEYS, bayes_domain, integral
 from tune_pipeline.errors import UserError
 from tune_pipeline.metrics import REPORTED_METRICS, VALIDATION_METRICS, default_metric
@@ -151,11 +152,13 @@ def _fmt(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def _check_path_value(key: str, value: str, bases: list[Path]) -> tuple[str, str | None]:
-    path = resolve_path(value, bases)
+def _check_path_value(key: str, value: str, bases: list[Path] | None) -> tuple[str, str | None]:
+    if bases is None:  # parse_space(check_paths=False): recorded values, taken as given
+        return value, None
     if key == "runtime_transform_script":
-        return str(path), check_transform_script(path)
-    return str(path), None
+        script = resolve_script(value, bases)
+        return script, check_transform_script(script)
+    return str(resolve_path(value, bases)), None
 
 
 def _check_param_value(key: str, value, where: str, bases: list[Path], problems: list[str]):
@@ -349,23 +352,41 @@ def _max_epochs(fixed: dict, params: dict) -> float:
     return p.record.value_range(p.spec)[1]
 
 
+def space_file(name: str | Path) -> Path:
+    """The file `tune search NAME` runs: a path, or else a shipped example by
+    name (`quickstart`, shipped.example_spaces())."""
+    from tune_pipeline.shipped import example_space_file, example_spaces
+
+    path = Path(name)
+    if path.exists() or "/" in str(name):
+        return path
+    shipped = example_space_file(str(name))
+    if shipped is not None:
+        return shipped
+    raise UserError(f"{name}: no such file, and no shipped space of that name "
+                    f"(shipped: {', '.join(example_spaces())})")
+
+
 def load_space(path: str | Path, overrides: list[str] | None = None, *, scheduler: str | None = None,
                num_samples: int | None = None) -> SearchSpace:
-    """Read and validate a sweep file; raise UserError listing every problem."""
-    path = Path(path)
+    """Read and validate a sweep file (or a shipped one by name); raise
+    UserError listing every problem."""
+    path = space_file(path)
     return parse_space(read_yaml(path), path, overrides, scheduler=scheduler, num_samples=num_samples)
 
 
 def parse_space(raw, path: Path, overrides: list[str] | None = None, *, scheduler: str | None = None,
-                num_samples: int | None = None, build: bool = True) -> SearchSpace:
+                num_samples: int | None = None, build: bool = True, check_paths: bool = True) -> SearchSpace:
     """Validate a sweep mapping; relative paths resolve beside `path`.  With
-    `build`, the Tune objects are built too, so what Ray would refuse is refused here."""
+    `build`, the Tune objects are built too, so what Ray would refuse is refused here.
+    `check_paths=False` takes path values as given: a resumed sweep's recorded
+    space, whose transform scripts run from the recorded text wherever the files are now."""
     src = str(path)
     if not isinstance(raw, dict):
         raise UserError(f"{src}: expected a mapping with method, metric and parameters")
     problems: list[str] = []
     notes: list[str] = []
-    bases = path_bases(path)
+    bases = path_bases(path) if check_paths else None
     for key in raw:
         if not isinstance(key, str):
             hint = " (YAML 1.1 reads on, off, yes, no as booleans: quote it)" if isinstance(key, bool) else ""
@@ -420,9 +441,10 @@ def parse_space(raw, path: Path, overrides: list[str] | None = None, *, schedule
                 params[key] = parsed
         elif isinstance(parsed, tuple):
             fixed[parsed[0]] = parsed[1]
-    for key, field_ in FIELDS.items():
+    defaults_from = _defaults_dataset(fixed, params, notes)
+    for key in FIELDS:
         if key not in fixed and key not in params:
-            value = field_.default
+            value = default_for(key, defaults_from)
             if key in PATH_KEYS:
                 value, problem = _check_path_value(key, value, bases)
                 if problem:
@@ -464,6 +486,26 @@ def parse_space(raw, path: Path, overrides: list[str] | None = None, *, schedule
     if build:
         check_tune(space)
     return space
+
+
+def _defaults_dataset(fixed: dict, params: dict, notes: list[str]):
+    """The dataset whose defaults fill the keys a space leaves unset
+    (config.DATASET_DEFAULTS): the space's one dataset; a swept one only when
+    every value it takes has the same defaults; else None, the general defaults."""
+    if "dataset" not in params:
+        return fixed.get("dataset", FIELDS["dataset"].default)
+    values = params["dataset"].values or []
+    if not values:
+        return None
+    adapted = {v: DATASET_DEFAULTS.get(v, {}) for v in values}
+    if len({repr(sorted(d.items())) for d in adapted.values()}) == 1:
+        return values[0]
+    keys = sorted({k for d in adapted.values() for k in d} - set(fixed) - set(params))
+    if keys:
+        notes.append(f"dataset is swept: {', '.join(keys)} take their general defaults "
+                     f"({', '.join(f'{k} {FIELDS[k].default:g}' for k in keys)}), not each dataset's; "
+                     f"set them to choose")
+    return None
 
 
 def _holds_out_validation(fixed: dict, params: dict) -> bool:

@@ -26,7 +26,7 @@ from tune_pipeline.data import DATA_KEYS, dataset_key, load_for_config
 from tune_pipeline.experiment import (FAILED, INTERRUPTED_STATE, METADATA_FILE, NEVER_STARTED, PENDING_STATE,
                                       REPLACED_KEY, Trial, load_experiment, ray_state_saved, read_metadata)
 from tune_pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RunFailed, UserError
-from tune_pipeline.cluster import local_head_address
+from tune_pipeline.cluster import join_problem, native_output_captured, own_head, prepare_join
 from tune_pipeline.lock import ExperimentLock
 from tune_pipeline.space import (REPEAT_KEY, SearchSpace, check_tune, parse_space, to_tune,
                                  with_scheduler)
@@ -125,19 +125,22 @@ def init_ray(address: str | None, verbose: bool, console=None):
 
 
 def _start_or_join(ray, address: str | None, kwargs: dict, console) -> None:
-    if address or os.environ.get("RAY_ADDRESS"):  # the user's choice (RAY_ADDRESS as every Ray program reads it)
+    if address == "auto" and not os.environ.get("RAY_ADDRESS"):
+        # This user's head on this machine, never Ray's own lookup (it adopts any user's).
+        head, what = own_head()
+        if head is None:
+            raise UserError("--address auto: no Ray head of yours runs on this machine; start one with "
+                            "`tune dashboard` or `ray start --head`, or leave out --address")
+        _join(ray, head, kwargs, what)
+    elif address or os.environ.get("RAY_ADDRESS"):  # the user's choice (RAY_ADDRESS as every Ray program reads it)
         _join(ray, address, kwargs, f"--address {address}" if address else "RAY_ADDRESS")
     else:
-        head, answers = local_head_address()
-        if head and answers:
-            # A `tune dashboard` head: the sweep shows in its dashboard.  "auto",
-            # not the address itself: only Ray's own lookup of this machine's
-            # head brings the head's token mode (its explicit address is refused).
-            _join(ray, "auto", kwargs, f"the Ray head at {head}")
+        head, what = own_head()
+        if head is not None:
+            _join(ray, head, kwargs, what)  # a `tune dashboard` head: the sweep shows in its dashboard
         else:
-            if head and console is not None:
-                console.note(f"no Ray head answers at {head} (recorded by an earlier `ray start` or "
-                             f"`tune dashboard`); starting a private local Ray instead")
+            if what and console is not None:
+                console.note(what)
             # A local Ray sized to this machine; the dashboard is `tune dashboard`'s job.
             token_without_home()
             ray.init(address="local", include_dashboard=False, **kwargs)
@@ -169,10 +172,10 @@ JOIN_PROBE_SECONDS = 5.0  # a head that does not connect, or answer, in this lon
 
 def _address_to_probe(address: str | None) -> str | None:
     """The host:port `ray.init(address)` will try, as Ray picks it: RAY_ADDRESS
-    for none or "auto", then the head this machine's `ray start` recorded."""
+    for none or "auto", then this user's head on this machine."""
     chosen = address if address not in (None, "auto") else os.environ.get("RAY_ADDRESS")
     if chosen in (None, "", "auto"):
-        return local_head_address()[0]
+        return own_head()[0]
     return None if chosen == "local" else chosen
 
 
@@ -212,29 +215,14 @@ def check_head_answers(address: str | None, what: str) -> None:
 
 
 def _join(ray, address: str | None, kwargs: dict, what: str) -> None:
-    from tune_pipeline.progress import quiet_terminal
-
-    # Ray's C++ core writes a warning every few seconds to fd 2 while it
-    # tries a head: those go to a log file, named if the join fails.
-    verbose = kwargs.get("log_to_driver", False)
-    log = Path(tempfile.gettempdir()) / f"tune-ray-join-{os.getpid()}.log"
+    prepare_join(address)  # a loopback head stays on loopback; this user's head gets their token
     try:
-        with quiet_terminal(log, verbose):
+        # Ray's C++ lines (its retries, refusals, the probe's handshake): one line of ours instead.
+        with native_output_captured() as native:
             check_head_answers(address, what)
             ray.init(address=address, **kwargs)
-        log.unlink(missing_ok=True)
-    except UserError:
-        log.unlink(missing_ok=True)  # our line says it all
-        raise
-    except (ConnectionError, RuntimeError) as exc:
-        text = str(exc)
-        cause = exc.__cause__
-        hint = "start one with `tune dashboard` or `ray start --head`"
-        if "uthentication" in text + str(cause) or "InvalidAuthToken" in text + str(cause):
-            hint = ("the cluster asks for Ray's auth token: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN "
-                    "(from `ray get-auth-token` on the head)")
-        seen = f" (Ray's log: {log})" if not verbose and log.exists() else ""
-        raise UserError(f"{what}: cannot join the Ray cluster ({text.splitlines()[0]}); {hint}{seen}") from None
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise UserError(f"{what}: cannot join the Ray cluster: {join_problem(exc, native)}") from None
 
 
 def fit_resources(ray, resources: dict, console) -> dict:
@@ -277,14 +265,55 @@ def trials_per_compile(space: SearchSpace, ray, resources: dict, max_concurrent:
     return space.trials_per_graph() / concurrent_trials(ray, resources, max_concurrent)
 
 
-def build_trainable(shared: dict | None, resources: dict, per_compile: float):
+def read_scripts(space: SearchSpace) -> dict:
+    """{name: record} of every transform script the space names, each read
+    once, here: the text (and its hash) goes into the experiment's record and
+    to every trial through the object store, as the dataset does.  The text
+    read is checked again, so what trials run is what was checked."""
+    from tune_pipeline.augment import (IMPORT_TIMEOUT_S, TransformScriptError, load_transform_script,
+                                       read_transform_script)
+
+    key = "runtime_transform_script"
+    names = space.params[key].values if key in space.params else [space.fixed[key]]
+    scripts = {}
+    for name in dict.fromkeys(names):
+        try:
+            source = read_transform_script(name)
+            load_transform_script(name, IMPORT_TIMEOUT_S, source=source)
+        except TransformScriptError as exc:  # changed since the space was checked
+            raise UserError(f"{space.source}: runtime_transform_script: {exc}") from None
+        scripts[name] = source.record()
+    return scripts
+
+
+def recorded_scripts(meta: dict, space: SearchSpace, console) -> dict:
+    """The scripts a resumed sweep runs: the text recorded when it started,
+    whatever the files hold now (a changed one is noted).  An experiment from
+    before the record reads them now."""
+    from tune_pipeline.augment import TransformScriptError, read_transform_script
+
+    recorded = meta.get("transform_scripts")
+    if not recorded:
+        return read_scripts(space)
+    for name, record in recorded.items():
+        try:
+            now = read_transform_script(name).record()["sha256"]
+        except TransformScriptError:
+            continue  # moved or gone: the recorded text runs all the same
+        if now != record["sha256"]:
+            console.note(f"transform script {name} has changed since the sweep started; its trials "
+                         f"run the recorded version (sha256 {record['sha256'][:12]}, in {METADATA_FILE})")
+    return recorded
+
+
+def build_trainable(shared: dict | None, resources: dict, per_compile: float, scripts: dict | None = None):
     """The wrapped trainable; `Tuner.restore` needs the same one again."""
     from ray import tune
 
     from tune_pipeline.trainable import train_trial
 
     return tune.with_resources(tune.with_parameters(
-        train_trial, shared_data=shared, trials_per_compile=per_compile), resources)
+        train_trial, shared_data=shared, trials_per_compile=per_compile, scripts=scripts), resources)
 
 
 def build_callbacks(meta: dict, name: str, console):
@@ -612,10 +641,12 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
     max_concurrent = options.max_concurrent or space.max_concurrent_trials
 
     shared = shared_dataset(space)
+    scripts = read_scripts(space)
     ray = init_ray(options.address, options.verbose, console)
     resources = fit_resources(ray, resources, console)
     check_fits_cluster(ray, resources)
-    trainable = build_trainable(shared, resources, trials_per_compile(space, ray, resources, max_concurrent))
+    trainable = build_trainable(shared, resources, trials_per_compile(space, ray, resources, max_concurrent),
+                                scripts)
 
     meta = {
         "name": name, "storage_path": storage, "space_file": str(space.source), "space": space.raw,
@@ -629,6 +660,7 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
         "num_samples": space.num_samples, "trial_count": space.trial_count(),
         "wandb": options.wandb, "wandb_project": options.wandb_project or space.project,
         "created": datetime.now().isoformat(timespec="seconds"), "resume_format": RESUME_FORMAT,
+        "transform_scripts": scripts,  # {name: origin, sha256, source}: what every trial runs
     }
     experiment_dir = create_experiment_dir(storage, name)
     lock = ExperimentLock(experiment_dir, "tune search")
@@ -724,11 +756,12 @@ def _resume_locked(experiment_dir: Path, meta: dict, started: bool, restart_erro
 
     space = load_space_from_meta(meta)
     shared = shared_dataset(space)
+    scripts = recorded_scripts(meta, space, console)
     ray = init_ray(address, verbose, console)
     resources = fit_resources(ray, dict(meta["resources"]), console)
     check_fits_cluster(ray, resources)
     trainable = build_trainable(shared, resources, trials_per_compile(
-        space, ray, resources, meta.get("max_concurrent_trials")))
+        space, ray, resources, meta.get("max_concurrent_trials")), scripts)
     if meta.get("wandb"):
         wandb_environment(console)  # the restored callback logs in the mode chosen now
     if not started:
@@ -777,7 +810,9 @@ def load_space_from_meta(meta: dict) -> SearchSpace:
     """The search space as it was when the sweep started (the file may have
     changed since, and the working directory too: its paths were stored absolute)."""
     if "resolved_space" in meta:
-        return parse_space(meta["resolved_space"], Path(meta["space_file"]), build=False)
+        # Scripts run from the recorded text (recorded_scripts), wherever the files are now.
+        return parse_space(meta["resolved_space"], Path(meta["space_file"]), build=False,
+                           check_paths="transform_scripts" not in meta)
     # Experiments from before the resolved space was stored: their Tune settings were top-level.
     raw = {"method": "grid", **meta["space"]}
     raw["tune"] = {k: raw.pop(k) for k in ("resources", "max_concurrent_trials", "num_samples", "scheduler")

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tune_pipeline.augment import TransformContext, load_transform_script
+from tune_pipeline.augment import ScriptSource, TransformContext, load_transform_script
 from tune_pipeline.data import Dataset, load_for_config, with_validation
 from tune_pipeline.errors import RunFailed
 from tune_pipeline.models import create_model
@@ -144,7 +144,7 @@ def batches(n: int, batch_size: int, order: torch.Tensor | None = None):
 class _Runner:
     """Everything one run holds; `fit` below is the whole public surface."""
 
-    def __init__(self, config: dict, dataset: Dataset | None):
+    def __init__(self, config: dict, dataset: Dataset | None, script: ScriptSource | None = None):
         self.config = config
         self.device = resolve_device(config["device"])
         torch.manual_seed(config["seed"])  # model init
@@ -172,7 +172,8 @@ class _Runner:
             self.eval_sets["val"] = (data.val_images.to(self.device), data.val_labels.to(self.device))
         # The loss that steers plateau: never the test set's when a validation split exists.
         self.watched_loss = "val_loss" if "val" in self.eval_sets else "test_loss"
-        self.script = load_transform_script(config["runtime_transform_script"])
+        # A sweep's trial brings the text its driver read; `tune train` reads the file.
+        self.script = load_transform_script(config["runtime_transform_script"], source=script)
         self.generator = torch.Generator(device=self.device).manual_seed(config["seed"])
         self.ctx = TransformContext(
             mean=torch.tensor(data.mean, device=self.device),
@@ -318,15 +319,17 @@ class _Runner:
 
 def fit(config: dict, *, dataset: Dataset | None = None, resume_state: dict | None = None,
         on_epoch: Callable[[dict, Callable[[], dict]], None] | None = None,
-        on_batch: Callable[[int, int], None] | None = None) -> dict:
-    """Train `config` (a validated trial config) to its last epoch.
+        on_batch: Callable[[int, int], None] | None = None, script: ScriptSource | None = None) -> dict:
+    """Train `config` (a validated trial config) to its last epoch.  `script`:
+    the transform script's text as the sweep's driver read it; without it the
+    script the config names is read now.
 
     Returns {"history": [metrics per epoch], "best": best metrics, "final": last metrics,
     "weights": the final model (`Runner.weights`)}.
     Raises RunFailed when the loss diverges or the device runs out of memory.
     """
     try:
-        runner = _Runner(config, dataset)
+        runner = _Runner(config, dataset, script)
         if resume_state is not None:
             runner.load_state(resume_state)
         while runner.epoch < config["epochs"]:

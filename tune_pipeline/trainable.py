@@ -12,6 +12,7 @@ import ray
 import torch
 from ray import tune
 
+from tune_pipeline.augment import ScriptSource
 from tune_pipeline.config import validate_config
 from tune_pipeline.data import Dataset, dataset_key
 from tune_pipeline.errors import RunFailed
@@ -40,13 +41,20 @@ def compile_cache_dir(storage) -> Path:
     return Path(tempfile.gettempdir()) / "tune_pipeline" / COMPILE_CACHE / storage.experiment_dir_name
 
 
-def train_trial(config: dict, shared_data: dict | None = None, trials_per_compile: float = 1) -> None:
+def train_trial(config: dict, shared_data: dict | None = None, trials_per_compile: float = 1,
+                scripts: dict | None = None) -> None:
     """`shared_data` is {"key": dataset_key, "arrays": Dataset.to_arrays()} put
     in the object store once by the driver; a trial on other data loads its own.
     `trials_per_compile`: how many of the sweep's trials share each cold compile
-    of this trial's graph (sweep.trials_per_compile), which `compile: auto` weighs."""
+    of this trial's graph (sweep.trials_per_compile), which `compile: auto` weighs.
+    `scripts`: {name: ScriptSource.record()} of every transform script the
+    sweep names, read once by the driver: a trial runs that text, so a node
+    needs none of the driver's files."""
     _use_assigned_cpus()
-    cfg = validate_config(dict(config), source="trial config")
+    # Checked by the driver; this node may not have the driver's paths.
+    cfg = validate_config(dict(config), source="trial config", check_paths=False)
+    name = cfg["runtime_transform_script"]
+    script = ScriptSource.from_record(name, scripts[name]) if scripts and name in scripts else None
     dataset = None
     if shared_data is not None and tuple(shared_data["key"]) == dataset_key(cfg):
         dataset = Dataset.from_arrays(shared_data["arrays"])
@@ -79,7 +87,7 @@ def train_trial(config: dict, shared_data: dict | None = None, trials_per_compil
         # stuck in one C call: either way the trial fails here, with its reason,
         # as any other failed trial (Ray then ends this actor).
         watchdog.run(lambda: fit(
-            cfg, dataset=dataset, resume_state=resume_state, on_batch=watchdog.batch_done,
+            cfg, dataset=dataset, resume_state=resume_state, script=script, on_batch=watchdog.batch_done,
             on_epoch=lambda metrics, make_state: (report(metrics, make_state), watchdog.beat())))
     except TrialStalled as exc:
         raise RunFailed(str(exc)) from None
