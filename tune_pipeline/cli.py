@@ -332,6 +332,10 @@ def search(
     warning = resume_warning(space)
     if dry_run:
         _print_preview(space)
+        from tune_pipeline import retention
+
+        need = retention.estimate(space, retention.local_running(space))
+        typer.echo(retention.check_disk(need, storage_path, note))
         if warning:
             typer.secho(f"warning: {warning}", err=True, fg="yellow")
         return
