@@ -103,7 +103,9 @@ def main():
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
     folder = Path(tempfile.mkdtemp(prefix="bench_shared_cpu_"))
     cache = Path(os.environ.get("TUNE_PIPELINE_CACHE", "/tmp/tune_pipeline_bench_cache"))
-    env = {**os.environ, "HOME": str(folder), "TUNE_PIPELINE_CACHE": str(cache), "RAY_USAGE_STATS_ENABLED": "0"}
+    inherited = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
+                                                                    "OMP_NUM_THREADS")}
+    env = {**inherited, "HOME": str(folder), "TUNE_PIPELINE_CACHE": str(cache), "RAY_USAGE_STATS_ENABLED": "0"}
     config = {"model": "small_cnn", "dataset": "imagefolder", "data_dir": str(args.data), "epochs": args.epochs,
               "max_train_images": args.images, "max_test_images": 1024}
     (folder / "cifar.yaml").write_text(yaml.safe_dump(config))
@@ -120,6 +122,10 @@ def main():
         tune_train(trees["after"], [str(folder / "cifar.yaml")], folder, env)  # decode once, into the cache
         print(f"torch threads by default: {os.cpu_count()} cores; small_cnn, {args.images} images x "
               f"{args.epochs} epochs; images/s of the last epoch (whole run's seconds)")
+        variants = [("before", trees["before"], {}),
+                    ("before, OMP_NUM_THREADS=1", trees["before"], {"OMP_NUM_THREADS": "1"}),
+                    ("before, GOMP_SPINCOUNT=10000", trees["before"], {"GOMP_SPINCOUNT": "10000"}),
+                    ("after", trees["after"], {})]
         for condition in args.conditions:
             busy = busy_process(condition)
             try:
@@ -127,9 +133,10 @@ def main():
                 print(f"\n{condition}: original loop (PIL DataLoader, 2 workers) {base:6.0f} img/s", flush=True)
                 for what, run_args in (("tune train", [str(folder / "cifar.yaml")]),
                                        ("tune train --from", ["--from", str(experiment)])):
-                    for label, tree in trees.items():
-                        rate, wall = tune_train(tree, run_args, folder, env)
-                        print(f"  {what:<18} {label:<7} {rate:6.0f} img/s ({wall:5.1f} s)  "
+                    for label, tree, extra in (variants if what == "tune train" else
+                                               [variants[0], variants[-1]]):
+                        rate, wall = tune_train(tree, run_args, folder, {**env, **extra})
+                        print(f"  {what:<18} {label:<29} {rate:6.0f} img/s ({wall:5.1f} s)  "
                               f"{rate / base:4.1f}x the original loop", flush=True)
                 if args.sweep:
                     for label, tree in trees.items():

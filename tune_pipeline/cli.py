@@ -518,6 +518,9 @@ def dashboard(
 
 
 def main() -> None:
+    from tune_pipeline.cpu_share import share_the_cpu
+
+    share_the_cpu()  # before torch loads (cpu_share.py)
     try:
         app(prog_name="tune")
     except SystemExit as exc:  # typer always ends this way; the code is what the shell sees

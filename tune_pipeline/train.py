@@ -20,7 +20,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tune_pipeline.augment import TransformContext, load_transform_script
-from tune_pipeline.cpu_share import ThreadShare, restore_threads
 from tune_pipeline.data import Dataset, load_for_config, with_validation
 from tune_pipeline.errors import RunFailed
 from tune_pipeline.models import create_model
@@ -155,8 +154,6 @@ class _Runner:
             # once gradients shrank into that range.  Flushing them to zero costs
             # no accuracy.
             torch.set_flush_denormal(True)
-        # On a CPU others share, train with the cores they leave (cpu_share.py).
-        self.share = ThreadShare() if self.device.type == "cpu" else None
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -240,8 +237,6 @@ class _Runner:
                         f"the run diverged (try a lower learning_rate than {cfg['learning_rate']})")
             if on_batch is not None:
                 on_batch(step + 1, self.steps_per_epoch)
-            if self.share is not None:
-                self.share.tick()
         train_loss = loss_sum.item() / n  # .item() waits for the GPU: the timing below is honest
         seconds = time.perf_counter() - start
         return {"train_loss": train_loss, "train_accuracy": correct.item() / n,
@@ -341,8 +336,6 @@ def fit(config: dict, *, dataset: Dataset | None = None, resume_state: dict | No
     except torch.OutOfMemoryError as exc:
         raise RunFailed(f"out of memory on {config['device']}: {str(exc).splitlines()[0]} "
                         f"(try a smaller batch_size than {config['batch_size']})") from None
-    finally:
-        restore_threads()
     final = runner.history[-1] if runner.history else {}
     return {"history": runner.history, "best": dict(runner.best), "final": final,
             "weights": runner.weights()}
