@@ -115,3 +115,16 @@ def test_ranking_never_compares_trials(experiment_dir, comparisons, tmp_path):
     assert len(comparisons) == 0
     build_report(experiment, top=5)  # the plots look each trial up among the 5 they highlight
     assert len(comparisons) <= 5 * TRIALS
+
+
+def test_epochs_run_again_after_a_resume_replace_the_first_run(tmp_path):
+    """A driver killed between two state saves resumes its trial from an
+    older checkpoint: result.json then holds those epochs twice."""
+    path = make_experiment(tmp_path, {"learning_rate": [0.1]}, epochs=3)
+    results = next(path.glob("trial_*/result.json"))
+    lines = results.read_text().splitlines()
+    rerun = [json.dumps({**json.loads(line), "test_accuracy": 0.99}) for line in lines[1:]]
+    results.write_text("\n".join(lines + rerun) + "\n")  # epochs 1 2 3, then 2 3 again
+    history = load_experiment(path).trials[0].history
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert [row["test_accuracy"] for row in history][1:] == [0.99, 0.99]

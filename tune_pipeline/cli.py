@@ -335,7 +335,8 @@ def search(
         from tune_pipeline import retention
 
         need = retention.estimate(space, retention.local_running(space))
-        typer.echo(retention.check_disk(need, storage_path, note))
+        typer.echo(retention.check_disk(need, storage_path, lambda m: typer.secho(f"warning: {m}", err=True,
+                                                                                  fg="yellow"), refuse=False))
         if warning:
             typer.secho(f"warning: {warning}", err=True, fg="yellow")
         return

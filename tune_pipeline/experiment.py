@@ -138,10 +138,20 @@ def _read_history(trial_dir: Path, config: dict | None = None) -> list[dict]:
                 rows.append(json.loads(line))
             except (ValueError, RecursionError):
                 continue  # a line being written right now, or one cut short by a crash
-    rows = [row for row in rows if isinstance(row, dict)]
+    kept: list[dict] = []
     for row in rows:
+        if not isinstance(row, dict):
+            continue
         row.pop("config", None)  # one the text cut missed (written differently): still one copy
-    return rows
+        # A trial resumed from a checkpoint older than its last row (its driver died
+        # between two of Ray's state saves) writes those epochs again: the rerun is the
+        # history it went on from.
+        iteration = row.get("training_iteration")
+        while (kept and isinstance(iteration, int) and isinstance(kept[-1].get("training_iteration"), int)
+               and kept[-1]["training_iteration"] >= iteration):
+            kept.pop()
+        kept.append(row)
+    return kept
 
 
 # The Ray minor version whose private experiment_state-*.json layout this

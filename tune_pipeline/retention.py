@@ -329,16 +329,19 @@ def local_running(space, resources: dict | None = None, max_concurrent: int | No
     return min(slots, cap) if cap else slots
 
 
-def check_disk(need: DiskNeed, storage, note) -> str:
+def check_disk(need: DiskNeed, storage, note, refuse: bool = True) -> str:
     """Refuse a sweep whose checkpoints cannot fit even at their fewest and
-    smallest; `note` when they may not fit, or are large.  Returns what the
-    dry run shows: the estimate and the free space."""
+    smallest (`refuse`; else a note, as the dry run says it); `note` when
+    they may not fit, or are large.  Returns the estimate and the free space."""
     free, where = free_bytes(storage)
     fewer = "keep fewer (tune.checkpoints) or free space"
     if free is not None and need.low > free:
-        raise UserError(f"{need.line()}: {_size(free)} free in {where}, not enough even at "
-                        f"{_size(need.low)}; {fewer}")
-    if free is not None and need.high > free:
+        problem = (f"{need.line()}: {_size(free)} free in {where}, not enough even at "
+                   f"{_size(need.low)}; {fewer}")
+        if refuse:
+            raise UserError(problem)
+        note(problem)
+    elif free is not None and need.high > free:
         note(f"checkpoints may not fit: up to {_size(need.high)}, {_size(free)} free in {where}; {fewer}")
     elif need.high > LARGE_BYTES:
         note(f"checkpoints: up to {_size(need.high)} on disk; tune.checkpoints sets what each trial keeps")
