@@ -83,9 +83,9 @@ def through_tune(trials: int, folder: Path) -> dict:
 
     build = sweep_module.build_callbacks
     sweep_module.build_callbacks = timed_callbacks
-    # Tune's experiment-state snapshot: forced every CHECKPOINTS_TO_KEEP trial
-    # checkpoints (Ray's rule: the snapshot must not point at a deleted one), or
-    # when its period (>= 10 s) has passed.
+    # Tune's experiment-state snapshot: when its period (>= 10 s) has passed,
+    # and, where CheckpointConfig.num_to_keep is set (no longer: retention.py),
+    # forced every num_to_keep trial checkpoints.
     from ray.tune.execution.tune_controller import TuneController
     save_to_dir = TuneController.save_to_dir
 

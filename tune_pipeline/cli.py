@@ -379,6 +379,11 @@ def search(
     warning = resume_warning(space)
     if dry_run:
         _print_preview(space)
+        from tune_pipeline import retention
+
+        need = retention.estimate(space, retention.local_running(space))
+        typer.echo(retention.check_disk(need, storage_path, lambda m: typer.secho(f"warning: {m}", err=True,
+                                                                                  fg="yellow"), refuse=False))
         if warning:
             typer.secho(f"warning: {warning}", err=True, fg="yellow")
         return
@@ -626,6 +631,9 @@ def _terminate_as_interrupt(signum, frame) -> None:
 
 
 def main() -> None:
+    from tune_pipeline.cpu_share import share_the_cpu
+
+    share_the_cpu()  # before torch loads (cpu_share.py)
     output = GuardedOutput(sys.stdout)
     sys.stdout = output
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)

@@ -19,6 +19,7 @@ import os
 import pickle
 import sys
 import tarfile
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,10 +84,16 @@ class Dataset:
     @classmethod
     def from_arrays(cls, arrays: dict) -> "Dataset":
         def tensor(a):
-            # Arrays from the object store are read-only; torch wants to own writable memory.
+            # Arrays from the object store are read-only views of its shared memory.
+            # A run only reads its images (each batch is gathered into a new tensor),
+            # so they stay there: no trial holds a private copy of the dataset
+            # (CIFAR-10: 184 MB each, BENCHMARKS.md).  torch warns that it cannot
+            # guard read-only memory against writes; nothing here writes to it.
             if a is None:
                 return None
-            return torch.from_numpy(a if a.flags.writeable else a.copy())
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                return torch.from_numpy(a)
         return cls(arrays["name"], tensor(arrays["train_images"]), tensor(arrays["train_labels"]),
                    tensor(arrays["test_images"]), tensor(arrays["test_labels"]),
                    list(arrays["classes"]), tuple(arrays["mean"]), tuple(arrays["std"]),

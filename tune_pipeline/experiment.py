@@ -5,6 +5,7 @@ finished, interrupted and still-running experiments."""
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
 import re
@@ -56,7 +57,7 @@ def driver_running(path) -> bool:
     return verdict.state == "live" and verdict.holder is not None
 
 
-@dataclass
+@dataclass(eq=False)  # a trial is itself: `in` and `==` compare identity, never whole histories
 class Trial:
     trial_id: str
     status: str
@@ -117,21 +118,40 @@ def _read_json(path: Path):
         return None
 
 
-def _read_history(trial_dir: Path) -> list[dict]:
+def _read_history(trial_dir: Path, config: dict | None = None) -> list[dict]:
+    """The trial's result rows, without the copy of its config Ray writes
+    into every row (the trial keeps one, `config`): cut out of the text
+    before parsing, it costs neither the parse nor the memory."""
     path = trial_dir / "result.json"
     try:
         text = path.read_text(errors="replace")
     except OSError:
         return []
-    rows = []
-    for line in text.splitlines():
-        try:
-            row = json.loads(line)
-        except (ValueError, RecursionError):
-            continue  # a line being written right now, or one cut short by a crash
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+    if config:
+        text = text.replace(', "config": ' + json.dumps(config), "")
+    try:  # one parse for the whole file: rows share their keys' strings
+        rows = json.loads("[" + text.rstrip("\n").replace("\n", ",") + "]")
+    except (ValueError, RecursionError):
+        rows = []
+        for line in text.splitlines():
+            try:
+                rows.append(json.loads(line))
+            except (ValueError, RecursionError):
+                continue  # a line being written right now, or one cut short by a crash
+    kept: list[dict] = []
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        row.pop("config", None)  # one the text cut missed (written differently): still one copy
+        # A trial resumed from a checkpoint older than its last row (its driver died
+        # between two of Ray's state saves) writes those epochs again: the rerun is the
+        # history it went on from.
+        iteration = row.get("training_iteration")
+        while (kept and isinstance(iteration, int) and isinstance(kept[-1].get("training_iteration"), int)
+               and kept[-1]["training_iteration"] >= iteration):
+            kept.pop()
+        kept.append(row)
+    return kept
 
 
 # The Ray minor version whose private experiment_state-*.json layout this
@@ -260,40 +280,145 @@ def read_metadata(path, notes: list[str] | None = None) -> dict:
 
 
 def _read_state(path: Path, notes: list[str]) -> tuple[list, Path | None]:
-    """Ray's trial_data from the newest state file that reads whole, and that
-    file; a damaged newer one is named in `notes` so a fallback is never silent."""
+    """The trial entries (`_entry_record`s, None for an unreadable one) of
+    the newest state file that reads whole, and that file; a damaged newer
+    one is named in `notes` so a fallback is never silent."""
     states = _state_files(path)
     skipped = []
     for state_file in reversed(states):
-        state = _read_json(state_file)
-        if state is None:  # cut short or unreadable
+        try:
+            with state_file.open("rb") as stream:
+                entries = _state_entries(stream, state_file)
+        except OSError:
+            entries = None
+        if entries is None:  # cut short or unreadable
             skipped.append(state_file.name)
             continue
-        if not isinstance(state, dict) or not isinstance(state.get("trial_data"), list):
-            raise _format_changed(state_file, "trial_data")
         if skipped:
             notes.append(f"skipped damaged {', '.join(skipped)}; read {state_file.name} "
                          f"(trials it does not list are read from their folders)")
-        return state["trial_data"], state_file
+        return entries, state_file
     if skipped:
         notes.append(f"skipped damaged {', '.join(skipped)}; trials read from their folders")
     return [], None
 
 
-def _trial_from_state(path: Path, entry) -> Trial | None:
+# Ray writes its state file with json.dump's default separators, trial_data first.
+_STATE_HEAD = '{"trial_data": ['
+_STATE_CHUNK = 1 << 22
+_SPACE = re.compile(r"\s*")
+
+
+class _Text:
+    """A file's text read a chunk at a time, for a parser that keeps its place."""
+
+    def __init__(self, stream):
+        self.stream, self.text, self.pos, self.done = stream, "", 0, False
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def more(self) -> bool:
+        """Append the next chunk (dropping what was parsed); False at the end."""
+        if self.done:
+            return False
+        data = self.stream.read(_STATE_CHUNK)
+        self.done = not data
+        self.text = self.text[self.pos:] + self.decoder.decode(data, final=self.done)
+        self.pos = 0
+        return True
+
+    def skip_space(self) -> str:
+        """The next character that is not white space ('' at the end)."""
+        while True:
+            self.pos = _SPACE.match(self.text, self.pos).end()
+            if self.pos < len(self.text) or not self.more():
+                return self.text[self.pos:self.pos + 1]
+
+    def rest(self) -> str:
+        while self.more():
+            pass
+        return self.text[self.pos:]
+
+
+def _state_entries(stream, source) -> list | None:
+    """The trial entries of one state file, each reduced to what we read
+    (`_entry_record`) as soon as it is parsed, so the file's strings are never
+    all held at once (Ray's entry is about 30 KB per trial: 160 MB at 5,000);
+    None when the file is damaged anywhere, as a whole-file parse would say."""
+    decoder = json.JSONDecoder()
+    text = _Text(stream)
+    while len(text.text) < len(_STATE_HEAD) and text.more():
+        pass
+    if not text.text.startswith(_STATE_HEAD):  # another layout: the whole file at once
+        try:
+            state = json.loads(text.rest())
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(state, dict) or not isinstance(state.get("trial_data"), list):
+            raise _format_changed(source, "trial_data")
+        return [_entry_record(entry) for entry in state["trial_data"]]
+    text.pos = len(_STATE_HEAD)
+    entries = []
+    char = text.skip_space()
+    while char not in ("]", ""):
+        while True:
+            try:
+                entry, text.pos = decoder.raw_decode(text.text, text.pos)
+                break
+            except (ValueError, RecursionError):
+                if not text.more():  # damaged, not merely cut by the chunk
+                    return None
+        entries.append(_entry_record(entry))
+        char = text.skip_space()
+        if char != ",":
+            break
+        text.pos += 1
+        char = text.skip_space()
+    if char != "]":
+        return None
+    text.pos += 1
+    rest = text.rest().strip()  # the runner's own data: small, checked whole
+    try:
+        tail = json.loads("{" + rest[1:]) if rest.startswith(",") else None if rest != "}" else {}
+    except (ValueError, RecursionError):
+        return None
+    return entries if isinstance(tail, dict) else None
+
+
+# Ray's run metadata is written with indent 2, the error file's name among its
+# first keys: found there without parsing the rest (the bulk: every metric's
+# analysis and the pickled checkpoint manager), else by a full parse.
+_ERROR_FILENAME = re.compile(r'^  "error_filename": (null|"(?:[^"\\]|\\.)*")', re.MULTILINE)
+
+
+def _entry_record(entry) -> tuple[dict, str | None] | None:
+    """(the trial's JSON state, its error file's name or None), or None when
+    the entry is not in the layout we know."""
     try:
         trial_json, runtime_json = entry
-        info, runtime = json.loads(trial_json), json.loads(runtime_json)
+        info = json.loads(trial_json)
     except (TypeError, ValueError, RecursionError):
         return None
-    if not isinstance(info, dict) or not isinstance(info.get("trial_id"), str):
+    if not isinstance(info, dict) or not isinstance(info.get("trial_id"), str) or not isinstance(runtime_json, str):
         return None
-    runtime = runtime if isinstance(runtime, dict) else {}
-    trial_dir = path / str(info.get("relative_logdir", ""))
+    match = _ERROR_FILENAME.search(runtime_json, 0, 4096)
+    try:
+        runtime = {"error_filename": json.loads(match.group(1))} if match else json.loads(runtime_json)
+    except (ValueError, RecursionError):
+        return None
+    error_file = runtime.get("error_filename") if isinstance(runtime, dict) else None
+    info = {k: info.get(k) for k in ("trial_id", "status", "config", "relative_logdir")}  # the rest is dropped
+    return info, str(error_file) if error_file else None
+
+
+def _trial_from_state(path: Path, record) -> Trial | None:
+    if record is None:
+        return None
+    info, error_file = record
+    trial_dir = path / str(info.get("relative_logdir") or "")
     error = None
-    if runtime.get("error_filename"):
+    if error_file:
         try:
-            error = _error_reason((trial_dir / str(runtime["error_filename"])).read_text(errors="replace"))
+            error = _error_reason((trial_dir / error_file).read_text(errors="replace"))
         except OSError:
             error = "failed"
         try:
@@ -302,7 +427,24 @@ def _trial_from_state(path: Path, entry) -> Trial | None:
             pass
     config = info.get("config") if isinstance(info.get("config"), dict) else {}
     status = info.get("status") if isinstance(info.get("status"), str) else "PENDING"
-    return Trial(info["trial_id"], status, config, trial_dir, _read_history(trial_dir), error)
+    return Trial(info["trial_id"], status, config, trial_dir, _read_history(trial_dir, config), error)
+
+
+def _config_from_results(trial_dir: Path) -> dict:
+    """The config Ray wrote into the trial's last result row, when its
+    params.json is damaged (a rare second read of result.json)."""
+    try:
+        lines = (trial_dir / "result.json").read_text(errors="replace").splitlines()
+    except OSError:
+        return {}
+    for line in reversed(lines):
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(row, dict) and isinstance(row.get("config"), dict):
+            return row["config"]
+    return {}
 
 
 def load_experiment(path) -> Experiment:
@@ -327,8 +469,11 @@ def load_experiment(path) -> Experiment:
     # Trials that started after the last state save exist only as folders;
     # so do failed ones that `--restart-errored` replaced by a rerun.
     replaced = set(meta.get(REPLACED_KEY) or ())
+    known = {t.path.name for t in trials.values()}
     for params in sorted(path.glob("trial_*/params.json")):
         trial_dir = params.parent
+        if trial_dir.name in known:
+            continue  # read with its state entry: each result.json is read once
         history = _read_history(trial_dir)
         trial_id = history[0].get("trial_id") if history else None
         if not isinstance(trial_id, str):
@@ -337,7 +482,7 @@ def load_experiment(path) -> Experiment:
             continue
         config = _read_json(params)
         if not isinstance(config, dict):  # being written, or cut short by a crash
-            config = history[-1].get("config") if history and isinstance(history[-1].get("config"), dict) else {}
+            config = _config_from_results(trial_dir)
             notes.append(f"{params}: damaged; config taken from its results" if config
                          else f"{params}: damaged; config unknown")
         trials[trial_id] = Trial(trial_id, RUNNING, config, trial_dir, history)

@@ -46,7 +46,8 @@ def best_trial_rows(experiment: Experiment, metric: str | None = None, top: int 
     metric = metric or experiment.metric
     mode = experiment.mode_for(metric)
     ranked = experiment.ranked(metric, mode)
-    unranked = [t for t in experiment.trials if t not in ranked]  # failed before a result
+    placed = {id(t) for t in ranked}  # by identity, once: `t not in ranked` was quadratic
+    unranked = [t for t in experiment.trials if id(t) not in placed]  # failed before a result
     by = value_labels(experiment)
     rows = []
     for trial in (ranked + unranked)[: top or None]:

@@ -22,6 +22,7 @@ from tune_pipeline.config import (DATASET_DEFAULTS, FIELDS, PATH_KEYS, Switch, c
                                   check_value, default_for, parse_set_option, path_bases, read_yaml,
                                   resolve_path, resolve_script, suggest)
 from tune_pipeline.distributions import DISTRIBUTIONS, SPEC_KEYS, bayes_domain, integral
+from tune_pipeline import retention
 from tune_pipeline.errors import UserError
 from tune_pipeline.metrics import REPORTED_METRICS, VALIDATION_METRICS, default_metric
 
@@ -37,7 +38,7 @@ WANDB_IGNORED = {
 }
 WANDB_KEYS = {"method", "metric", "parameters", "early_terminate", "run_cap", "name", "project",
               *WANDB_IGNORED}
-TUNE_KEYS = {"resources", "max_concurrent_trials", "num_samples", "scheduler"}
+TUNE_KEYS = {"resources", "max_concurrent_trials", "num_samples", "scheduler", "checkpoints"}
 TOP_LEVEL = WANDB_KEYS | {"tune"}
 METRIC_KEYS = {"name", "goal", "target", "impute", "impute_while_running"}
 HYPERBAND_KEYS = {"type", "min_iter", "max_iter", "eta", "s", "strict"}
@@ -80,6 +81,7 @@ class SearchSpace:
     target: float | None = None          # metric.target: the sweep stops once a trial reaches it
     notes: list[str] = field(default_factory=list)
     early_terminate: dict | None = None  # as given (resume rebuilds the same cut points)
+    checkpoints: dict = field(default_factory=lambda: retention.parse(None, "", []))  # by outcome
 
     def trial_count(self) -> int:
         if self.method == "grid":
@@ -122,6 +124,7 @@ class SearchSpace:
         tune: dict = {"num_samples": self.num_samples, "resources": dict(self.resources)}
         if self.max_concurrent_trials:
             tune["max_concurrent_trials"] = self.max_concurrent_trials
+        tune["checkpoints"] = dict(self.checkpoints)
         out = {"method": self.method, "metric": metric, "parameters": parameters, "tune": tune}
         if self.scheduler.get("source") == "early_terminate":
             out["early_terminate"] = self.early_terminate
@@ -471,6 +474,7 @@ def parse_space(raw, path: Path, overrides: list[str] | None = None, *, schedule
                         f"repeat, but {REPEAT_KEY} is swept already: drop one of them")
     max_concurrent = _positive_int(tune, "max_concurrent_trials", f"{src}: tune.", problems)
     resources = _parse_resources(tune, src, problems)
+    checkpoints = retention.parse(tune.get("checkpoints"), f"{src}: tune.checkpoints", problems)
     for key in ("name", "project"):
         if raw.get(key) is not None and not isinstance(raw[key], str):
             problems.append(f"{src}: {key}: must be a string, got {raw[key]!r}")
@@ -482,7 +486,8 @@ def parse_space(raw, path: Path, overrides: list[str] | None = None, *, schedule
                         fixed=fixed, num_samples=samples, run_cap=run_cap, scheduler=sched,
                         resources=resources, max_concurrent_trials=max_concurrent,
                         name=raw.get("name"), project=raw.get("project"), ignored=ignored, raw=raw,
-                        target=target, notes=notes, early_terminate=raw.get("early_terminate"))
+                        target=target, notes=notes, early_terminate=raw.get("early_terminate"),
+                        checkpoints=checkpoints)
     if build:
         check_tune(space)
     return space

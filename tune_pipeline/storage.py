@@ -149,6 +149,12 @@ class RemotePath:
         return iter(sorted(current))
 
     # -- reading and writing
+    def open(self, mode: str = "rb"):
+        """A binary stream, read a chunk at a time (Ray's state file)."""
+        if mode != "rb":
+            raise ValueError(f"RemotePath.open: only 'rb', not {mode!r}")
+        return self.fs.open_input_stream(self.path)
+
     def read_bytes(self) -> bytes:
         with self.fs.open_input_stream(self.path) as stream:
             return stream.read()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from tune_pipeline import retention
 from tune_pipeline.data import DATA_KEYS, dataset_key, load_for_config
 from tune_pipeline.experiment import (FAILED, INTERRUPTED_STATE, METADATA_FILE, NEVER_STARTED, PENDING_STATE,
                                       REPLACED_KEY, Trial, load_experiment, ray_state_saved, read_metadata)
@@ -32,7 +33,6 @@ from tune_pipeline.space import (REPEAT_KEY, SearchSpace, check_tune, parse_spac
                                  with_scheduler)
 from tune_pipeline.storage import location, remove_tree
 
-CHECKPOINTS_TO_KEEP = 2  # the best and the latest: export needs one, resume the other
 # On remote storage Ray stages the experiment state locally and uploads it at
 # most every sync period (default 300 s).  After a SIGKILL the bucket then held
 # a searcher state that disagreed with the trial list, and `tune resume` waited
@@ -319,7 +319,8 @@ def build_trainable(shared: dict | None, resources: dict, per_compile: float, sc
 def build_callbacks(meta: dict, name: str, console):
     from tune_pipeline.progress import LiveTable
 
-    callbacks = [LiveTable(meta["swept"], meta["metric"], meta["mode"], console, meta["trial_count"])]
+    callbacks = [LiveTable(meta["swept"], meta["metric"], meta["mode"], console, meta["trial_count"]),
+                 retention.pruner(meta["checkpoints"])]
     if meta.get("wandb") and wandb_environment(console) != "disabled":
         callbacks.append(wandb_callback(meta.get("wandb_project") or "tune_pipeline", group=name))
     if "://" in str(meta.get("storage_path", "")):
@@ -492,9 +493,7 @@ def _run_config(name: str, storage: str, meta: dict, callbacks):
     return tune.RunConfig(
         name=name, storage_path=storage, callbacks=callbacks, verbose=0, stop=stop,
         sync_config=tune.SyncConfig(sync_period=REMOTE_SYNC_SECONDS),
-        checkpoint_config=tune.CheckpointConfig(
-            num_to_keep=CHECKPOINTS_TO_KEEP, checkpoint_score_attribute=meta["metric"],
-            checkpoint_score_order=meta["mode"]),
+        checkpoint_config=retention.checkpoint_config(meta["metric"], meta["mode"]),
         # A trial that fails is recorded with its reason; the others go on.
         failure_config=tune.FailureConfig(max_failures=0, fail_fast=False))
 
@@ -639,6 +638,9 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
         resources["gpu"] = options.gpus_per_trial
     check_resources(resources)
     max_concurrent = options.max_concurrent or space.max_concurrent_trials
+    # Before Ray starts: the trials at once are this machine's (a cluster's differ only in the small term).
+    running = retention.local_running(space, resources, max_concurrent)
+    retention.check_disk(retention.estimate(space, running), storage, console.note)
 
     shared = shared_dataset(space)
     scripts = read_scripts(space)
@@ -647,6 +649,7 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
     check_fits_cluster(ray, resources)
     trainable = build_trainable(shared, resources, trials_per_compile(space, ray, resources, max_concurrent),
                                 scripts)
+    del shared  # in the object store now: the driver's own copy goes (CIFAR-10: 184 MB)
 
     meta = {
         "name": name, "storage_path": storage, "space_file": str(space.source), "space": space.raw,
@@ -658,6 +661,7 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
         "scheduler": space.scheduler,
         "resources": resources, "max_concurrent_trials": max_concurrent,
         "num_samples": space.num_samples, "trial_count": space.trial_count(),
+        "checkpoints": dict(space.checkpoints),
         "wandb": options.wandb, "wandb_project": options.wandb_project or space.project,
         "created": datetime.now().isoformat(timespec="seconds"), "resume_format": RESUME_FORMAT,
         "transform_scripts": scripts,  # {name: origin, sha256, source}: what every trial runs
@@ -762,6 +766,7 @@ def _resume_locked(experiment_dir: Path, meta: dict, started: bool, restart_erro
     check_fits_cluster(ray, resources)
     trainable = build_trainable(shared, resources, trials_per_compile(
         space, ray, resources, meta.get("max_concurrent_trials")), scripts)
+    del shared  # in the object store now
     if meta.get("wandb"):
         wandb_environment(console)  # the restored callback logs in the mode chosen now
     if not started:
