@@ -147,7 +147,8 @@ def _swept_column(key: str, cells: list[str]) -> _Column:
 def _pick_swept(columns: list[_Column], rows: list[Row], budget: int) -> list[_Column]:
     """The swept columns that fit in `budget` characters: all when they fit;
     else, one by one, the column that tells most of the shown rows apart
-    (then the narrower), and then any others that still fit."""
+    (of two that tell as many, the one the file names first), and then, in
+    the file's order, the others that still fit."""
     if sum(c.width + GAP for c in columns) <= budget:
         return columns
     chosen: list[_Column] = []
@@ -159,8 +160,7 @@ def _pick_swept(columns: list[_Column], rows: list[Row], budget: int) -> list[_C
             if column.width + GAP > budget:
                 continue
             split = [g for group in groups for g in _split(group, column.cells)]
-            if len(split) > len(groups) and (best is None or len(split) > len(best_groups) or (
-                    len(split) == len(best_groups) and column.width < best.width)):
+            if len(split) > len(groups) and (best is None or len(split) > len(best_groups)):
                 best, best_groups = column, split
         if best is None:
             break
@@ -168,7 +168,7 @@ def _pick_swept(columns: list[_Column], rows: list[Row], budget: int) -> list[_C
         left.remove(best)
         budget -= best.width + GAP
         groups = best_groups
-    for column in sorted(left, key=lambda c: c.width):  # then as many of the others as fit
+    for column in left:
         if column.width + GAP <= budget:
             chosen.append(column)
             budget -= column.width + GAP
@@ -219,9 +219,9 @@ def render(ordered: list[Row], swept: list[str], metric: str, width: int, height
 
     short_metric = metric.replace("accuracy", "acc")
     planned = [r.planned for r in shown]
-    epoch_full = [("-" if r.state == PENDING_STATE else f"{r.epoch}/{p}" if p else str(r.epoch))
-                  for r, p in zip(shown, planned)]
-    epoch_short = ["-" if r.state == PENDING_STATE else str(r.epoch) for r in shown]
+    started = [r.state != PENDING_STATE or r.epoch > 0 for r in shown]  # a resumed trial waits at its epoch
+    epoch_full = [(f"{r.epoch}/{p}" if p else str(r.epoch)) if s else "-" for r, p, s in zip(shown, planned, started)]
+    epoch_short = [str(r.epoch) if s else "-" for r, s in zip(shown, started)]
     core = [_Column("trial", "trial", [ids(r.trial_id) for r in shown]),
             _Column("state", "state", [short_state(r.state) for r in shown]),
             _Column("epoch", "epoch", epoch_full, right=True),
@@ -235,7 +235,8 @@ def render(ordered: list[Row], swept: list[str], metric: str, width: int, height
         core[2].cells = epoch_short
     if core_width() > width and len(short_metric) > len("last"):
         core[3].title = "last"
-    swept_columns = [_swept_column(k, [by[k](r.config.get(k)) for r in shown]) for k in swept]
+    swept_columns = [_Column(k, k, [by[k](r.config.get(k)) for r in shown]) if wide
+                     else _swept_column(k, [by[k](r.config.get(k)) for r in shown]) for k in swept]
     if wide:
         picked = swept_columns
     else:
@@ -335,7 +336,16 @@ class SweepConsole:
             except (AttributeError, ValueError):
                 terminal = False
             terminal = terminal and os.environ.get("TERM", "").lower() not in ("dumb", "unknown")
-        return terminal and self.rich.width >= MIN_TABLE_WIDTH
+        return terminal and self._width() >= MIN_TABLE_WIDTH
+
+    def _width(self) -> int:
+        """The terminal's width: COLUMNS when set (as rich reads it), else the stream's own."""
+        if os.environ.get("COLUMNS", "").isdigit() or self._console is not None:
+            return self.rich.width
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            return self.rich.width
 
     @property
     def rich(self):
@@ -369,7 +379,10 @@ class SweepConsole:
         timer = threading.Timer(seconds, say)
         timer.daemon = True
         started = time.monotonic()
-        timer.start()
+        if seconds > 0:
+            timer.start()
+        else:
+            say()
         try:
             yield step
         finally:
@@ -378,8 +391,7 @@ class SweepConsole:
                 quick = not said.is_set()
                 said.set()  # a timer already firing says nothing now
             if not quick:
-                detail = f"{step.detail}, " if step.detail else ""
-                self.print(f"  {detail}{time.monotonic() - started:.1f} s")
+                self.print(f"  {step.detail or 'done'} in {time.monotonic() - started:.1f} s")
 
     def start(self, name, experiment_dir, trial_count, resources, resumed=False) -> None:
         SweepConsole.experiment_dir = experiment_dir
@@ -452,6 +464,7 @@ class _Live:
     trial: object
     seq: int
     since: float | None = None
+    reported: bool = False  # an epoch ended in this session (the first pays the trial's start)
     rank: tuple | None = field(default=None)  # its key in LiveTable._done
 
 
@@ -487,7 +500,11 @@ class LiveTable(tune.Callback):
         self._prefix: str | None = None       # what every trial id shares, up to a `_`
         self._left = 0.0                      # trial-epochs still to run, of the trials Ray has made
         self._planned = [0, 0]                # sum and count of planned epochs (for trials not made yet)
-        self._epoch_time = [0.0, 0]           # seconds and count of epochs timed in this session
+        # Seconds and count of the epochs timed in this session: a trial's
+        # first (with its worker's start, or its restore) and the others.
+        self._first_epochs = [0.0, 0]
+        self._later_epochs = [0.0, 0]
+        self._fresh = 0                       # unfinished trials whose next epoch is their first here
         self._peak_running = 0
         self._results = 0
         self._said_starting = False
@@ -543,6 +560,7 @@ class LiveTable(tune.Callback):
             self._planned[0] += planned
             self._planned[1] += 1
         self._left += self._remaining(row)
+        self._fresh += 1
         self._counts[PENDING_STATE] += 1
         self._pending[trial.trial_id] = live
         status = trial.status
@@ -583,6 +601,7 @@ class LiveTable(tune.Callback):
             live.rank = None
         if old not in DONE_STATES and state in DONE_STATES:
             self._left -= self._remaining(row)
+            self._fresh -= not live.reported
         row.state = state
         if state == RUNNING_STATE:
             self._running[row.trial_id] = live
@@ -605,32 +624,33 @@ class LiveTable(tune.Callback):
 
     def eta(self, now: float) -> float | None:
         """Seconds left: the trial-epochs left (trials Ray has not made yet
-        counted at the mean planned epochs) times the seconds an epoch took
-        in this session, over the trials that run at once, less the part of
-        the current epochs already done, so that it counts down between
-        epochs.  It assumes every trial runs all its epochs: early stops
-        make the sweep shorter."""
-        seconds, timed = self._epoch_time
-        if not timed:
+        counted at the mean planned epochs) at the seconds an epoch took in
+        this session (a trial's first epoch here, which pays for its start,
+        timed apart from the others), over the trials that run at once, less
+        the part of the current epochs already done, so that it counts down
+        between epochs.  It assumes every trial runs all its epochs: early
+        stops make the sweep shorter."""
+        if not (self._first_epochs[1] or self._later_epochs[1]):
             return None
-        per_epoch = seconds / timed
+        later = (self._later_epochs[0] / self._later_epochs[1] if self._later_epochs[1]
+                 else self._first_epochs[0] / self._first_epochs[1])
+        first = self._first_epochs[0] / self._first_epochs[1] if self._first_epochs[1] else later
         not_made = max(self.total - len(self._trials), 0)
-        left = self._left + not_made * self._mean_planned()
+        work = ((self._left + not_made * self._mean_planned()) * later
+                + (self._fresh + not_made) * (first - later))
+        under_way = sum(min(now - live.since, later if live.reported else first)
+                        for live in self._running.values() if live.since is not None)
         unfinished = len(self._running) + len(self._pending) + not_made
-        at_once = max(1, min(self._peak_running, unfinished))
-        under_way = sum(min(now - live.since, per_epoch) for live in self._running.values()
-                        if live.since is not None)
-        return max(left * per_epoch - under_way, 0.0) / at_once
+        return max(work - under_way, 0.0) / max(1, min(self._peak_running, unfinished))
 
     def header(self, now: float, width: int) -> list[str]:
         done = sum(self._counts.get(s, 0) for s in DONE_STATES)
         total = max(self.total, len(self._trials))
         parts = [f"elapsed {_duration(now - self._started)}", f"{done}/{total} trials done"]
         eta = self.eta(now)
-        if self._results == 0 and done < total:
-            parts.append("first trials starting")
-        elif eta is not None and done < total:
-            parts.append(f"ETA {_duration(eta)}")
+        if done < total:
+            parts.append(f"ETA {_duration(eta)}" if eta is not None else "ETA after the first epoch"
+                         if self._running or done else "first trials starting")
         if selection_note(self.metric).endswith("test data"):
             parts.append(selection_note(self.metric))  # a ranking chosen on the test set says so
         counts = dict(self._counts)
@@ -698,15 +718,19 @@ class LiveTable(tune.Callback):
         if live is not None:
             self._results += 1
             row = live.row
-            if row.state != RUNNING_STATE:
-                self._move(live, RUNNING_STATE)
+            since = live.since if row.state == RUNNING_STATE else None  # a start we did not see: not timed
+            self._move(live, RUNNING_STATE)
             epoch = _int(result.get("epoch"))
             if epoch > row.epoch:
                 self._left -= min(epoch - row.epoch, self._remaining(row))
-                if live.since is not None:
-                    self._epoch_time[0] += now - live.since
-                    self._epoch_time[1] += 1
+                if since is not None:
+                    timed = self._later_epochs if live.reported else self._first_epochs
+                    timed[0] += now - since
+                    timed[1] += 1
                 row.epoch = epoch
+            if not live.reported:
+                live.reported = True
+                self._fresh -= 1
             live.since = now
             row.last = _finite(result.get(self.metric))
             row.best = self._better(self._better(row.best, row.last),

@@ -409,7 +409,7 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
     max_concurrent = options.max_concurrent or space.max_concurrent_trials
 
     shared = shared_dataset(space, console)
-    with console.phase("starting Ray"):
+    with console.phase("starting Ray", seconds=0):  # never quick: said at once
         ray = init_ray(options.address, options.verbose, console)
     resources = fit_resources(ray, resources, console)
     check_fits_cluster(ray, resources)
@@ -481,7 +481,7 @@ def _resume_locked(experiment_dir: Path, meta: dict, restart_errored: bool, addr
 
     space = load_space_from_meta(meta)
     shared = shared_dataset(space, console)
-    with console.phase("starting Ray"):
+    with console.phase("starting Ray", seconds=0):  # never quick: said at once
         ray = init_ray(address, verbose, console)
     resources = fit_resources(ray, dict(meta["resources"]), console)
     check_fits_cluster(ray, resources)
