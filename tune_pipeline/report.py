@@ -24,6 +24,7 @@ h1 { font-size: 1.6rem; margin-bottom: 0.2rem; } h2 { font-size: 1.2rem; margin-
 table { border-collapse: collapse; font-size: 0.85rem; width: 100%; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.3rem 0.5rem; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; position: sticky; top: 0; }
+td { white-space: nowrap; }  /* one line per trial; the box scrolls sideways for the later columns */
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .table-wrap { max-height: 32rem; overflow: auto; }
 pre { background: #f7f7f7; padding: 0.8rem; overflow: auto; font-size: 0.8rem; }
