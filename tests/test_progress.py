@@ -170,14 +170,16 @@ def _advance(clock, until, sample):
         sample(clock[0])
 
 
-def test_eta_counts_down_from_trial_epochs_left_and_trials_at_once(monkeypatch):
-    """4 trials of 3 epochs, 2 at a time; a trial's first epoch takes 20 s
-    (its worker starting), the others 10 s: the sweep ends at 80 s."""
+@pytest.mark.parametrize("count", [3, 4, 5])
+def test_eta_counts_down_from_trial_epochs_left_and_trials_at_once(monkeypatch, count):
+    """`count` trials of 3 epochs, 2 at a time; a trial's first epoch takes
+    20 s (its worker starting), the others 10 s: the sweep ends at 80 s for 3
+    or 4 trials (the third and fourth start at 40 s), at 120 s for 5."""
     clock = [0.0]
     monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
-    trials = [CountingTrial(i, {"learning_rate": 0.1 * (i + 1), "epochs": 3}) for i in range(4)]
+    trials = [CountingTrial(i, {"learning_rate": 0.1 * (i + 1), "epochs": 3}) for i in range(count)]
     table = LiveTable(["learning_rate"], "val_accuracy", "max", SweepConsole(stream=io.StringIO(), live=False),
-                      total=4)
+                      total=count)
     table.setup()
     etas = {}
 
@@ -185,8 +187,8 @@ def test_eta_counts_down_from_trial_epochs_left_and_trials_at_once(monkeypatch):
         etas[round(now)] = table.eta(now)
 
     events = []  # (time, kind, trial index, epoch)
-    for pair, start in ((0, 0.0), (1, 40.0)):
-        for t in (2 * pair, 2 * pair + 1):
+    for pair, start in ((0, 0.0), (1, 40.0), (2, 80.0)):
+        for t in [i for i in (2 * pair, 2 * pair + 1) if i < count]:
             events += [(start, "start", t, 0), (start + 20, "result", t, 1), (start + 30, "result", t, 2),
                        (start + 40, "result", t, 3), (start + 40, "complete", t, 3)]
     for when, kind, index, epoch in sorted(events, key=lambda e: (e[0], ["result", "complete", "start"].index(e[1]))):
@@ -203,9 +205,10 @@ def test_eta_counts_down_from_trial_epochs_left_and_trials_at_once(monkeypatch):
             table.on_trial_complete(0, trials, trial)
         sample(when)
     assert etas[10] is None  # before the first epoch: no guess
+    end = 120 if count == 5 else 80
     steady = {t: eta for t, eta in etas.items() if t >= 30}
     for t, eta in steady.items():
-        assert math.isclose(eta, 80 - t, abs_tol=1.0), (t, eta)
+        assert math.isclose(eta, end - t, abs_tol=1.0), (t, eta)
     times = sorted(steady)
     assert all(steady[b] <= steady[a] + 1e-9 for a, b in zip(times, times[1:]))  # counts down, never up
 

@@ -623,25 +623,35 @@ class LiveTable(tune.Callback):
     # ------------------------------------------------------------ what is shown
 
     def eta(self, now: float) -> float | None:
-        """Seconds left: the trial-epochs left (trials Ray has not made yet
-        counted at the mean planned epochs) at the seconds an epoch took in
-        this session (a trial's first epoch here, which pays for its start,
-        timed apart from the others), over the trials that run at once, less
-        the part of the current epochs already done, so that it counts down
-        between epochs.  It assumes every trial runs all its epochs: early
-        stops make the sweep shorter."""
+        """Seconds left, from the trial-epochs left and the seconds an epoch
+        took in this session (a trial's first epoch here, which pays for its
+        start, timed apart from the others): each running trial's remaining
+        epochs, less the part of the current one already done (so the ETA
+        counts down between epochs), then the waiting trials given in turn to
+        whichever of the slots (the most trials that ran at once) frees first.
+        It assumes every trial runs all its epochs: early stops end the sweep
+        sooner.  The work is in the running trials, not in all of them."""
         if not (self._first_epochs[1] or self._later_epochs[1]):
             return None
         later = (self._later_epochs[0] / self._later_epochs[1] if self._later_epochs[1]
                  else self._first_epochs[0] / self._first_epochs[1])
         first = self._first_epochs[0] / self._first_epochs[1] if self._first_epochs[1] else later
+        slots, running_left, running_fresh = [], 0.0, 0
+        for live in self._running.values():
+            epochs = self._remaining(live.row)
+            running_left += epochs
+            running_fresh += not live.reported
+            work = epochs * later + (0.0 if live.reported else first - later)
+            under_way = min(now - live.since, later if live.reported else first) if live.since is not None else 0.0
+            slots.append(max(work - under_way, 0.0))
+        slots += [0.0] * (max(1, self._peak_running) - len(slots))
         not_made = max(self.total - len(self._trials), 0)
-        work = ((self._left + not_made * self._mean_planned()) * later
-                + (self._fresh + not_made) * (first - later))
-        under_way = sum(min(now - live.since, later if live.reported else first)
-                        for live in self._running.values() if live.since is not None)
-        unfinished = len(self._running) + len(self._pending) + not_made
-        return max(work - under_way, 0.0) / max(1, min(self._peak_running, unfinished))
+        waiting = len(self._pending) + not_made
+        if not waiting:
+            return max(slots)
+        work = ((self._left - running_left + not_made * self._mean_planned()) * later
+                + (self._fresh - running_fresh + not_made) * (first - later))
+        return _makespan(slots, waiting, max(work, 0.0) / waiting)
 
     def header(self, now: float, width: int) -> list[str]:
         done = sum(self._counts.get(s, 0) for s in DONE_STATES)
@@ -792,6 +802,27 @@ class LiveTable(tune.Callback):
             f"[{done}/{max(self.total, len(self._trials))}] {trial.trial_id} {state} at epoch "
             f"{result.get('epoch', 0)}: {self.metric} {fmt(self.metric, result.get(self.metric))}"
             f" best {fmt(self.metric, best)}  {self._describe(trial)}")
+
+
+def _makespan(slots: list[float], jobs: int, length: float) -> float:
+    """When `jobs` equal jobs of `length` seconds are done, each given to the
+    slot that frees first, the slots freeing after `slots` seconds: the least
+    T by which the slots hold them all (for equal jobs, what that greedy order
+    gives).  A bisection over T: the work is in the slots, not in the jobs."""
+    if length <= 0:
+        return max(slots)
+
+    def fits(t: float) -> bool:
+        return sum(int((t - s) / length + 1e-9) for s in slots if t >= s) >= jobs
+
+    low, high = min(slots), max(slots) + math.ceil(jobs / len(slots)) * length + length
+    for _ in range(60):
+        middle = (low + high) / 2
+        if fits(middle):
+            high = middle
+        else:
+            low = middle
+    return max(high, max(slots))
 
 
 def _int(value) -> int:
