@@ -465,6 +465,7 @@ class _Live:
     seq: int
     since: float | None = None
     reported: bool = False  # an epoch ended in this session (the first pays the trial's start)
+    pace: float | None = None  # seconds its last epoch but a first one took (models differ)
     rank: tuple | None = field(default=None)  # its key in LiveTable._done
 
 
@@ -641,8 +642,9 @@ class LiveTable(tune.Callback):
             epochs = self._remaining(live.row)
             running_left += epochs
             running_fresh += not live.reported
-            work = epochs * later + (0.0 if live.reported else first - later)
-            under_way = min(now - live.since, later if live.reported else first) if live.since is not None else 0.0
+            pace = live.pace or later  # a running trial at its own pace, once known
+            work = epochs * pace + (0.0 if live.reported else first - pace)
+            under_way = min(now - live.since, pace if live.reported else first) if live.since is not None else 0.0
             slots.append(max(work - under_way, 0.0))
         slots += [0.0] * (max(1, self._peak_running) - len(slots))
         not_made = max(self.total - len(self._trials), 0)
@@ -737,6 +739,8 @@ class LiveTable(tune.Callback):
                     timed = self._later_epochs if live.reported else self._first_epochs
                     timed[0] += now - since
                     timed[1] += 1
+                    if live.reported:
+                        live.pace = (now - since) / (epoch - row.epoch)
                 row.epoch = epoch
             if not live.reported:
                 live.reported = True
