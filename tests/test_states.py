@@ -66,9 +66,9 @@ def test_after_ctrl_c_table_status_export_and_report_say_interrupted(tmp_path):
     output, _ = driver.communicate(timeout=120)
     assert driver.returncode == 130, output
     assert "Traceback" not in output and "terminated" not in output.lower()
-    table = [line for line in output.splitlines() if line.split()[:2][-1:] == ["interrupted"]]
-    assert table, output  # the final table's row
-    assert "1 interrupted" in output
+    table = [line for line in output.splitlines() if line.split()[:2][-1:] == ["int"]]
+    assert table, output  # the final table's row, in the state's short form
+    assert "1 interrupted (int)" in output
     status = run_tune("status", experiment_dir)
     assert "interrupted" in status.stdout and "running" not in status.stdout, status.stdout
     assert "interrupted" in export_states(experiment_dir).values()

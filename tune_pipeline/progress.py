@@ -212,7 +212,6 @@ def render(ordered: list[Row], swept: list[str], metric: str, width: int, height
     unlisted = {s: n for s, n in (unlisted or {}).items() if n}
     header_lines = sum(_lines(h, width) for h in header)
     # title (up to 3 lines when swept titles wrap), "… N more", hidden columns, the cursor
-    # title (up to 3 lines when swept titles wrap), "… N more", hidden columns, the cursor
     room = len(ordered) if height is None else max(height - header_lines - 6, 3)
     shown, hidden_rows = ordered[:room], ordered[room:]
     by = labellers((r.config for r in shown), swept)
@@ -287,11 +286,10 @@ def pack(parts: list[str], width: int, sep: str = " · ") -> list[str]:
     return lines
 
 
-def render_experiment(experiment, width: int, height: int | None = None, header: list[str] = (),
-                      wide: bool = False):
+def render_experiment(experiment, width: int, height: int | None = None, wide: bool = False):
     """The table of an experiment on disk: the final summary's and `tune status`'s."""
     rows = order_rows(rows_from_experiment(experiment), experiment.mode)
-    return render(rows, experiment.swept, experiment.metric, width, height, header=header,
+    return render(rows, experiment.swept, experiment.metric, width, height,
                   ids=short_ids(t.trial_id for t in experiment.trials), wide=wide,
                   experiment_dir=experiment.path)
 
