@@ -44,3 +44,34 @@ def test_different_values_never_share_a_label():
     labels = Labeller(values).labels
     assert len(set(labels)) == len(values), labels
     assert number(3e-4) == "0.0003" and number(1.0e-4) == "0.0001" and number(2.5e-6) == "2.5e-6"
+
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+VALUES = st.one_of(st.floats(allow_nan=False, allow_infinity=False, width=32), st.integers(-1000, 1000),
+                   st.sampled_from(["a_x", "a_y", "/p/q_1.py", "/p/q_2.py", "1", "true", None, True, 0.1]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(VALUES, max_size=30))
+def test_siblings_added_one_at_a_time_get_the_labels_of_all_at_once(values):
+    """A live sweep labels each new trial's values as it comes (Labeller.add):
+    the labels must be those of labelling every value together."""
+    grown = Labeller()
+    for value in values:
+        grown.add(value)
+    whole = Labeller(values)
+    assert [grown(v) for v in values] == [whole(v) for v in values]
+    assert grown.labels == whole.labels
+
+
+def test_adding_numbers_relabels_only_when_a_digit_is_needed():
+    import random
+
+    rng = random.Random(0)
+    labeller = Labeller()
+    for _ in range(5000):
+        labeller.add(10 ** rng.uniform(-4, -0.7))
+    # each value labelled once, plus one relabelling of all per extra digit (a few times)
+    assert labeller.relabelled < 3 * 5000, labeller.relabelled

@@ -54,7 +54,8 @@ def test_a_killed_driver_leaves_its_running_trials_interrupted(tmp_path):
 
 @pytest.mark.slow
 def test_after_ctrl_c_table_status_export_and_report_say_interrupted(tmp_path):
-    space = write_sweep(tmp_path, {"learning_rate": {"values": [0.01, 0.02, 0.05]}, "epochs": {"value": 3}})
+    # Long enough to outlast Ray's first state save, which is when results reach the experiment folder.
+    space = write_sweep(tmp_path, {"learning_rate": {"values": [0.01, 0.02, 0.05]}, "epochs": {"value": 40}})
     driver = start_tune("search", space, "--name", "stopped", "--storage-path", tmp_path,
                         "--max-concurrent", "1", *TINY, cwd=tmp_path)
     experiment_dir = tmp_path / "stopped"
@@ -66,9 +67,9 @@ def test_after_ctrl_c_table_status_export_and_report_say_interrupted(tmp_path):
     output, _ = driver.communicate(timeout=120)
     assert driver.returncode == 130, output
     assert "Traceback" not in output and "terminated" not in output.lower()
-    table = [line for line in output.splitlines() if line.split()[:2][-1:] == ["interrupted"]]
-    assert table, output  # the final table's row
-    assert "1 interrupted" in output
+    table = [line for line in output.splitlines() if line.split()[:2][-1:] == ["int"]]
+    assert table, output  # the final table's row, in the state's short form
+    assert "1 interrupted (int)" in output
     status = run_tune("status", experiment_dir)
     assert "interrupted" in status.stdout and "running" not in status.stdout, status.stdout
     assert "interrupted" in export_states(experiment_dir).values()

@@ -51,21 +51,47 @@ def test_scheduler_flag_and_file_share_max_t(tmp_path):
     assert "max_t 24" in result.output
 
 
-def test_scheduler_grace_period_beyond_max_t_is_refused(tmp_path):
+def dry_run(path, *args):
+    result = CliRunner().invoke(app, ["search", str(path), "--dry-run", *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_scheduler_grace_period_at_or_beyond_the_last_epoch_runs_without_early_stopping(tmp_path):
     path = space_file(tmp_path, {"epochs": {"value": 3}}, tune={"scheduler": {"grace_period": 5}})
-    refused(path, "tune.scheduler.grace_period: 5 is beyond max_t 3")
+    out = dry_run(path)
+    assert "scheduler fifo" in out and "note: scheduler: the first cut point, epoch 5, is at or after the last " \
+                                       "epoch (3): this sweep runs without early stopping" in out, out
+    # A max_t the file gives itself, below its own grace period, contradicts itself: refused, with the way out.
+    path = space_file(tmp_path, {"epochs": {"value": 30}}, name="own.yaml",
+                      tune={"scheduler": {"grace_period": 5, "max_t": 3}})
+    refused(path, "tune.scheduler.grace_period: 5 is beyond max_t 3", "--scheduler fifo")
 
 
-# 2. hyperband beyond the last epoch: refused at --dry-run, and the real run leaves nothing behind.
+# 2. hyperband beyond the last epoch: README's rule, cut points at or after the last epoch are dropped.
 
-def test_hyperband_beyond_epochs_is_refused_before_any_folder(tmp_path):
+def test_hyperband_cut_points_at_or_after_the_last_epoch_are_dropped(tmp_path):
     path = space_file(tmp_path, {"epochs": {"value": 3}}, early_terminate={"type": "hyperband", "min_iter": 300})
-    refused(path, "early_terminate: the first cut point is epoch 300", str(path))
-    storage = tmp_path / "results"
-    for _ in range(2):  # the same --name twice: nothing was left to refuse it
-        result = CliRunner().invoke(app, ["search", str(path), "--name", "x", "--storage-path", str(storage)])
-        assert result.exit_code == 2 and "tune resume" not in result.output
-    assert not storage.exists()
+    out = dry_run(path)
+    assert "scheduler fifo" in out and "this sweep runs without early stopping" in out, out
+    shipped = ROOT / "search_spaces" / "asha.yaml"  # cuts at 3, 9, 27
+    assert load_space(shipped, ["epochs=3"]).scheduler["type"] == "fifo"
+    assert load_space(shipped, ["epochs=10"]).scheduler["cut_points"] == [3, 9]
+    assert load_space(shipped, ["epochs=4"]).scheduler["cut_points"] == [3]
+    assert load_space(shipped, ["epochs=4"]).notes == []
+
+
+def test_the_dry_run_shows_the_resources_and_trials_the_run_will_use(tmp_path):
+    path = space_file(tmp_path, {"learning_rate": {"values": [0.1, 0.01]}}, method="grid",
+                      tune={"resources": {"cpu": 2, "gpu": 0.25}})
+    out = dry_run(path, "--cpus-per-trial", "1", "--gpus-per-trial", "0", "--max-concurrent", "3")
+    assert "2 trials" in out and "1 CPU + 0 GPU per trial" in out and "at most 3 trials at once" in out, out
+    assert [line for line in out.splitlines() if line.startswith("trial ")] == [
+        "trial 1: learning_rate=0.1", "trial 2: learning_rate=0.01"]  # no more configs than trials
+    many = dry_run(space_file(tmp_path, {"learning_rate": {"values": [0.1, 0.01, 0.001, 0.02]}}, name="m.yaml",
+                              method="grid"))
+    assert len([line for line in many.splitlines() if line.startswith("trial ")]) == 3
+    assert "… and 1 more trial" in many
 
 
 # 3. bayes: what Optuna cannot take is refused at validation; what it can is built.
@@ -294,7 +320,7 @@ def test_export_group_folds_repeats_into_mean_and_std(tmp_path):
     exp = Experiment(tmp_path, {"metric": "test_accuracy", "mode": "max", "swept": ["learning_rate", "seed"],
                                 "repeat_key": "seed"}, trials)
     rows = grouped_rows(exp)
-    assert [r["config"] for r in rows] == ["learning_rate=0.1", "learning_rate=0.01"]
+    assert [str(r["config"]) for r in rows] == ["learning_rate=0.1", "learning_rate=0.01"]
     assert rows[0]["trials"] == 2 and math.isclose(rows[0]["best_test_accuracy_mean"], 0.85)
     assert math.isclose(rows[0]["best_test_accuracy_std"], math.sqrt(0.005))
     md = export(exp, "md", None, group=True)
@@ -333,8 +359,12 @@ def test_readme_lists_every_wandb_key_and_distribution_with_what_it_does():
         assert f"| `{record.name}` |" in section and record.doc in section, record.name
 
 
-@pytest.mark.parametrize("early", [{"type": "hyperband", "min_iter": 1.0e300, "eta": 1.0e300},
-                                   {"type": "hyperband", "min_iter": 1, "eta": float("inf")},
+@pytest.mark.parametrize("early", [{"type": "hyperband", "min_iter": 1, "eta": float("inf")},
                                    {"type": "hyperband", "max_iter": float("nan"), "s": 2}])
 def test_absurd_hyperband_numbers_are_one_line(tmp_path, early):
     refused(space_file(tmp_path, early_terminate=early), "early_terminate")
+
+
+def test_a_first_cut_point_beyond_every_epoch_runs_without_early_stopping(tmp_path):
+    early = {"type": "hyperband", "min_iter": 1.0e300, "eta": 1.0e300}
+    assert "runs without early stopping" in dry_run(space_file(tmp_path, early_terminate=early))

@@ -20,7 +20,9 @@ from tune_pipeline.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED,
                                   UserError, shorten)
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    # Click's plain help: `--scheduler [asha|fifo]`, flags without a type, each
+    # option's help beside it (rich's panel gave the help a 20-column strip at 80).
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
     help="Hyperparameter sweeps for image classifiers on Ray Tune.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -176,13 +178,13 @@ def written(path: Path, write):
 @app.command()
 @user_errors
 def train(
-    config: Optional[Path] = typer.Argument(None, help="flat YAML of training keys (see README); or use --from"),
-    from_: Optional[str] = typer.Option(None, "--from", help="an experiment (folder or s3://...): train its best trial's config"),
-    trial: Optional[str] = typer.Option(None, "--trial", help="with --from: this trial instead of the best"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="train this many epochs (e.g. longer than the sweep)"),
+    config: Optional[Path] = typer.Argument(None, metavar="CONFIG.yaml", help="flat YAML of training keys (see README); or use --from"),
+    from_: Optional[str] = typer.Option(None, "--from", metavar="EXPERIMENT", help="an experiment (folder or s3://...): train its best trial's config"),
+    trial: Optional[str] = typer.Option(None, "--trial", metavar="TRIAL_ID", help="with --from: this trial instead of the best"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, metavar="N", help="train this many epochs (e.g. longer than the sweep)"),
     full_train: bool = typer.Option(False, "--full-train", help="train on train + validation (val_fraction 0)"),
-    output_dir: Path = typer.Option(Path("output"), "--output-dir", "-o", help="runs go to OUTPUT_DIR/<config name>/"),
-    set_: List[str] = typer.Option([], "--set", help="override a key: --set learning_rate=0.01"),
+    output_dir: Path = typer.Option(Path("output"), "--output-dir", "-o", metavar="DIR", help="runs go to OUTPUT_DIR/<config name>/"),
+    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="override a key: --set learning_rate=0.01"),
     resume: bool = typer.Option(False, "--resume", help="continue the run's last checkpoint"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier run of this name"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
@@ -319,48 +321,60 @@ def models():
         typer.echo(f"{name:<18} {count_parameters(create_model(name, num_classes=10)) / 1e6:7.2f}M parameters")
 
 
-def describe_space(space) -> list[str]:
-    """What the sweep will do, as the dry run and the real run both say it."""
+def describe_space(space, resources: dict | None = None) -> list[str]:
+    """What the sweep will do, as the dry run and the real run both say it;
+    `resources`: a trial's, with --cpus-per-trial/--gpus-per-trial applied."""
     s = space.scheduler
+    resources = resources or space.resources
     scheduler = s["type"] if s["type"] == "fifo" else (
         f"asha (cut points at epochs {', '.join(map(str, s['cut_points']))}; max_t {s['max_t']}, "
         f"reduction factor {s['reduction_factor']:g}, from {s.get('source', 'the file')})")
     target = f", stops when {space.metric} reaches {space.target:g}" if space.target is not None else ""
     repeats = f" ({space.repeats} seeds per grid point)" if space.repeats > 1 else ""
-    lines = [f"{space.source}: method {space.method}, {space.trial_count()} trials{repeats}, metric "
+    count = space.trial_count()
+    lines = [f"{space.source}: method {space.method}, {count} trial{'s' if count != 1 else ''}{repeats}, metric "
              f"{space.metric} ({'maximize' if space.mode == 'max' else 'minimize'}){target}, scheduler "
-             f"{scheduler}, {space.resources['cpu']:g} CPU + {space.resources['gpu']:g} GPU per trial"]
+             f"{scheduler}, {resources['cpu']:g} CPU + {resources['gpu']:g} GPU per trial"]
     if space.ignored:
         lines.append(f"ignored: {', '.join(space.ignored)}")
     lines += [f"note: {n}" for n in space.notes]
     return lines
 
 
-def _print_preview(space) -> None:
+PREVIEW_TRIALS = 3
+
+
+def _print_preview(space, resources: dict, max_concurrent: int | None) -> None:
     from tune_pipeline.space import preview_configs
 
-    for line in describe_space(space):
+    for line in describe_space(space, resources):
         typer.echo(line)
+    at_once = max_concurrent or space.max_concurrent_trials
+    if at_once:
+        typer.echo(f"at most {at_once} trial{'s' if at_once != 1 else ''} at once")
     typer.echo("fixed: " + ", ".join(f"{k}={v}" for k, v in space.fixed.items() if k not in space.swept()))
-    for i, cfg in enumerate(preview_configs(space, 3), 1):
+    count = min(PREVIEW_TRIALS, space.trial_count())
+    for i, cfg in enumerate(preview_configs(space, count), 1):
         typer.echo(f"trial {i}: " + (", ".join(f"{k}={cfg[k]}" for k in space.swept()) or "(no swept keys)"))
+    if space.trial_count() > count:
+        typer.echo(f"… and {space.trial_count() - count} more trial{'s' if space.trial_count() - count != 1 else ''}")
 
 
 @app.command()
 @user_errors
 def search(
     space_file: Path = typer.Argument(..., metavar="SPACE.yaml", help="search space (wandb sweep format), or a shipped one by name, e.g. quickstart (tune examples copies them all)"),
-    name: Optional[str] = typer.Option(None, help="experiment name (default: <file>-<date-time>)"),
-    storage_path: str = typer.Option("ray_results", help="where experiments live (a folder, or s3://... on a cluster)"),
-    address: Optional[str] = typer.Option(None, help="attach to a running Ray cluster: auto or host:port"),
-    cpus_per_trial: Optional[float] = typer.Option(None, min=0.01, help="CPUs per trial (overrides the file)"),
-    gpus_per_trial: Optional[float] = typer.Option(None, min=0, help="GPUs per trial, fractions pack trials on a GPU"),
-    max_concurrent: Optional[int] = typer.Option(None, min=1, help="at most this many trials at once"),
-    num_samples: Optional[int] = typer.Option(None, min=1, help="samples (random/bayes) or grid repeats"),
-    scheduler: Optional[str] = typer.Option(None, help="asha (early stopping) or fifo"),
+    name: Optional[str] = typer.Option(None, metavar="NAME", help="experiment name (default: <file>-<date-time>)"),
+    storage_path: str = typer.Option("ray_results", metavar="DIR|URI", help="where experiments live (a folder, or s3://... on a cluster)"),
+    address: Optional[str] = typer.Option(None, metavar="auto|HOST:PORT", help="attach to a running Ray cluster"),
+    cpus_per_trial: Optional[float] = typer.Option(None, min=0.01, metavar="N", help="CPUs per trial (overrides the file)"),
+    gpus_per_trial: Optional[float] = typer.Option(None, min=0, metavar="F", help="GPUs per trial, fractions pack trials on a GPU"),
+    max_concurrent: Optional[int] = typer.Option(None, min=1, metavar="N", help="at most this many trials at once"),
+    num_samples: Optional[int] = typer.Option(None, min=1, metavar="N", help="samples (random/bayes) or grid repeats"),
+    scheduler: Optional[str] = typer.Option(None, metavar="[asha|fifo]", help="asha: early stopping; fifo: every trial runs all its epochs"),
     wandb: bool = typer.Option(False, "--wandb/--no-wandb", help="log trials to Weights & Biases (offline without a key)"),
-    wandb_project: Optional[str] = typer.Option(None, help="wandb project (default: the file's project)"),
-    set_: List[str] = typer.Option([], "--set", help="pin a parameter: --set epochs=2"),
+    wandb_project: Optional[str] = typer.Option(None, metavar="NAME", help="wandb project (default: the file's project)"),
+    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="pin a parameter: --set epochs=2 (repeatable)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="validate and preview, start nothing"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="show Ray's own log"),
 ):
@@ -373,15 +387,16 @@ def search(
 
     space = load_space(space_file, set_, scheduler=scheduler, num_samples=num_samples)
     overridden = {k: v for k, v in (("cpu", cpus_per_trial), ("gpu", gpus_per_trial)) if v is not None}
-    check_resources({**space.resources, **overridden}, "resources")
+    resources = {**space.resources, **overridden}
+    check_resources(resources, "resources")
     if name is not None:
         check_name(name)
     warning = resume_warning(space)
     if dry_run:
-        _print_preview(space)
+        _print_preview(space, resources, max_concurrent)
         from tune_pipeline import retention
 
-        need = retention.estimate(space, retention.local_running(space))
+        need = retention.estimate(space, retention.local_running(space, resources, max_concurrent))
         typer.echo(retention.check_disk(need, storage_path, lambda m: typer.secho(f"warning: {m}", err=True,
                                                                                   fg="yellow"), refuse=False))
         if warning:
@@ -397,7 +412,7 @@ def search(
                            cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                            max_concurrent=max_concurrent, wandb=wandb, wandb_project=wandb_project, verbose=verbose,
                            overrides=tuple(set_))
-    for line in describe_space(space)[1:]:
+    for line in describe_space(space, resources)[1:]:
         typer.echo(line, err=True)
     outcome = run_sweep(space, options, SweepConsole())
     raise typer.Exit(outcome.exit_code)
@@ -406,9 +421,9 @@ def search(
 @app.command()
 @user_errors
 def resume(
-    experiment_dir: str = typer.Argument(..., help="the experiment `tune search` printed: a folder or s3://..."),
+    experiment_dir: str = typer.Argument(..., metavar="EXPERIMENT_DIR", help="the experiment `tune search` printed: a folder or s3://..."),
     restart_errored: bool = typer.Option(False, "--restart-errored", help="run failed trials again from scratch"),
-    address: Optional[str] = typer.Option(None, help="attach to a running Ray cluster: auto or host:port"),
+    address: Optional[str] = typer.Option(None, metavar="auto|HOST:PORT", help="attach to a running Ray cluster"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="show Ray's own log"),
 ):
     """Continue an interrupted sweep; finished trials are never run again."""
@@ -423,11 +438,11 @@ def resume(
 @app.command()
 @user_errors
 def export(
-    experiment_dir: str = typer.Argument(..., help="experiment folder, or its URI (s3://bucket/prefix/NAME)"),
-    format_: Optional[str] = typer.Option(None, "--format", "-f", help="md, csv, parquet or json (default: from --output, else md)"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="file to write (default: stdout)"),
-    top: Optional[int] = typer.Option(None, min=1, help="only the N best trials"),
-    metric: Optional[str] = typer.Option(None, help="rank by this metric (default: the sweep's)"),
+    experiment_dir: str = typer.Argument(..., metavar="EXPERIMENT_DIR", help="experiment folder, or its URI (s3://bucket/prefix/NAME)"),
+    format_: Optional[str] = typer.Option(None, "--format", "-f", metavar="[md|csv|parquet|json]", help="default: from --output's extension, else md"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE", help="file to write (default: stdout)"),
+    top: Optional[int] = typer.Option(None, min=1, metavar="N", help="only the N best trials"),
+    metric: Optional[str] = typer.Option(None, metavar="METRIC", help="rank by this metric (default: the sweep's)"),
     group: bool = typer.Option(False, "--group", help="one row per configuration: repeats as mean ± std"),
 ):
     """The best-trial table of an experiment (finished, interrupted or running)."""
@@ -446,12 +461,18 @@ def export(
 
 @app.command()
 @user_errors
-def status(experiment_dir: str = typer.Argument(..., help="experiment folder, or its URI (s3://...)")):
-    """Trials per state, the best so far, and why failed trials failed (reads disk only)."""
-    from tune_pipeline.experiment import (FAILED_STATE, INTERRUPTED_STATE, NEVER_STARTED, RUNNING_STATE,
-                                          describe_counts)
+def status(
+    experiment_dir: str = typer.Argument(..., metavar="EXPERIMENT_DIR", help="experiment folder, or its URI (s3://...)"),
+    wide: bool = typer.Option(False, "--wide", help="every swept value in the table, however wide"),
+):
+    """Trials per state, the table of trials, the best so far, and why failed
+    trials failed (reads disk only)."""
+    from rich.console import Console
+
+    from tune_pipeline.experiment import FAILED_STATE, INTERRUPTED_STATE, NEVER_STARTED, RUNNING_STATE
     from tune_pipeline.labels import describe, labellers
-    from tune_pipeline.metrics import QUOTED, fmt, quoted_accuracy, selection_note
+    from tune_pipeline.metrics import QUOTED, best_epoch, fmt, quoted_accuracy, selection_note
+    from tune_pipeline.progress import MIN_TABLE_WIDTH, count_line, render_experiment, trial_lines
 
     exp = load_experiment_noted(experiment_dir)
     total = max(exp.meta.get("trial_count") or 0, len(exp.trials))
@@ -459,15 +480,24 @@ def status(experiment_dir: str = typer.Argument(..., help="experiment folder, or
         typer.echo(f"{exp.name}: {total} trials; {NEVER_STARTED}")
         typer.echo(f"start it with: tune resume {exp.path}")
         return
-    typer.echo(f"{exp.name}: {total} trials; "
-               + (describe_counts(exp.state_counts()) or "none yet"))
+    typer.echo(f"{exp.name}: {total} trials; " + (count_line(exp.state_counts()) or "none yet"))
+    if exp.trials:
+        # --wide: lines as long as the table needs (for a pager or a file), every row.
+        console = Console(width=10 ** 4) if wide else Console()
+        if wide or console.width >= MIN_TABLE_WIDTH:
+            height = max(console.height, 12) if console.is_terminal and not wide else None
+            console.print(render_experiment(exp, console.width, height, wide=wide))
+        else:
+            for line in trial_lines(exp):
+                typer.echo(line)
     by = labellers((t.config for t in exp.trials), exp.swept)
     best = exp.best_trial()
     if best is not None:
         metric, mode = exp.metric, exp.mode
+        at = best_epoch(best.history, metric, mode) or {}
         # As the sweep's own summary: short lines that an 80-column terminal keeps whole.
         typer.echo(f"best so far: {best.trial_id} {metric} {fmt(metric, best.best_value(metric, mode))} "
-                   f"(epoch {best.epochs}, {exp.state(best)})")
+                   f"at epoch {at.get('epoch', '?')} ({exp.state(best)} at epoch {best.epochs})")
         if exp.swept:
             typer.echo(f"  with {describe(best.config, exp.swept, by)}")
         typer.echo(f"  {QUOTED} {fmt(QUOTED, quoted_accuracy(best.history, metric, mode))} "
@@ -491,10 +521,10 @@ def status(experiment_dir: str = typer.Argument(..., help="experiment folder, or
 @app.command()
 @user_errors
 def plot(
-    experiment_dir: str = typer.Argument(..., help="experiment folder, or its URI (s3://bucket/prefix/NAME)"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="folder for the PNGs (default: EXPERIMENT_DIR/plots; ./NAME/plots for a remote one)"),
-    metric: Optional[str] = typer.Option(None, help="plot this metric (default: the sweep's)"),
-    top: int = typer.Option(5, min=1, help="highlight the N best trials"),
+    experiment_dir: str = typer.Argument(..., metavar="EXPERIMENT_DIR", help="experiment folder, or its URI (s3://bucket/prefix/NAME)"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="DIR", help="folder for the PNGs (default: EXPERIMENT_DIR/plots; ./NAME/plots for a remote one)"),
+    metric: Optional[str] = typer.Option(None, metavar="METRIC", help="plot this metric (default: the sweep's)"),
+    top: int = typer.Option(5, min=1, metavar="N", help="highlight the N best trials"),
 ):
     """PNG plots: learning curves, parallel coordinates, parameter effects and importance."""
     from tune_pipeline.config import check_metric_name
@@ -517,10 +547,10 @@ def plot(
 @app.command()
 @user_errors
 def report(
-    experiment_dir: str = typer.Argument(..., help="experiment folder, or its URI (s3://bucket/prefix/NAME)"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file (default: EXPERIMENT_DIR/report.html; ./NAME/report.html for a remote one)"),
-    metric: Optional[str] = typer.Option(None, help="rank and plot this metric (default: the sweep's)"),
-    top: int = typer.Option(5, min=1, help="highlight the N best trials"),
+    experiment_dir: str = typer.Argument(..., metavar="EXPERIMENT_DIR", help="experiment folder, or its URI (s3://bucket/prefix/NAME)"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE", help="HTML file (default: EXPERIMENT_DIR/report.html; ./NAME/report.html for a remote one)"),
+    metric: Optional[str] = typer.Option(None, metavar="METRIC", help="rank and plot this metric (default: the sweep's)"),
+    top: int = typer.Option(5, min=1, metavar="N", help="highlight the N best trials"),
 ):
     """One self-contained HTML report: table, plots, failures, search space."""
     from tune_pipeline.config import check_metric_name
@@ -542,8 +572,8 @@ def report(
 @app.command()
 @user_errors
 def dashboard(
-    port: int = typer.Option(8265, help="dashboard port"),
-    host: str = typer.Option("127.0.0.1", help="address the head binds to, every port (loopback by default)"),
+    port: int = typer.Option(8265, metavar="PORT", help="dashboard port"),
+    host: str = typer.Option("127.0.0.1", metavar="HOST", help="address the head binds to, every port (loopback by default)"),
     allow_remote: bool = typer.Option(False, "--allow-remote", help="permit a non-loopback --host"),
     stop: bool = typer.Option(False, "--stop", help="stop the Ray head `tune dashboard` started (only that one)"),
     show_token: bool = typer.Option(False, "--show-token", help="print the dashboard's login token too"),

@@ -48,11 +48,10 @@ def best_trial_rows(experiment: Experiment, metric: str | None = None, top: int 
     ranked = experiment.ranked(metric, mode)
     placed = {id(t) for t in ranked}  # by identity, once: `t not in ranked` was quadratic
     unranked = [t for t in experiment.trials if id(t) not in placed]  # failed before a result
-    by = value_labels(experiment)
     rows = []
     for trial in (ranked + unranked)[: top or None]:
         last = trial.last
-        row = {"config": describe(trial.config, experiment.swept, by)}
+        row = {"config": Config(trial.config, experiment.swept)}
         for column in BEST_COLUMNS:
             row[column] = last.get(column)
         row[QUOTED] = quoted_accuracy(trial.history, metric, mode)
@@ -77,7 +76,6 @@ def grouped_rows(experiment: Experiment, metric: str | None = None) -> list[dict
     repeat_key = experiment.meta.get("repeat_key") or "seed"
     keys = [k for k in experiment.swept if k != repeat_key]
     columns = BEST_COLUMNS + [QUOTED] + ([metric] if own_column(metric) else [])
-    by = labellers((t.config for t in experiment.trials), keys)
 
     def value(trial, column):
         if column == QUOTED:
@@ -91,12 +89,13 @@ def grouped_rows(experiment: Experiment, metric: str | None = None) -> list[dict
         groups.setdefault(json.dumps([trial.config.get(k) for k in keys], default=str), []).append(trial)
     rows = []
     for trials in groups.values():
-        row = {"config": describe(trials[0].config, keys, by), "trials": len(trials)}
+        row = {"config": Config(trials[0].config, keys), "trials": len(trials)}
         for column in columns:
             values = [value(t, column) for t in trials]
             values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
             row[f"{column}_mean"] = statistics.fmean(values) if values else None
-            row[f"{column}_std"] = statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
+            # One value has no spread to measure: no std (markdown says n=1), never a 0 that reads as "none".
+            row[f"{column}_std"] = statistics.stdev(values) if len(values) > 1 else None
         for key in keys:
             row[key] = trials[0].config.get(key)
         rows.append(row)
@@ -107,7 +106,7 @@ def grouped_rows(experiment: Experiment, metric: str | None = None) -> list[dict
 
 
 def _mean_std_columns(rows: list[dict]) -> list[dict]:
-    """For markdown: `mean ± std` in one cell."""
+    """For markdown: `mean ± std` in one cell, or `value (n=1)` for a single value."""
     out = []
     for row in rows:
         merged = {}
@@ -116,11 +115,31 @@ def _mean_std_columns(rows: list[dict]) -> list[dict]:
                 continue
             if key.endswith("_mean"):
                 column, std = key[:-5], row[key[:-5] + "_std"]
-                merged[column] = None if value is None else f"{fmt(column, value)} ± {fmt(column, std)}"
+                merged[column] = (None if value is None else f"{fmt(column, value)} (n=1)" if std is None
+                                  else f"{fmt(column, value)} ± {fmt(column, std)}")
             else:
                 merged[key] = value
         out.append(merged)
     return out
+
+
+class Config(dict):
+    """A trial's swept values, for the `config` column: whole values in CSV,
+    JSON and Parquet (`key=value, ...`), labels where a person reads it
+    (markdown, the report: display_rows)."""
+
+    def __init__(self, config: dict, keys: list[str]):
+        super().__init__((k, config.get(k)) for k in keys)
+
+    def __str__(self) -> str:
+        return ", ".join(f"{k}={_whole(v)}" for k, v in self.items())
+
+
+def _whole(value) -> str:
+    """A value as written to a file: every digit of a float, True as true."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value) if isinstance(value, float) else "-" if value is None else str(value)
 
 
 def ranking_note(experiment: Experiment, metric: str | None = None) -> str:
@@ -149,7 +168,9 @@ def display_rows(rows: list[dict], by: dict) -> list[dict[str, str]]:
     for row in rows:
         cells = {}
         for column, value in row.items():
-            if column in by:
+            if isinstance(value, Config):
+                cells[column] = describe(value, list(value), by)
+            elif column in by:
                 cells[column] = by[column](value) if value is not None else ""
             elif value is None:
                 cells[column] = ""
@@ -178,8 +199,13 @@ def to_csv(rows: list[dict]) -> str:
     if rows:
         writer = csv.DictWriter(out, list(rows[0]))
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(_whole_rows(rows))
     return out.getvalue()
+
+
+def _whole_rows(rows: list[dict]) -> list[dict]:
+    """The rows as files keep them: the config column as its whole values."""
+    return [{k: str(v) if isinstance(v, Config) else v for k, v in r.items()} for r in rows]
 
 
 def write_parquet(rows: list[dict], path: Path) -> None:
@@ -244,7 +270,7 @@ def export(experiment: Experiment, fmt: str, output: Path | None, metric: str | 
             raise UserError("--format parquet needs --output FILE")
         write_parquet(rows, output)
         return None
-    text = to_csv(rows) if fmt == "csv" else json.dumps(rows, indent=2, default=str) + "\n"
+    text = to_csv(rows) if fmt == "csv" else json.dumps(_whole_rows(rows), indent=2, default=str) + "\n"
     if output is None:
         return text
     output.write_text(text)

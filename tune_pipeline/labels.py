@@ -111,18 +111,57 @@ def _unique(values: list, labels: list[str]) -> bool:
 
 
 class Labeller:
-    """Labels for one parameter's values, each told apart from its siblings."""
+    """Labels for one parameter's values, each told apart from its siblings.
 
-    def __init__(self, values: Iterable):
-        distinct: dict = {}
+    Siblings can be added one at a time (`add`), as a live sweep creates
+    trials: a number that needs no more digits than its siblings have is
+    labelled on its own; only a new text value, or a number that would
+    collide with a sibling's label, relabels the siblings (at most 15 times
+    for numbers: each time adds a digit).  `relabelled` counts the values
+    labelled, the work done."""
+
+    def __init__(self, values: Iterable = ()):
+        self._distinct: dict = {}
+        self._labels: dict = {}   # key -> label
+        self._owners: dict = {}   # label -> key, to see a collision at once
+        self._precision = 3
+        self._sorted: list | None = None
+        self.relabelled = 0
         for value in values:
-            distinct.setdefault(key(value), value)
-        self.values = sorted(distinct.values(), key=_order)
-        self._labels = dict(zip(map(key, self.values), _labels_for(self.values)))
+            self._distinct.setdefault(key(value), value)
+        self._relabel()
+
+    def add(self, value) -> None:
+        k = key(value)
+        if k in self._distinct:
+            return
+        self._distinct[k] = value
+        self._sorted = None
+        if k[0] == "num":
+            text = number(value, self._precision)
+            if text not in self._owners:
+                self._labels[k], self._owners[text] = text, k
+                self.relabelled += 1
+                return
+        self._relabel()
+
+    def _relabel(self) -> None:
+        values = list(self._distinct.values())
+        labels, self._precision = _labels_and_precision(values)
+        self._labels = dict(zip(self._distinct, labels))
+        self._owners = {text: k for k, text in self._labels.items()}
+        self.relabelled += len(values)
 
     def __call__(self, value) -> str:
         found = self._labels.get(key(value))
         return found if found is not None else label(value)
+
+    @property
+    def values(self) -> list:
+        """The distinct values: numbers ascending, then text."""
+        if self._sorted is None:
+            self._sorted = sorted(self._distinct.values(), key=_order)
+        return self._sorted
 
     @property
     def labels(self) -> list[str]:
@@ -131,7 +170,7 @@ class Labeller:
 
     @property
     def width(self) -> int:
-        return max((len(t) for t in self.labels), default=1)
+        return max((len(t) for t in self._labels.values()), default=1)
 
 
 def _order(value):
@@ -142,13 +181,20 @@ def _order(value):
 
 
 def _labels_for(values: list) -> list[str]:
+    return _labels_and_precision(values)[0]
+
+
+def _labels_and_precision(values: list) -> tuple[list[str], int]:
+    """The labels, and the digits the numbers among them needed to differ."""
     labels: list[str | None] = [None] * len(values)
     numbers = [i for i, v in enumerate(values) if key(v)[0] == "num"]
+    precision = 3
+    texts: list[str] = []
     for precision in range(3, 18):
         texts = [number(values[i], precision) for i in numbers]
         if len(set(texts)) == len(texts):
             break
-    for i, text in zip(numbers, texts if numbers else []):
+    for i, text in zip(numbers, texts):
         labels[i] = text
     paths = [i for i, v in enumerate(values) if _is_path(v)]
     for i, text in zip(paths, _path_labels([values[i] for i in paths])):
@@ -163,7 +209,7 @@ def _labels_for(values: list) -> list[str]:
         labels = [str(v) if isinstance(v, str) else labels[i] for i, v in enumerate(values)]
     if not _unique(values, labels):  # "1" the text and 1 the number
         labels = [repr(v) if isinstance(v, str) else label for label, v in zip(labels, values)]
-    return labels  # type: ignore[return-value]
+    return labels, precision  # type: ignore[return-value]
 
 
 def label(value) -> str:

@@ -24,6 +24,8 @@ OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "
 FAILED_COLOUR = "#D55E00"
 DPI = 110
 FEW_VALUES = 6  # a numeric parameter with at most this many values is ticked at each
+MANY_CURVES = 40  # more other trials than this: learning curves draw them as a band
+MAX_POINTS = 300  # parameter effects draw at most this many trials' points per panel
 FIGURE_FILES = {
     "learning_curves": "learning_curves.png",
     "parallel_coordinates": "parallel_coordinates.png",
@@ -81,32 +83,65 @@ def _curve(trial: Trial, metric: str) -> tuple[list, list]:
     return [p[0] for p in points], [p[1] for p in points]
 
 
+def _varying(trials: list[Trial], swept: list[str]) -> list[str]:
+    """The swept keys whose values differ between `trials` (all keys when none do)."""
+    return [k for k in swept if len({key(t.config.get(k)) for t in trials}) > 1] or swept
+
+
+def _others_band(ax, others: list[tuple[list, list]], label: str) -> None:
+    """Many curves as one light band: at each epoch, the middle 80% and 50%
+    of the trials that reached it, and their median."""
+    import numpy as np
+
+    by_epoch: dict = {}
+    for xs, ys in others:
+        for x, y in zip(xs, ys):
+            by_epoch.setdefault(x, []).append(y)
+    epochs = sorted(e for e in by_epoch if isinstance(e, (int, float)))
+    q = np.array([np.percentile(by_epoch[e], [10, 25, 50, 75, 90]) for e in epochs])
+    ax.fill_between(epochs, q[:, 0], q[:, 4], color="#888888", alpha=0.18, lw=0, zorder=1,
+                    label=f"{label}: middle 80% at each epoch")
+    ax.fill_between(epochs, q[:, 1], q[:, 3], color="#888888", alpha=0.3, lw=0, zorder=1, label="middle 50%")
+    ax.plot(epochs, q[:, 2], color="#666666", lw=1.2, ls="--", zorder=2, label="median")
+
+
 def draw_learning_curves(experiment: Experiment, metric: str | None = None, top: int = 5):
+    """The top N trials' curves on top of the others: each other trial a thin
+    grey line while they are few (MANY_CURVES), a light band when they are many."""
     metric, mode = metric_mode(experiment, metric)
     ranked = experiment.ranked(metric, mode)
     if not ranked:
         raise NothingToPlot(f"no trial has reported {metric}")
     best = ranked[:top]
     planned = max_epochs(experiment)
-    by = labellers((t.config for t in experiment.trials), experiment.swept)
-    # Only what differs between the highlighted trials tells their lines apart.
-    varying = [k for k in experiment.swept if len({key(t.config.get(k)) for t in best}) > 1] or experiment.swept
+    # Only what differs between the highlighted trials tells their lines apart,
+    # labelled among them: 3 digits tell 5 learning rates apart where 5,000 need 8.
+    varying = _varying(best, experiment.swept)
+    by = labellers((t.config for t in best), varying)
     width = 10.0
-    fig, ax = _figure(width, 5.8)
-    styles = {STOPPED_STATE: dict(ls="--", alpha=0.35, lw=1),
-              FAILED_STATE: dict(ls=":", alpha=0.6, lw=1.2, color=FAILED_COLOUR),
-              FINISHED_STATE: dict(alpha=0.25, lw=1)}
-    seen = set()
-    for trial in experiment.trials:
-        xs, ys = _curve(trial, metric)
-        if not xs or trial in best:
-            continue
-        state = experiment.state(trial)
-        style = {"color": "#888888", **styles.get(state, dict(alpha=0.3, lw=1))}
-        ax.plot(xs, ys, label=None if state in seen else f"other trials: {state}", **style)
-        if state == FAILED_STATE:
-            ax.plot(xs[-1:], ys[-1:], "x", color=FAILED_COLOUR, ms=7)
-        seen.add(state)
+    fig, ax = _figure(width, 6.4)
+    highlighted = {id(t) for t in best}
+    others = [(trial, experiment.state(trial)) for trial in experiment.trials
+              if id(trial) not in highlighted and trial.history]
+    curves = [(_curve(trial, metric), state) for trial, state in others]
+    curves = [(c, state) for c, state in curves if c[0]]
+    counts: dict[str, int] = {}
+    for _, state in curves:
+        counts[state] = counts.get(state, 0) + 1
+    what = ", ".join(f"{n} {state}" for state, n in counts.items())
+    if len(curves) > MANY_CURVES:
+        _others_band(ax, [c for c, _ in curves], f"the other {len(curves):,} trials ({what})")
+    else:
+        styles = {STOPPED_STATE: dict(ls="--", lw=1), FAILED_STATE: dict(ls=":", lw=1.2, color=FAILED_COLOUR),
+                  FINISHED_STATE: dict(lw=1)}
+        alpha = min(0.5, max(0.15, 6 / max(len(curves), 1)))
+        seen = set()
+        for (xs, ys), state in curves:
+            style = {"color": "#888888", "alpha": alpha, "lw": 1, **styles.get(state, {})}
+            ax.plot(xs, ys, label=None if state in seen else f"other trials: {state}", zorder=1, **style)
+            if state == FAILED_STATE:
+                ax.plot(xs[-1:], ys[-1:], "x", color=FAILED_COLOUR, ms=7, zorder=1)
+            seen.add(state)
     ids = Labeller(t.trial_id for t in experiment.trials)  # the part of the id that differs
     for colour, trial in zip(OKABE_ITO, best):
         xs, ys = _curve(trial, metric)
@@ -114,10 +149,10 @@ def draw_learning_curves(experiment: Experiment, metric: str | None = None, top:
         state = experiment.state(trial)
         ls = "--" if state == STOPPED_STATE else "-"
         note = f" ({state})" if state in (STOPPED_STATE, FAILED_STATE) else ""
-        ax.plot(xs, ys, color=colour, lw=2.2, ls=ls, marker="o", ms=3,
+        ax.plot(xs, ys, color=colour, lw=2.2, ls=ls, marker="o", ms=3, zorder=3,
                 label=(f"{ids(trial.trial_id)}: {values}" if values else ids(trial.trial_id)) + note)
         if state == FAILED_STATE:
-            ax.plot(xs[-1:], ys[-1:], "x", color=FAILED_COLOUR, ms=9, mew=2)
+            ax.plot(xs[-1:], ys[-1:], "x", color=FAILED_COLOUR, ms=9, mew=2, zorder=3)
     from matplotlib.ticker import MaxNLocator
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
@@ -128,8 +163,10 @@ def draw_learning_curves(experiment: Experiment, metric: str | None = None, top:
     ax.grid(alpha=0.3)
     if planned:
         ax.set_xlim(0.8, max(planned, 1) + 0.2)
-    ax.legend(loc="best", framealpha=0.8, title=f"trial: {', '.join(varying)}" if varying else "trial",
-              title_fontsize=8)
+    # Below the axes: a legend inside would cover the curves it names.
+    title = _wrap(f"trial: {', '.join(varying)}" if varying else "trial", width, 8)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2, framealpha=0.8,
+               title=title, title_fontsize=8)
     return fig
 
 
@@ -167,9 +204,16 @@ def axis_positions(values: list, show=None) -> tuple[list[float], list[float], l
     return [index[key(v)] for v in values], [index[key(v)] for v in distinct], labeller.labels, False
 
 
-def draw_parallel_coordinates(experiment: Experiment, metric: str | None = None):
+def line_alpha(count: int) -> float:
+    """Opacity for `count` overlapping lines: one reads alone, thousands build
+    a density where they agree instead of a solid band."""
+    return min(0.9, max(0.03, 20 / max(count, 1)))
+
+
+def draw_parallel_coordinates(experiment: Experiment, metric: str | None = None, top: int = 5):
     plt = _pyplot()
     from matplotlib import cm, colors
+    from matplotlib.collections import LineCollection
 
     metric, mode = metric_mode(experiment, metric)
     trials = experiment.ranked(metric, mode)
@@ -187,16 +231,21 @@ def draw_parallel_coordinates(experiment: Experiment, metric: str | None = None)
     # 2.6 inches per axis leaves room for the value labels beside each.
     width = max(8.0, 2.6 * len(columns))
     fig, ax = _figure(width, 5.8)
-    # Worst first, so the best lines are drawn on top.
+    # Worst first, so the best lines are drawn on top; the top N again, opaque.
     order = sorted(range(len(trials)), key=lambda i: scores[i], reverse=(mode == "min"))
-    alpha = 0.9 if len(trials) <= 20 else 0.5
-    for i in order:
-        ax.plot(range(len(columns)), [a[0][i] for a in axes_data], color=cmap(norm(scores[i])),
-                lw=1.4, alpha=alpha)
+    xs = list(range(len(columns)))
+    alpha = line_alpha(len(trials))
+    many = LineCollection([list(zip(xs, [a[0][i] for a in axes_data])) for i in order],
+                          colors=[(*cmap(norm(scores[i]))[:3], alpha) for i in order],
+                          linewidths=1.4 if len(trials) <= 100 else 0.8, zorder=2)
+    ax.add_collection(many)
+    if alpha < 0.9:
+        for i in order[-top:]:
+            ax.plot(xs, [a[0][i] for a in axes_data], color=cmap(norm(scores[i])), lw=2.2, alpha=1.0, zorder=3)
     for x, (name, (_, ticks, labels, log)) in enumerate(zip(columns, axes_data)):
         ax.axvline(x, color="#444444", lw=0.8)
         for t, label in zip(ticks, labels):
-            ax.text(x + 0.03, t, label, fontsize=8, va="center", ha="left",
+            ax.text(x + 0.03, t, label, fontsize=8, va="center", ha="left", zorder=4,
                     bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.7))
     ax.set_xticks(range(len(columns)))
     ax.set_xticklabels([f"{c}\n(log)" if a[3] else c for c, a in zip(columns, axes_data)], fontsize=9)
@@ -209,17 +258,31 @@ def draw_parallel_coordinates(experiment: Experiment, metric: str | None = None)
         bar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=f"best {metric}", pad=0.02)
         _metric_scale(bar.ax.yaxis, metric)
     count = f"{len(trials)} trial{'s' if len(trials) != 1 else ''}"
-    ax.set_title(_wrap(f"{experiment.name}: swept parameters, coloured by best {metric} ({count})",
+    top_note = f"; the top {min(top, len(trials))} opaque" if alpha < 0.9 else ""
+    ax.set_title(_wrap(f"{experiment.name}: swept parameters, coloured by best {metric} ({count}{top_note})",
                        width - 1.2, 12))
     return fig
 
 
-def parallel_coordinates(experiment: Experiment, path: Path, metric: str | None = None) -> Path | None:
-    fig = draw_parallel_coordinates(experiment, metric)
+def parallel_coordinates(experiment: Experiment, path: Path, metric: str | None = None,
+                         top: int = 5) -> Path | None:
+    fig = draw_parallel_coordinates(experiment, metric, top)
     return _save(fig, path) if fig is not None else None
 
 
+def thinned(count: int, most: int = MAX_POINTS) -> list[int]:
+    """Which of `count` trials to draw as points: all up to `most`, else a
+    fixed random `most` of them (the same picture each time), in order."""
+    if count <= most:
+        return list(range(count))
+    import random
+    return sorted(random.Random(0).sample(range(count), most))
+
+
 def draw_parameter_effects(experiment: Experiment, metric: str | None = None):
+    """Each parameter's values against the best metric: boxes from every
+    trial, over the points of at most MAX_POINTS of them (so the points show
+    the spread without hiding the boxes)."""
     metric, mode = metric_mode(experiment, metric)
     trials = experiment.ranked(metric, mode)
     if not trials:
@@ -232,21 +295,29 @@ def draw_parameter_effects(experiment: Experiment, metric: str | None = None):
     width = 4.8 * cols
     fig, axes = _figure(width, 3.8 * rows + 0.6, nrows=rows, ncols=cols, squeeze=False)
     scores = [t.best_value(metric, mode) for t in trials]
+    drawn = thinned(len(trials))
+    size = 18 if len(drawn) <= 50 else 8
+    alpha = min(0.7, max(0.35, 25 / len(drawn)))
     for ax, name in zip(axes.flat, swept):
         values = [t.config.get(name) for t in trials]
         labeller = Labeller(values)
         if is_numeric(values) and len(labeller.values) > FEW_VALUES:
-            ax.scatter(values, scores, s=18, color=OKABE_ITO[0], alpha=0.7)
+            ax.scatter([values[i] for i in drawn], [scores[i] for i in drawn], s=size, color=OKABE_ITO[0],
+                       alpha=alpha, lw=0)
             if is_log_scale(values):
                 ax.set_xscale("log")
         else:
             # One position per distinct value, grouped by the value itself.
-            groups = [[s for v, s in zip(values, scores) if key(v) == key(d)] for d in labeller.values]
-            ax.boxplot(groups, positions=range(len(groups)), widths=0.5, showfliers=False,
-                       medianprops=dict(color=OKABE_ITO[1], lw=2))
-            for i, group in enumerate(groups):  # the points themselves, jittered
-                jitter = [i + 0.15 * math.sin(7.3 * k) for k in range(len(group))]
-                ax.scatter(jitter, group, s=12, color=OKABE_ITO[0], alpha=0.6, zorder=3)
+            position = {key(d): i for i, d in enumerate(labeller.values)}
+            groups: list[list] = [[] for _ in labeller.values]
+            for v, score in zip(values, scores):
+                groups[position[key(v)]].append(score)
+            points = [(position[key(values[i])], scores[i]) for i in drawn]
+            jitter = [p + 0.15 * math.sin(7.3 * k) for k, (p, _) in enumerate(points)]
+            ax.scatter(jitter, [s for _, s in points], s=size, color=OKABE_ITO[0], alpha=alpha, lw=0, zorder=2)
+            ax.boxplot(groups, positions=range(len(groups)), widths=0.5, showfliers=False, zorder=3,
+                       boxprops=dict(lw=1.4), whiskerprops=dict(lw=1.2),
+                       medianprops=dict(color=OKABE_ITO[1], lw=2.2))
             ax.set_xticks(range(len(groups)))
             tilt = sum(len(t) + 3 for t in labeller.labels) > 40  # they would touch side by side
             ax.set_xticklabels(labeller.labels, rotation=25 if tilt else 0, ha="right" if tilt else "center",
@@ -258,7 +329,9 @@ def draw_parameter_effects(experiment: Experiment, metric: str | None = None):
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(swept):]:
         ax.axis("off")
-    fig.suptitle(_wrap(f"{experiment.name}: effect of each parameter on {metric}", width, 12))
+    points = (f" (points: {len(drawn):,} of {len(trials):,} trials, chosen at random; boxes: all)"
+              if len(drawn) < len(trials) else "")
+    fig.suptitle(_wrap(f"{experiment.name}: effect of each parameter on {metric}{points}", width, 12))
     return fig
 
 
@@ -338,8 +411,10 @@ def plot_all(experiment: Experiment, output_dir: Path, metric: str | None = None
     output_dir = Path(output_dir)
     written = {"learning_curves": learning_curves(experiment, output_dir / FIGURE_FILES["learning_curves"],
                                                   metric, top)}
-    for name, draw in (("parallel_coordinates", parallel_coordinates), ("parameter_effects", parameter_effects),
-                       ("parameter_importance", parameter_importance)):
+    path = parallel_coordinates(experiment, output_dir / FIGURE_FILES["parallel_coordinates"], metric, top)
+    if path is not None:
+        written["parallel_coordinates"] = path
+    for name, draw in (("parameter_effects", parameter_effects), ("parameter_importance", parameter_importance)):
         path = draw(experiment, output_dir / FIGURE_FILES[name], metric)
         if path is not None:
             written[name] = path

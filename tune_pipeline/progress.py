@@ -1,38 +1,73 @@
-"""What a user sees while a sweep runs: a live table of trials that fits the
-terminal, or, in a log (no TTY), a line per finished epoch of each trial (at
-most one per trial every EPOCH_LINE_SECONDS) and one per finished trial; then
-the final summary.  Ray's own output goes to the experiment's log file.
+"""What a user sees while a sweep runs: the start-up steps that take time, a
+live table of trials that fits the terminal, or, in a log (no terminal, a
+dumb one, or one narrower than MIN_TABLE_WIDTH), a line per finished epoch
+of each trial (at most one per trial every EPOCH_LINE_SECONDS) and one per
+finished trial; then the final summary.  Ray's own output goes to the
+experiment's log file.
 
-The table fits the terminal's width by giving up, in this order: the full
-trial id (its distinguishing part stays), the last-epoch column, one-line
-headers of the swept columns (they wrap at `_`), the planned epochs in the
-epoch column, and the trial column.  Swept values are never cut.  More trials than
-rows: the running ones and the best are shown, then "… N more".
+The table has a fixed core that every width from MIN_TABLE_WIDTH up shows:
+the trial (the part of its id that differs), its state in a short form
+(explained in the header), its epoch and the metric's last and best value.
+Swept values fill the width that is left, each a whole label, never cut:
+when they do not all fit, the ones that tell the shown rows apart come
+first, and a line says how many are hidden and which command shows them all.
+More trials than rows: the running ones and the best are shown, then "… N more".
+
+The live table does a fixed amount of work per event whatever the number of
+trials (issue 20): each trial is taken in once, when Ray creates it; labels
+grow with each new value (labels.Labeller.add); counts, the ETA's sums and the
+ranking of finished trials are kept up to date; a refresh looks only at the
+running trials and the rows it shows.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import io
+import itertools
 import math
 import os
 import sys
+import threading
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ray import tune
 
-from tune_pipeline.experiment import (FAILED_STATE, FINISHED_STATE, PENDING_STATE,
-                                      RUNNING_STATE, STATES, STOPPED_STATE, _error_reason,
-                                      describe_counts, state_name)
+from tune_pipeline.experiment import (FAILED_STATE, FINISHED_STATE, INTERRUPTED_STATE, PENDING_STATE,
+                                      RUNNING_STATE, STATES, STOPPED_STATE, _error_reason, describe_counts,
+                                      state_name)
 from tune_pipeline.labels import Labeller, describe, labellers
-from tune_pipeline.metrics import ORIGINAL_COLUMNS, QUOTED, fmt, quoted_accuracy, selection_note
+from tune_pipeline.metrics import (ORIGINAL_COLUMNS, QUOTED, RUNNING_BEST, best_epoch, fmt, goal,
+                                   quoted_accuracy, selection_note)
 
 REFRESH_SECONDS = 1.0
 EPOCH_LINE_SECONDS = 30.0  # in a log: at most one epoch line per trial this often
+PHASE_SECONDS = 1.0  # a start-up step that takes longer says what it is doing
+MIN_TABLE_WIDTH = 40  # narrower terminals get the log's lines
 DONE_STATES = (FINISHED_STATE, STOPPED_STATE, FAILED_STATE)
 LOG_FILE = "tune.log"  # Ray's and wandb's log lines, in the experiment folder
+WIDE_COMMAND = "tune status --wide"
+
+# The table's state column: short forms that are never cut.  A state without
+# one (a word added to experiment.STATES later) shows whole.
+SHORT_STATES = {PENDING_STATE: "wait", RUNNING_STATE: "run", FINISHED_STATE: "done",
+                STOPPED_STATE: "early", FAILED_STATE: "fail", INTERRUPTED_STATE: "int"}
+GAP = 2  # spaces between columns
+
+
+def short_state(state: str) -> str:
+    return SHORT_STATES.get(state, state)
+
+
+def count_line(counts: dict[str, int]) -> str:
+    """`2 running (run), 1 pending (wait)`: the counts, explaining the table's short forms."""
+    order = list(STATES) + [s for s in counts if s not in STATES]
+    return ", ".join(f"{counts[s]} {s}" + (f" ({short_state(s)})" if short_state(s) != s else "")
+                     for s in order if counts.get(s))
 
 
 def _duration(seconds: float) -> str:
@@ -51,16 +86,10 @@ class Row:
     last: float | None  # the metric at the last epoch
     best: float | None  # its best value so far
 
-
-def rows_from_ray(trials, metric: str, best: dict[str, float]) -> list[Row]:
-    """`best`: each trial's best value of `metric` seen so far (LiveTable keeps it)."""
-    rows = []
-    for t in trials:
-        result = t.last_result or {}
-        epoch = int(result.get("epoch", 0) or 0)
-        rows.append(Row(t.trial_id, state_name(t.status, epoch, t.config.get("epochs"), live=True), t.config,
-                        epoch, result.get(metric), best.get(t.trial_id)))
-    return rows
+    @property
+    def planned(self):
+        epochs = self.config.get("epochs")
+        return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
 
 
 def rows_from_experiment(experiment, metric: str | None = None) -> list[Row]:
@@ -70,26 +99,37 @@ def rows_from_experiment(experiment, metric: str | None = None) -> list[Row]:
                 t.best_value(metric, mode)) for t in experiment.trials]
 
 
-def choose_rows(rows: list[Row], mode: str, room: int) -> tuple[list[Row], list[Row]]:
-    """The running trials, then the best others, as many as `room` allows."""
-    def score(row):
-        if row.best is None:
-            return float("-inf")
-        return row.best if mode == "max" else -row.best
-
-    running = sorted((r for r in rows if r.state == RUNNING_STATE), key=score, reverse=True)
-    done = sorted((r for r in rows if r.state != RUNNING_STATE and r.state != PENDING_STATE),
-                  key=score, reverse=True)
-    pending = [r for r in rows if r.state == PENDING_STATE]
-    ordered = running + done + pending
-    if len(ordered) <= room:
-        return ordered, []
-    room = max(room - 1, 1)  # one line for "… N more"
-    return ordered[:room], ordered[room:]
+def _score(row: Row, mode: str) -> float:
+    if row.best is None or not math.isfinite(row.best):
+        return float("-inf")
+    return row.best if mode == "max" else -row.best
 
 
-def _wrap_header(name: str, width: int) -> str:
-    """`runtime_transform_script` as lines no wider than `width`, broken after `_`."""
+def order_rows(rows: list[Row], mode: str) -> list[Row]:
+    """The running trials, then the others by their best value, then the pending ones."""
+    running = sorted((r for r in rows if r.state == RUNNING_STATE), key=lambda r: _score(r, mode), reverse=True)
+    done = sorted((r for r in rows if r.state not in (RUNNING_STATE, PENDING_STATE)),
+                  key=lambda r: _score(r, mode), reverse=True)
+    return running + done + [r for r in rows if r.state == PENDING_STATE]
+
+
+def short_ids(ids) -> Labeller:
+    """The part of Ray's trial ids that differs (`00003` of `d6c5f_00003`)."""
+    return Labeller(ids)
+
+
+class _Column:
+    def __init__(self, name: str, title: str, cells: list[str], right: bool = False):
+        self.name, self.title, self.cells, self.right = name, title, cells, right
+
+    @property
+    def width(self) -> int:
+        return max([len(line) for line in self.title.split("\n")] + [len(c) for c in self.cells])
+
+
+def _wrap_title(name: str, width: int) -> str:
+    """`runtime_transform_script` as lines no wider than `width` (or its
+    longest `_`-part), broken after `_`."""
     lines, line = [], ""
     for part in name.replace("_", "_\0").split("\0"):
         if line and len(line) + len(part) > width:
@@ -99,109 +139,260 @@ def _wrap_header(name: str, width: int) -> str:
     return "\n".join(lines + [line])
 
 
-def render(rows: list[Row], swept: list[str], metric: str, mode: str, width: int, height: int | None,
-           header: str = ""):
-    """A rich renderable: the header line, the table, and "… N more"."""
+def _swept_column(key: str, cells: list[str]) -> _Column:
+    widest = max((len(c) for c in cells), default=1)
+    return _Column(key, _wrap_title(key, widest) if len(key) > widest else key, cells)
+
+
+def _pick_swept(columns: list[_Column], rows: list[Row], budget: int) -> list[_Column]:
+    """The swept columns that fit in `budget` characters: all when they fit;
+    else, one by one, the column that tells most of the shown rows apart
+    (of two that tell as many, the one the file names first), and then, in
+    the file's order, the others that still fit."""
+    if sum(c.width + GAP for c in columns) <= budget:
+        return columns
+    chosen: list[_Column] = []
+    groups = [list(range(len(rows)))]
+    left = list(columns)
+    while left:
+        best, best_groups = None, None
+        for column in left:
+            if column.width + GAP > budget:
+                continue
+            split = [g for group in groups for g in _split(group, column.cells)]
+            if len(split) > len(groups) and (best is None or len(split) > len(best_groups)):
+                best, best_groups = column, split
+        if best is None:
+            break
+        chosen.append(best)
+        left.remove(best)
+        budget -= best.width + GAP
+        groups = best_groups
+    for column in left:
+        if column.width + GAP <= budget:
+            chosen.append(column)
+            budget -= column.width + GAP
+    return [c for c in columns if c in chosen]
+
+
+def _split(group: list[int], cells: list[str]) -> list[list[int]]:
+    parts: dict[str, list[int]] = {}
+    for i in group:
+        parts.setdefault(cells[i], []).append(i)
+    return list(parts.values())
+
+
+def _lines(text: str, width: int) -> int:
+    """How many terminal lines `text` takes at `width` (rich wraps at spaces)."""
+    from rich.console import Console
+    from rich.text import Text
+
+    if not text:
+        return 0
+    return len(Text(text).wrap(Console(width=width, file=io.StringIO()), width))
+
+
+def render(ordered: list[Row], swept: list[str], metric: str, width: int, height: int | None = None, *,
+           header: list[str] = (), unlisted: dict[str, int] | None = None, ids=None, wide: bool = False,
+           experiment_dir=None):
+    """A rich renderable: the header lines, the table, "… N more", and which
+    swept columns were left out.  `ordered`: rows by priority (order_rows);
+    `unlisted`: the counts per state of trials not passed in at all (the live
+    table passes only the rows it could show); `ids`: the short trial ids;
+    `wide`: every swept column, whatever the width.
+
+    Swept values are labelled among the rows shown: a row is read against the
+    rows beside it, and 3 digits tell 0.0195 from 0.0201 where the labels of
+    5,000 trials would need 8 (export and the report label over all trials)."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
-    by = labellers((r.config for r in rows), swept)
-    ids = Labeller(r.trial_id for r in rows)
-    planned = {r.trial_id: r.config.get("epochs") for r in rows}
-    room = max((height or 10 ** 6) - 6, 3)  # header, column titles (up to 3 lines), "… more", prompt
-    shown, hidden = choose_rows(rows, mode, room)
+    ids = ids if ids is not None else short_ids(r.trial_id for r in ordered)
+    unlisted = {s: n for s, n in (unlisted or {}).items() if n}
+    header_lines = sum(_lines(h, width) for h in header)
+    # title (up to 3 lines when swept titles wrap), "… N more", hidden columns, the cursor
+    room = len(ordered) if height is None else max(height - header_lines - 6, 3)
+    shown, hidden_rows = ordered[:room], ordered[room:]
+    by = labellers((r.config for r in shown), swept)
+
     short_metric = metric.replace("accuracy", "acc")
+    planned = [r.planned for r in shown]
+    started = [r.state != PENDING_STATE or r.epoch > 0 for r in shown]  # a resumed trial waits at its epoch
+    epoch_full = [(f"{r.epoch}/{p}" if p else str(r.epoch)) if s else "-" for r, p, s in zip(shown, planned, started)]
+    epoch_short = [str(r.epoch) if s else "-" for r, s in zip(shown, started)]
+    core = [_Column("trial", "trial", [ids(r.trial_id) for r in shown]),
+            _Column("state", "state", [short_state(r.state) for r in shown]),
+            _Column("epoch", "epoch", epoch_full, right=True),
+            _Column("last", short_metric, [fmt(metric, r.last) for r in shown], right=True),
+            _Column("best", "best", [fmt(metric, r.best) for r in shown], right=True)]
 
-    def cells(full_id: bool, last: bool, of_planned: bool) -> dict[str, list[str]]:
-        columns = {"trial": [r.trial_id if full_id else ids(r.trial_id) for r in shown],
-                   "state": [r.state for r in shown]}
-        for k in swept:
-            columns[k] = [by[k](r.config.get(k)) for r in shown]
-        columns["epoch"] = [(f"{r.epoch}/{planned[r.trial_id]}" if of_planned and planned[r.trial_id]
-                             else str(r.epoch)) if r.state != PENDING_STATE else "-" for r in shown]
-        if last:
-            columns[short_metric] = [fmt(metric, r.last) for r in shown]
-        columns[f"best {short_metric}"] = [fmt(metric, r.best) for r in shown]
-        return columns
+    def core_width() -> int:
+        return sum(c.width for c in core) + GAP * (len(core) - 1)
 
-    def total(columns: dict[str, list[str]], headers: dict[str, str]) -> int:
-        widths = [max([len(line) for line in headers[c].split("\n")] + [len(v) for v in vals])
-                  for c, vals in columns.items()]
-        return sum(widths) + 2 * (len(widths) - 1)
+    if core_width() > width:
+        core[2].cells = epoch_short
+    if core_width() > width and len(short_metric) > len("last"):
+        core[3].title = "last"
+    swept_columns = [_Column(k, k, [by[k](r.config.get(k)) for r in shown]) if wide
+                     else _swept_column(k, [by[k](r.config.get(k)) for r in shown]) for k in swept]
+    if wide:
+        picked = swept_columns
+    else:
+        picked = _pick_swept(swept_columns, shown, width - core_width())
+    columns = core[:2] + picked + core[2:]
 
-    steps = [dict(full_id=True, last=True, of_planned=True, wrap=False, trial=True),
-             dict(full_id=False, last=True, of_planned=True, wrap=False, trial=True),
-             dict(full_id=False, last=False, of_planned=True, wrap=False, trial=True),
-             dict(full_id=False, last=False, of_planned=True, wrap=True, trial=True),
-             dict(full_id=False, last=False, of_planned=False, wrap=True, trial=True),
-             dict(full_id=False, last=False, of_planned=False, wrap=True, trial=False)]
-    for step in steps:
-        columns = cells(step["full_id"], step["last"], step["of_planned"])
-        if not step["trial"]:
-            columns.pop("trial")
-        headers = {c: c for c in columns}
-        if step["wrap"]:
-            for k in swept:
-                headers[k] = _wrap_header(k, max([len(v) for v in columns[k]] + [6]))
-        if total(columns, headers) <= width:
-            break
-    table = Table(box=None, pad_edge=False, show_edge=False, collapse_padding=False)
-    numeric = {"epoch", short_metric, f"best {short_metric}"}
+    table = Table(box=None, pad_edge=False, show_edge=False, collapse_padding=False, padding=(0, GAP // 2))
     for c in columns:
-        table.add_column(headers[c], justify="right" if c in numeric else "left",
-                         no_wrap=c in swept or c == "state", overflow="fold")
+        table.add_column(c.title, justify="right" if c.right else "left", no_wrap=True)
     for i in range(len(shown)):
-        table.add_row(*[columns[c][i] for c in columns])
-    parts = [Text(header)] if header else []
+        table.add_row(*[c.cells[i] for c in columns])
+    parts = [Text(h) for h in header]
     parts.append(table)
-    if hidden:
-        counts = {s: 0 for s in STATES}
-        for r in hidden:
-            counts[r.state] += 1
-        parts.append(Text(f"… {len(hidden)} more ({describe_counts(counts)})"))
+    more = len(hidden_rows) + sum(unlisted.values())
+    if more:
+        counts = dict(unlisted)
+        for r in hidden_rows:
+            counts[r.state] = counts.get(r.state, 0) + 1
+        parts.append(Text(f"… {more} more ({describe_counts(counts)})"))
+    left_out = [c.name for c in swept_columns if c not in picked]
+    if left_out:
+        command = f"{WIDE_COMMAND} {_shown_path(experiment_dir)}" if experiment_dir else WIDE_COMMAND
+        count = f"{len(left_out)} swept value{'s' if len(left_out) != 1 else ''} hidden"
+        named = f"{count} ({', '.join(left_out)}):"
+        parts.extend(Text(line) for line in pack([named if len(named) + len(command) < width else f"{count}:",
+                                                  command], width, " "))
     return Group(*parts)
 
 
-def header_line(rows: list[Row], total: int, elapsed: float, metric: str | None = None) -> str:
-    counts = {s: 0 for s in STATES}
-    for r in rows:
-        counts[r.state] += 1
-    done = sum(counts[s] for s in DONE_STATES)
-    total = max(total, len(rows))
-    text = f"elapsed {_duration(elapsed)} · {done}/{total} trials done"
-    if done and done < total:
-        text += f" · ETA {_duration(elapsed / done * (total - done))}"
-    not_started = total - len(rows)  # Ray creates trials lazily
-    counts[PENDING_STATE] += max(not_started, 0)
-    text += " · " + describe_counts(counts)
-    if metric is not None and selection_note(metric).endswith("test data"):
-        text += f" · {selection_note(metric)}"  # a ranking chosen on the test set says so
-    return text
+def _shown_path(path) -> str:
+    """The experiment as a user would type it: relative to here when inside it."""
+    if isinstance(path, Path):
+        try:
+            return str(path.resolve().relative_to(Path.cwd().resolve()))
+        except (ValueError, OSError):
+            pass
+    return str(path)
+
+
+def pack(parts: list[str], width: int, sep: str = " · ") -> list[str]:
+    """Parts joined by `sep` into lines no wider than `width`, each part whole where it fits."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + len(sep) + len(part) <= width:
+            lines[-1] += sep + part
+        else:
+            lines.append(part)
+    return lines
+
+
+def render_experiment(experiment, width: int, height: int | None = None, wide: bool = False):
+    """The table of an experiment on disk: the final summary's and `tune status`'s."""
+    rows = order_rows(rows_from_experiment(experiment), experiment.mode)
+    return render(rows, experiment.swept, experiment.metric, width, height,
+                  ids=short_ids(t.trial_id for t in experiment.trials), wide=wide,
+                  experiment_dir=experiment.path)
+
+
+def trial_lines(experiment) -> list[str]:
+    """The final table as log lines, one per trial, for terminals too narrow for a table."""
+    metric, mode = experiment.metric, experiment.mode
+    by = labellers((t.config for t in experiment.trials), experiment.swept)
+    lines = []
+    for row in order_rows(rows_from_experiment(experiment), mode):
+        lines.append(f"{row.trial_id} {row.state} at epoch {row.epoch}: {metric} {fmt(metric, row.last)} "
+                     f"best {fmt(metric, row.best)}  {describe(row.config, experiment.swept, by, sep=' ')}")
+    return lines
+
+
+class _Phase:
+    """What a start-up step found, said when it ends (`detail`)."""
+    detail = ""
 
 
 class SweepConsole:
     """Writes the sweep's story to the terminal (stdout); notes to stderr."""
 
+    # The experiment the last start() named: the live table's hint at
+    # `tune status --wide` (a table Ray unpickled on resume has no other way to know).
+    experiment_dir = None
+
     def __init__(self, stream=None, live: bool | None = None, console=None):
         self.stream = stream or (console.file if console is not None else sys.stdout)
-        self.live = (console.is_terminal if console is not None else self.stream.isatty()) if live is None else live
         self._console = console
+        self._lock = threading.Lock()
+        self._forced = live
+        self.live = self._can_show_table() if live is None else live
+
+    def _can_show_table(self) -> bool:
+        """A table needs a terminal that moves its cursor and is wide enough."""
+        if self._console is not None:
+            terminal = self._console.is_terminal and not self._console.is_dumb_terminal
+        else:
+            try:
+                terminal = self.stream.isatty()
+            except (AttributeError, ValueError):
+                terminal = False
+            terminal = terminal and os.environ.get("TERM", "").lower() not in ("dumb", "unknown")
+        return terminal and self._width() >= MIN_TABLE_WIDTH
+
+    def _width(self) -> int:
+        """The terminal's width: COLUMNS when set (as rich reads it), else the stream's own."""
+        if os.environ.get("COLUMNS", "").isdigit() or self._console is not None:
+            return self.rich.width
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            return self.rich.width
 
     @property
     def rich(self):
         if self._console is None:
             from rich.console import Console
-            self._console = Console(file=self.stream, force_terminal=self.live or None, soft_wrap=False)
+            self._console = Console(file=self.stream, force_terminal=True if self._forced else None,
+                                    soft_wrap=False)
         return self._console
 
     def print(self, text: str = "") -> None:
-        print(text, file=self.stream, flush=True)
+        with self._lock:
+            print(text, file=self.stream, flush=True)
 
     def note(self, text: str) -> None:
         print(f"note: {text}", file=sys.stderr, flush=True)
 
+    @contextlib.contextmanager
+    def phase(self, text: str, seconds: float = PHASE_SECONDS):
+        """A start-up step: once it has taken `seconds`, a line says what it
+        is doing ("starting Ray…"), and when it ends, how long it took (with
+        the `detail` the caller sets), so no wait is blank; a quick step says nothing."""
+        said = threading.Event()
+        step = _Phase()
+
+        def say():
+            with self._lock:
+                if not said.is_set():
+                    said.set()
+                    print(f"{text}…", file=self.stream, flush=True)
+
+        timer = threading.Timer(seconds, say)
+        timer.daemon = True
+        started = time.monotonic()
+        if seconds > 0:
+            timer.start()
+        else:
+            say()
+        try:
+            yield step
+        finally:
+            timer.cancel()
+            with self._lock:
+                quick = not said.is_set()
+                said.set()  # a timer already firing says nothing now
+            if not quick:
+                self.print(f"  {step.detail or 'done'} in {time.monotonic() - started:.1f} s")
+
     def start(self, name, experiment_dir, trial_count, resources, resumed=False) -> None:
+        SweepConsole.experiment_dir = experiment_dir
         verb = "resuming" if resumed else "sweep"
         gpu = f" + {resources['gpu']:g} GPU" if resources.get("gpu") else ""
         self.print(f"{verb} {name}: {trial_count} trial{'s' if trial_count != 1 else ''}, {resources['cpu']:g} CPU{gpu} each -> {experiment_dir}")
@@ -214,18 +405,23 @@ class SweepConsole:
 
     def finish(self, experiment, best, interrupted: bool, seconds: float) -> None:
         self.close()
-        rows = rows_from_experiment(experiment)
-        if rows:
-            self.rich.print(render(rows, experiment.swept, experiment.metric, experiment.mode, self.rich.width,
-                                   None if not self.live else max(self.rich.height, 12)))
-        self.print(f"trials: {describe_counts(experiment.state_counts()) or 'none'} in {_duration(seconds)}")
+        counts = experiment.state_counts()
+        self.print(f"trials: {count_line(counts) or 'none'} in {_duration(seconds)}")
+        if experiment.trials:
+            if self.rich.width >= MIN_TABLE_WIDTH:
+                height = max(self.rich.height, 12) if self.live else None
+                self.rich.print(render_experiment(experiment, self.rich.width, height))
+            else:
+                for line in trial_lines(experiment):
+                    self.print(line)
         by = labellers((t.config for t in experiment.trials), experiment.swept)
         metric, mode = experiment.metric, experiment.mode
         if best is not None:
             last = best.last
+            at = best_epoch(best.history, metric, mode)
             # Short lines, each a fact: an 80-column terminal shows them unbroken.
             self.print(f"best trial {best.trial_id}: {metric} "
-                       f"{fmt(metric, best.best_value(metric, mode))} at epoch {best.epochs}")
+                       f"{fmt(metric, best.best_value(metric, mode))} at epoch {at.get('epoch') if at else '?'}")
             self.print(f"  with {describe(best.config, experiment.swept, by) or 'the fixed config'}")
             for pair in (ORIGINAL_COLUMNS[:2], ORIGINAL_COLUMNS[2:]):
                 self.print("  " + "  ".join(f"{c} {fmt(c, last.get(c))}" for c in pair))
@@ -269,6 +465,19 @@ def wandb_line(experiment_dir, project: str | None) -> str:
             f"in {folder}/trial_*/wandb/run-*")
 
 
+@dataclass
+class _Live:
+    """A trial as the live table keeps it: its row, Ray's trial (for its
+    status at a refresh), and when its last epoch (or its start) was seen."""
+    row: Row
+    trial: object
+    seq: int
+    since: float | None = None
+    reported: bool = False  # an epoch ended in this session (the first pays the trial's start)
+    pace: float | None = None  # seconds its last epoch but a first one took (models differ)
+    rank: tuple | None = field(default=None)  # its key in LiveTable._done
+
+
 class LiveTable(tune.Callback):
     """A Tune callback: Ray ignores custom progress reporters in its new
     console output, but callbacks run in the driver on every loop step."""
@@ -283,9 +492,32 @@ class LiveTable(tune.Callback):
         self._last = 0.0
         self._started = time.monotonic()
         self._epoch_lines: dict[str, float] = {}
-        # Each trial's best value of the metric, from its results: not every
-        # metric has a running best of its own (train_loss's is best_loss).
-        self._best: dict[str, float] = {}
+        # A trial's own running best of the metric (best_val_accuracy for
+        # val_accuracy) carries its best across a resume; only when the
+        # sweep's goal is the metric's own.
+        running_best = RUNNING_BEST.get(metric)
+        self._running_best = running_best if running_best and goal(metric) == mode else None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._known = 0                      # trials of Ray's list taken in
+        self._trials: dict[str, _Live] = {}
+        self._running: dict[str, _Live] = {}
+        self._pending: dict[str, _Live] = {}  # in creation order
+        self._done: list[tuple] = []          # (-score, seq, trial id), best first
+        self._counts = {s: 0 for s in STATES}
+        self._by = {k: Labeller() for k in self.swept}
+        self._prefix: str | None = None       # what every trial id shares, up to a `_`
+        self._left = 0.0                      # trial-epochs still to run, of the trials Ray has made
+        self._planned = [0, 0]                # sum and count of planned epochs (for trials not made yet)
+        # Seconds and count of the epochs timed in this session: a trial's
+        # first (with its worker's start, or its restore) and the others.
+        self._first_epochs = [0.0, 0]
+        self._later_epochs = [0.0, 0]
+        self._fresh = 0                       # unfinished trials whose next epoch is their first here
+        self._peak_running = 0
+        self._results = 0
+        self._said_starting = False
 
     # Ray pickles the run config (callbacks included) for `Tuner.restore`; a
     # terminal does not pickle, so a restored table writes to this process's.
@@ -311,49 +543,254 @@ class LiveTable(tune.Callback):
             self._live = None
         LiveTable.showing.discard(self)
 
-    def renderable(self, trials):
+    # ------------------------------------------------------------ keeping count
+
+    def _take_new(self, trials) -> None:
+        """Take in the trials Ray created since the last call: Ray appends to its list."""
+        if len(trials) < self._known:  # not the list we followed: start again
+            self._reset()
+        for trial in itertools.islice(trials, self._known, None):
+            self._add(trial)
+        self._known = len(trials)
+
+    def _add(self, trial) -> None:
+        if trial.trial_id in self._trials:
+            return
+        result = trial.last_result or {}
+        epoch = _int(result.get("epoch"))
+        row = Row(trial.trial_id, PENDING_STATE, trial.config, epoch, _finite(result.get(self.metric)), None)
+        row.best = self._better(_finite(result.get(self._running_best)) if self._running_best else None, row.last)
+        live = _Live(row, trial, len(self._trials))
+        self._trials[trial.trial_id] = live
+        for k in self.swept:
+            self._by[k].add(trial.config.get(k))
+        self._prefix = _common_prefix(self._prefix, trial.trial_id)
+        planned = row.planned
+        if planned:
+            self._planned[0] += planned
+            self._planned[1] += 1
+        self._left += self._remaining(row)
+        self._fresh += 1
+        self._counts[PENDING_STATE] += 1
+        self._pending[trial.trial_id] = live
+        status = trial.status
+        if status in ("TERMINATED", "ERROR"):
+            self._move(live, state_name(status, epoch, planned, live=True))
+        elif status == "RUNNING":
+            self._move(live, RUNNING_STATE)
+
+    def _remaining(self, row: Row) -> float:
+        planned = row.planned or self._mean_planned()
+        return max(planned - row.epoch, 0) if planned else 0.0
+
+    def _mean_planned(self) -> float:
+        return self._planned[0] / self._planned[1] if self._planned[1] else 0.0
+
+    def _better(self, a, b):
+        if a is None:
+            return b
+        if b is None:
+            return a
+        return max(a, b) if self.mode == "max" else min(a, b)
+
+    def _move(self, live: _Live, state: str) -> None:
+        row = live.row
+        old = row.state
+        if old == state:
+            return
+        self._counts[old] = self._counts.get(old, 0) - 1
+        self._counts[state] = self._counts.get(state, 0) + 1
+        if old == RUNNING_STATE:
+            self._running.pop(row.trial_id, None)
+        elif old == PENDING_STATE:
+            self._pending.pop(row.trial_id, None)
+        elif live.rank is not None:
+            index = bisect.bisect_left(self._done, live.rank)
+            if index < len(self._done) and self._done[index] == live.rank:
+                del self._done[index]
+            live.rank = None
+        if old not in DONE_STATES and state in DONE_STATES:
+            self._left -= self._remaining(row)
+            self._fresh -= not live.reported
+        row.state = state
+        if state == RUNNING_STATE:
+            self._running[row.trial_id] = live
+            self._peak_running = max(self._peak_running, len(self._running))
+            live.since = time.monotonic()
+        elif state == PENDING_STATE:
+            self._pending[row.trial_id] = live
+        else:
+            live.rank = (-_score(row, self.mode), live.seq, row.trial_id)
+            bisect.insort(self._done, live.rank)
+
+    def _check_running(self) -> None:
+        """A trial Ray ended without telling a callback still ends in the table."""
+        for live in list(self._running.values()):
+            status = live.trial.status
+            if status in ("TERMINATED", "ERROR"):
+                self._move(live, state_name(status, live.row.epoch, live.row.planned, live=True))
+
+    # ------------------------------------------------------------ what is shown
+
+    def eta(self, now: float) -> float | None:
+        """Seconds left, from the trial-epochs left and the seconds an epoch
+        took in this session (a trial's first epoch here, which pays for its
+        start, timed apart from the others): each running trial's remaining
+        epochs, less the part of the current one already done (so the ETA
+        counts down between epochs), then the waiting trials given in turn to
+        whichever of the slots (the most trials that ran at once) frees first.
+        It assumes every trial runs all its epochs: early stops end the sweep
+        sooner.  The work is in the running trials, not in all of them."""
+        if not (self._first_epochs[1] or self._later_epochs[1]):
+            return None
+        later = (self._later_epochs[0] / self._later_epochs[1] if self._later_epochs[1]
+                 else self._first_epochs[0] / self._first_epochs[1])
+        first = self._first_epochs[0] / self._first_epochs[1] if self._first_epochs[1] else later
+        slots, running_left, running_fresh = [], 0.0, 0
+        for live in self._running.values():
+            epochs = self._remaining(live.row)
+            running_left += epochs
+            running_fresh += not live.reported
+            pace = live.pace or later  # a running trial at its own pace, once known
+            work = epochs * pace + (0.0 if live.reported else first - pace)
+            under_way = min(now - live.since, pace if live.reported else first) if live.since is not None else 0.0
+            slots.append(max(work - under_way, 0.0))
+        slots += [0.0] * (max(1, self._peak_running) - len(slots))
+        not_made = max(self.total - len(self._trials), 0)
+        waiting = len(self._pending) + not_made
+        if not waiting:
+            return max(slots)
+        work = ((self._left - running_left + not_made * self._mean_planned()) * later
+                + (self._fresh - running_fresh + not_made) * (first - later))
+        return _makespan(slots, waiting, max(work, 0.0) / waiting)
+
+    def header(self, now: float, width: int) -> list[str]:
+        done = sum(self._counts.get(s, 0) for s in DONE_STATES)
+        total = max(self.total, len(self._trials))
+        parts = [f"elapsed {_duration(now - self._started)}", f"{done}/{total} trials done"]
+        eta = self.eta(now)
+        if done < total:
+            parts.append(f"ETA {_duration(eta)}" if eta is not None else "ETA after the first epoch"
+                         if self._running or done else "first trials starting")
+        if selection_note(self.metric).endswith("test data"):
+            parts.append(selection_note(self.metric))  # a ranking chosen on the test set says so
+        counts = dict(self._counts)
+        counts[PENDING_STATE] = counts.get(PENDING_STATE, 0) + max(self.total - len(self._trials), 0)
+        return pack(parts, width) + pack(count_line(counts).split(", "), width, ", ")
+
+    def candidates(self, room: int) -> tuple[list[Row], dict[str, int]]:
+        """At most `room` rows of each kind, in the table's order, and the
+        counts per state of the trials left out: no more than the table can show."""
+        running = sorted((live.row for live in self._running.values()), key=lambda r: _score(r, self.mode),
+                         reverse=True)[:room]
+        done = [self._trials[trial_id].row for _, _, trial_id in self._done[:room]]
+        pending = [live.row for live in itertools.islice(self._pending.values(), room)]
+        listed = running + done + pending
+        unlisted = dict(self._counts)
+        for row in listed:
+            unlisted[row.state] -= 1
+        unlisted[PENDING_STATE] = unlisted.get(PENDING_STATE, 0) + max(self.total - len(self._trials), 0)
+        return listed, unlisted
+
+    def short_id(self, trial_id: str) -> str:
+        cut = len(self._prefix or "")
+        return trial_id[cut:] or trial_id
+
+    def renderable(self, trials=None):
+        if trials is not None:
+            self._take_new(trials)
+        self._check_running()
         console = self.console.rich
-        rows = rows_from_ray(trials, self.metric, self._best)
-        header = header_line(rows, self.total, time.monotonic() - self._started, self.metric)
-        return render(rows, self.swept, self.metric, self.mode, console.width, console.height, header)
+        now = time.monotonic()
+        rows, unlisted = self.candidates(max(console.height, 1))
+        return render(rows, self.swept, self.metric, console.width, console.height,
+                      header=self.header(now, console.width),
+                      unlisted=unlisted, ids=self.short_id,
+                      experiment_dir=SweepConsole.experiment_dir)
+
+    # ------------------------------------------------------------ Ray's hooks
 
     def on_step_end(self, iteration, trials, **info):
         now = time.monotonic()
-        if self._live is not None and now - self._last >= REFRESH_SECONDS:
-            self._last = now
-            self._live.update(self.renderable(trials))
+        if now - self._last < REFRESH_SECONDS:
+            return
+        self._last = now
+        self._take_new(trials)
+        if self._live is not None:
+            self._live.update(self.renderable())
+        elif (self.console is not None and not self._said_starting and self._results == 0
+              and now - self._started >= PHASE_SECONDS):
+            self._said_starting = True
+            self.console.print("first trials starting…")
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._take_new(trials)
+        live = self._trials.get(trial.trial_id)
+        if live is not None:
+            self._move(live, RUNNING_STATE)
+            live.since = time.monotonic()
+
+    on_trial_restore = on_trial_start
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        value = result.get(self.metric)
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            old = self._best.get(trial.trial_id)
-            if old is None or (value > old if self.mode == "max" else value < old):
-                self._best[trial.trial_id] = value
+        self._take_new(trials)
+        now = time.monotonic()
+        live = self._trials.get(trial.trial_id)
+        if live is not None:
+            self._results += 1
+            row = live.row
+            since = live.since if row.state == RUNNING_STATE else None  # a start we did not see: not timed
+            self._move(live, RUNNING_STATE)
+            epoch = _int(result.get("epoch"))
+            if epoch > row.epoch:
+                self._left -= min(epoch - row.epoch, self._remaining(row))
+                if since is not None:
+                    timed = self._later_epochs if live.reported else self._first_epochs
+                    timed[0] += now - since
+                    timed[1] += 1
+                    if live.reported:
+                        live.pace = (now - since) / (epoch - row.epoch)
+                row.epoch = epoch
+            if not live.reported:
+                live.reported = True
+                self._fresh -= 1
+            live.since = now
+            row.last = _finite(result.get(self.metric))
+            row.best = self._better(self._better(row.best, row.last),
+                                    _finite(result.get(self._running_best)) if self._running_best else None)
         if self.console is None or self._live is not None:
             return
-        now = time.monotonic()
         if now - self._epoch_lines.get(trial.trial_id, -EPOCH_LINE_SECONDS) < EPOCH_LINE_SECONDS:
             return
         self._epoch_lines[trial.trial_id] = now
         self.console.print(f"[{_duration(now - self._started)}] {trial.trial_id} epoch {result.get('epoch', '?')}"
                            f"/{trial.config.get('epochs', '?')}: {self.metric} "
-                           f"{fmt(self.metric, result.get(self.metric))}  {self._describe(trials, trial)}")
+                           f"{fmt(self.metric, result.get(self.metric))}  {self._describe(trial)}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        self._take_new(trials)
         result = trial.last_result or {}
-        epoch = int(result.get("epoch", 0) or 0)
-        self._event(trial, trials, state_name("TERMINATED", epoch, trial.config.get("epochs"), live=True))
+        epoch = _int(result.get("epoch"))
+        state = state_name("TERMINATED", epoch, trial.config.get("epochs"), live=True)
+        live = self._trials.get(trial.trial_id)
+        if live is not None:
+            self._move(live, state)
+        self._event(trial, state)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._event(trial, trials, FAILED_STATE)
+        self._take_new(trials)
+        live = self._trials.get(trial.trial_id)
+        if live is not None:
+            self._move(live, FAILED_STATE)
+        self._event(trial, FAILED_STATE)
 
     def on_experiment_end(self, trials, **info):
         self.stop()
 
-    def _describe(self, trials, trial) -> str:
-        return describe(trial.config, self.swept, labellers((t.config for t in trials), self.swept), sep=" ")
+    def _describe(self, trial) -> str:
+        return describe(trial.config, self.swept, self._by, sep=" ")
 
-    def _event(self, trial, trials, state: str) -> None:
+    def _event(self, trial, state: str) -> None:
         if self.console is None:
             return
         result = trial.last_result or {}
@@ -364,18 +801,63 @@ class LiveTable(tune.Callback):
                 error_file = Path(trial.path) / error_file.name  # where it is kept, not Ray's temp copy
             line = f"failed {trial.trial_id} at epoch {result.get('epoch', 0)}: {reason}" + (
                 f" ({error_file})" if error_file else "")
-        else:
-            # Ray calls this before it marks the trial done: count it by hand.
-            done = 1 + sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial)
-            line = (f"[{done}/{max(self.total, len(trials))}] {trial.trial_id} {state} at epoch "
-                    f"{result.get('epoch', 0)}: {self.metric} {fmt(self.metric, result.get(self.metric))}"
-                    f" best {fmt(self.metric, self._best.get(trial.trial_id))}"
-                    f"  {self._describe(trials, trial)}")
-        if self._live is not None:
-            if state == FAILED_STATE:  # above the table; finished trials show in it
+            if self._live is not None:  # above the table; finished trials show in it
                 self._live.console.print(line, soft_wrap=True)
+            else:
+                self.console.print(line)
+            return
+        if self._live is not None:
+            return
+        done = sum(self._counts.get(s, 0) for s in DONE_STATES)
+        live = self._trials.get(trial.trial_id)
+        best = live.row.best if live is not None else None
+        self.console.print(
+            f"[{done}/{max(self.total, len(self._trials))}] {trial.trial_id} {state} at epoch "
+            f"{result.get('epoch', 0)}: {self.metric} {fmt(self.metric, result.get(self.metric))}"
+            f" best {fmt(self.metric, best)}  {self._describe(trial)}")
+
+
+def _makespan(slots: list[float], jobs: int, length: float) -> float:
+    """When `jobs` equal jobs of `length` seconds are done, each given to the
+    slot that frees first, the slots freeing after `slots` seconds: the least
+    T by which the slots hold them all (for equal jobs, what that greedy order
+    gives).  A bisection over T: the work is in the slots, not in the jobs."""
+    if length <= 0:
+        return max(slots)
+
+    def fits(t: float) -> bool:
+        return sum(int((t - s) / length + 1e-9) for s in slots if t >= s) >= jobs
+
+    low, high = min(slots), max(slots) + math.ceil(jobs / len(slots)) * length + length
+    for _ in range(60):
+        middle = (low + high) / 2
+        if fits(middle):
+            high = middle
         else:
-            self.console.print(line)
+            low = middle
+    return max(high, max(slots))
+
+
+def _int(value) -> int:
+    return int(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0
+
+
+def _finite(value):
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+
+
+def _common_prefix(prefix: str | None, text: str) -> str:
+    """The part every trial id so far shares, ending at a `_` (Ray's `d6c5f_`)."""
+    if prefix is None:
+        cut = text.rfind("_")
+        return text[:cut + 1] if cut >= 0 else ""
+    n = 0
+    while n < len(prefix) and n < len(text) and prefix[n] == text[n]:
+        n += 1
+    if n == len(prefix):
+        return prefix
+    cut = text.rfind("_", 0, n)
+    return text[:cut + 1] if cut >= 0 else ""
 
 
 @contextlib.contextmanager

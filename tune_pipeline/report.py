@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from tune_pipeline.experiment import FAILED_STATE, Experiment, describe_counts
-from tune_pipeline.export import best_trial_rows, display_rows, ranking_note, value_labels
+from tune_pipeline.export import best_column, best_trial_rows, display_rows, ranking_note, value_labels
 from tune_pipeline.metrics import QUOTED, fmt, quoted_accuracy, selection_note
 from tune_pipeline.plots import FIGURE_FILES, NothingToPlot, plot_all
 
@@ -24,6 +24,7 @@ h1 { font-size: 1.6rem; margin-bottom: 0.2rem; } h2 { font-size: 1.2rem; margin-
 table { border-collapse: collapse; font-size: 0.85rem; width: 100%; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.3rem 0.5rem; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; position: sticky; top: 0; }
+td { white-space: nowrap; }  /* one line per trial; the box scrolls sideways for the later columns */
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .table-wrap { max-height: 32rem; overflow: auto; }
 pre { background: #f7f7f7; padding: 0.8rem; overflow: auto; font-size: 0.8rem; }
@@ -53,11 +54,21 @@ def winner_line(experiment: Experiment, metric: str | None = None) -> str | None
             f"(its test accuracy at that epoch: the number to quote)")
 
 
-def _table(rows: list[dict], by: dict) -> str:
-    """Export's table: the same columns, the same cells as its markdown."""
+def first_columns(columns: list[str], metric: str, swept: list[str]) -> list[str]:
+    """What a reader looks for first, where a 1280-px window shows it without
+    scrolling: the trial, the ranking metric's best, the number to quote, the
+    state and the swept values; then the rest in export's order."""
+    first = ["trial_id", best_column(metric), QUOTED, "status", "epochs_done", *swept]
+    front = [c for c in dict.fromkeys(first) if c in columns]
+    return front + [c for c in columns if c not in front]
+
+
+def _table(rows: list[dict], by: dict, metric: str, swept: list[str]) -> str:
+    """Export's table: the same columns, the same cells as its markdown, the
+    ones a reader looks for first (first_columns)."""
     if not rows:
         return '<p class="empty">No trial has started yet.</p>'
-    columns = list(rows[0])
+    columns = first_columns(list(rows[0]), metric, swept)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(
         f'<tr{" class=failed" if r.get("status") == FAILED_STATE else ""}>'
@@ -113,7 +124,7 @@ folder <code>{html.escape(str(experiment.path))}</code></p>
 <h2>Best trials</h2>
 <p class="meta" id="winner">{html.escape(winner_line(experiment, metric) or "No trial has a result yet.")}<br>
 {html.escape(ranking_note(experiment, metric))}</p>
-{_table(rows, value_labels(experiment))}
+{_table(rows, value_labels(experiment), metric or experiment.metric, experiment.swept)}
 <h2>Plots</h2>
 {''.join(figures_html)}
 <h2>Failed trials</h2>

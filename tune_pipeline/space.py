@@ -479,7 +479,7 @@ def parse_space(raw, path: Path, overrides: list[str] | None = None, *, schedule
         if raw.get(key) is not None and not isinstance(raw[key], str):
             problems.append(f"{src}: {key}: must be a string, got {raw[key]!r}")
 
-    sched = _parse_scheduler(raw, tune, scheduler, src, _max_epochs(fixed, params), problems, ignored)
+    sched = _parse_scheduler(raw, tune, scheduler, src, _max_epochs(fixed, params), problems, ignored, notes)
     if problems:
         raise UserError(problems)
     space = SearchSpace(source=path.resolve(), method=method, metric=metric, mode=mode, params=params,
@@ -621,8 +621,19 @@ def _number_at_least(block: dict, key: str, minimum, where: str, problems: list[
     return int(value) if integer else value
 
 
+NO_EARLY_STOPPING = "--scheduler fifo"  # what a refusal about early stopping offers instead
+
+
+def _without_cuts(what: str, first, max_epochs: float, source: str, notes: list[str]) -> dict:
+    """Every cut point at or after the last epoch: nothing to judge, so no early stopping."""
+    notes.append(f"{what}: the first cut point, epoch {first}, is at or after the last epoch "
+                 f"({_fmt(max_epochs)}): this sweep runs without early stopping")
+    return {"type": "fifo", "source": source}
+
+
 def _parse_scheduler(raw: dict, tune: dict, flag: str | None, src: str, max_epochs: float,
-                     problems: list[str], ignored: list[str]) -> dict:
+                     problems: list[str], ignored: list[str], notes: list[str] | None = None) -> dict:
+    notes = notes if notes is not None else []
     early, explicit = raw.get("early_terminate"), tune.get("scheduler")
     if early is not None and explicit is not None:
         problems.append(f"{src}: give early_terminate (wandb's hyperband) or tune.scheduler, not both")
@@ -632,10 +643,11 @@ def _parse_scheduler(raw: dict, tune: dict, flag: str | None, src: str, max_epoc
     wants_asha = (flag == "asha" or early is not None
                   or (isinstance(explicit, dict) and explicit.get("type", "asha") == "asha"))
     if wants_asha and not math.isfinite(max_epochs):
-        problems.append(f"{src}: epochs has no largest value, and early stopping needs one")
+        problems.append(f"{src}: epochs has no largest value, and early stopping needs one (give epochs a "
+                        f"largest value, or run without early stopping: {NO_EARLY_STOPPING})")
         return {"type": "fifo"}
     if early is not None:
-        return _parse_hyperband(early, src, max_epochs, problems, ignored)
+        return _parse_hyperband(early, src, max_epochs, problems, ignored, notes)
     if explicit is None:
         if flag == "asha":
             explicit = {"type": "asha"}
@@ -656,16 +668,20 @@ def _parse_scheduler(raw: dict, tune: dict, flag: str | None, src: str, max_epoc
     rf = _number_at_least(s, "reduction_factor", 2, where, problems)
     if len(problems) > n:
         return {"type": "fifo"}
-    if grace > max_t:
-        problems.append(f"{where}grace_period: {grace} is beyond max_t {max_t} (the largest epochs "
-                        f"a trial can have): no trial would ever be judged")
+    source = "tune.scheduler" if tune.get("scheduler") is not None else "--scheduler"
+    if grace > max_t and "max_t" in explicit:
+        problems.append(f"{where}grace_period: {grace} is beyond max_t {max_t}: no trial would ever be "
+                        f"judged (lower grace_period, or run without early stopping: {NO_EARLY_STOPPING})")
         return {"type": "fifo"}
+    cuts = [t for t in asha_cut_points(grace, rf, max_t) if t < max_epochs]
+    if not cuts:
+        return _without_cuts(source.removeprefix("tune."), grace, max_epochs, source, notes)
     return {"type": "asha", "grace_period": grace, "max_t": max_t, "reduction_factor": rf,
-            "cut_points": asha_cut_points(grace, rf, max_t),
-            "source": "tune.scheduler" if tune.get("scheduler") is not None else "--scheduler"}
+            "cut_points": cuts, "source": source}
 
 
-def _parse_hyperband(et, src: str, max_epochs: float, problems: list[str], ignored: list[str]) -> dict:
+def _parse_hyperband(et, src: str, max_epochs: float, problems: list[str], ignored: list[str],
+                     notes: list[str]) -> dict:
     where = f"{src}: early_terminate."
     if not isinstance(et, dict) or et.get("type") != "hyperband":
         problems.append(f"{where}type: only hyperband is supported (it runs as ASHA)")
@@ -693,11 +709,8 @@ def _parse_hyperband(et, src: str, max_epochs: float, problems: list[str], ignor
                        "point, as strict: true)")
     cuts = hyperband_cut_points(et, max_epochs)
     if not cuts:
-        first = hyperband_cut_points(et, math.inf)[:1] or ["none"]
-        problems.append(f"{src}: early_terminate: the first cut point is epoch {first[0]}, but no trial trains more "
-                        f"than {_fmt(max_epochs)} epochs (grace_period must be <= max_t): lower "
-                        f"min_iter/max_iter or raise epochs")
-        return {"type": "fifo"}
+        first = (hyperband_cut_points(et, math.inf) or ["none"])[0]
+        return _without_cuts("early_terminate", first, max_epochs, "early_terminate", notes)
     return {"type": "asha", "grace_period": cuts[0], "max_t": int(max_epochs),
             "reduction_factor": et["eta"], "cut_points": cuts, "source": "early_terminate"}
 
@@ -707,7 +720,8 @@ def with_scheduler(space: SearchSpace, kind: str | None) -> SearchSpace:
     if kind is None or kind == space.scheduler["type"]:
         return space
     problems: list[str] = []
-    space.scheduler = _parse_scheduler({}, {}, kind, str(space.source), space.max_epochs(), problems, [])
+    space.scheduler = _parse_scheduler({}, {}, kind, str(space.source), space.max_epochs(), problems, [],
+                                       space.notes)
     if problems:
         raise UserError(problems)
     return space

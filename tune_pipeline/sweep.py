@@ -233,14 +233,23 @@ def fit_resources(ray, resources: dict, console) -> dict:
     return resources
 
 
-def shared_dataset(space: SearchSpace) -> dict | None:
+def shared_dataset(space: SearchSpace, console=None) -> dict | None:
     """The dataset decoded once here, for every trial through the object store,
     when all trials train on the same data.  Loading it before Ray starts also
     makes a missing dataset a one-line error rather than a trial failure.  The
     validation split is made here too, so every trial holds out the same images."""
     if any(k in space.params for k in DATA_KEYS):
         return None  # trials differ in their data: each loads its own
-    return {"key": dataset_key(space.fixed), "arrays": load_for_config(space.fixed).to_arrays()}
+    fixed = space.fixed
+    where = "" if fixed["dataset"] == "digits" else f" from {fixed['data_dir']}"
+    with console.phase(f"reading dataset {fixed['dataset']}{where}") if console else contextlib.nullcontext() as step:
+        data = load_for_config(fixed)
+        if step is not None:
+            images = sum(len(t) for t in (data.train_labels, data.test_labels, data.val_labels) if t is not None)
+            cache = {True: " (from the cache)", False: " (decoded; cached for the next sweep)"}.get(
+                data.extra.get("cache_hit"), "")
+            step.detail = f"{images:,} images{cache}"
+        return {"key": dataset_key(fixed), "arrays": data.to_arrays()}
 
 
 def concurrent_trials(ray, resources: dict, max_concurrent: int | None) -> int:
@@ -619,8 +628,6 @@ def write_metadata(experiment_dir, meta: dict) -> None:
 
 
 def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcome:
-    from ray import tune
-
     check_tune(space)  # what Ray or Optuna would refuse, refused before anything exists
     name = experiment_name(space, options.name)
     check_name(name)
@@ -642,9 +649,10 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
     running = retention.local_running(space, resources, max_concurrent)
     retention.check_disk(retention.estimate(space, running), storage, console.note)
 
-    shared = shared_dataset(space)
+    shared = shared_dataset(space, console)
     scripts = read_scripts(space)
-    ray = init_ray(options.address, options.verbose, console)
+    with console.phase("starting Ray", seconds=0):  # never quick: said at once
+        ray = init_ray(options.address, options.verbose, console)
     resources = fit_resources(ray, resources, console)
     check_fits_cluster(ray, resources)
     trainable = build_trainable(shared, resources, trials_per_compile(space, ray, resources, max_concurrent),
@@ -759,9 +767,10 @@ def _resume_locked(experiment_dir: Path, meta: dict, started: bool, restart_erro
     from ray import tune
 
     space = load_space_from_meta(meta)
-    shared = shared_dataset(space)
+    shared = shared_dataset(space, console)
     scripts = recorded_scripts(meta, space, console)
-    ray = init_ray(address, verbose, console)
+    with console.phase("starting Ray", seconds=0):  # never quick: said at once
+        ray = init_ray(address, verbose, console)
     resources = fit_resources(ray, dict(meta["resources"]), console)
     check_fits_cluster(ray, resources)
     trainable = build_trainable(shared, resources, trials_per_compile(
