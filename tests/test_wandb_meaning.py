@@ -105,13 +105,16 @@ def test_bayes_builds_optuna_for_what_it_can_search(tmp_path, key, spec):
 
 def test_probabilities_are_honoured_within_tolerance(tmp_path):
     path = space_file(tmp_path, {"optimizer": {"values": ["sgd", "adam"], "probabilities": [0.9, 0.1]}})
-    space = load_space(path)
+    space = load_space(path, num_samples=4000)
     rng = random.Random(0)
     ours = collections.Counter(sample(space.params["optimizer"], rng) for _ in range(4000))
-    domain = to_tune(space)["param_space"]["optimizer"]
-    tunes = collections.Counter(domain.func(None) for _ in range(4000))
-    for counts in (ours, tunes):
-        assert abs(counts["sgd"] / 4000 - 0.9) < 0.03
+    assert abs(ours["sgd"] / 4000 - 0.9) < 0.03
+    # The run draws this finite space without replacement: every round of two holds
+    # both, and the probabilities weigh which comes first (README: finite spaces).
+    points = [p["optimizer"] for p in to_tune(space)["search_alg"]._points_to_evaluate]
+    rounds = [points[i:i + 2] for i in range(0, 4000, 2)]
+    assert all(sorted(r) == ["adam", "sgd"] for r in rounds)
+    assert abs(sum(r[0] == "sgd" for r in rounds) / 2000 - 0.9) < 0.03
 
 
 def test_probabilities_on_a_grid_or_wrongly_summed_are_refused(tmp_path):
@@ -156,18 +159,22 @@ def test_metric_target_becomes_a_stopper_that_ends_the_sweep(tmp_path):
 ])
 def test_hyperband_cut_points_are_wandbs(tmp_path, early, epochs, cuts):
     assert hyperband_cut_points(early, epochs) == cuts
-    space = load_space(space_file(tmp_path, {"epochs": {"value": epochs}}, early_terminate=early))
-    asha = to_tune(space)["scheduler"]
+    path = space_file(tmp_path, {"epochs": {"value": epochs}}, early_terminate=early)
+    assert to_tune(load_space(path))["scheduler"].bands == cuts
+    asha = to_tune(load_space(path, scheduler="asha"))["scheduler"]  # Ray's ASHA at the same epochs
     assert sorted(t for t, _ in asha._brackets[0]._rungs) == cuts
     assert asha._max_t == epochs  # trials are never cut short by max_t
 
 
-def test_hyperband_strict_false_and_a_stray_s_are_reported_ignored(tmp_path):
+def test_hyperband_strict_counts_and_a_stray_s_is_reported_ignored(tmp_path):
     path = space_file(tmp_path, {"epochs": {"value": 9}},
                       early_terminate={"type": "hyperband", "min_iter": 1, "s": 2, "strict": False})
     space = load_space(path)
-    assert any(i.startswith("early_terminate.strict: false") for i in space.ignored)
+    assert space.scheduler["strict"] is False and to_tune(space)["scheduler"]._strict is False
     assert any(i.startswith("early_terminate.s ") for i in space.ignored)
+    assert not any(i.startswith("early_terminate.strict") for i in space.ignored)
+    asha = load_space(path, scheduler="asha")  # ASHA has no such choice: said so
+    assert any(i.startswith("early_terminate.strict: false") for i in asha.ignored)
 
 
 # 6. Bounds mean what wandb says, and what a distribution can draw meets the key's check.
@@ -234,7 +241,8 @@ def test_grid_enumerates_int_uniform_and_q_uniform_as_wandb(tmp_path):
     assert space.params["epochs"].values == [1, 2, 3]
     assert space.params["batch_size"].values == [32, 64, 96]
     assert space.trial_count() == 9
-    assert to_tune(space)["param_space"]["epochs"] == {"grid_search": [1, 2, 3]}
+    points = to_tune(space)["search_alg"]._points_to_evaluate
+    assert [(p["batch_size"], p["epochs"]) for p in points[:4]] == [(32, 1), (32, 2), (32, 3), (64, 1)]
 
 
 def test_beta_and_q_beta_sample_in_zero_one(tmp_path):
@@ -280,9 +288,11 @@ def test_grid_repeats_get_their_own_seeds(tmp_path):
                        num_samples=3)
     assert space.trial_count() == 6 and REPEAT_KEY in space.swept()
     parts = to_tune(space)
-    assert parts["param_space"][REPEAT_KEY] == {"grid_search": [0, 1, 2]} and parts["num_samples"] == 1
-    seeds = {(c["learning_rate"], c[REPEAT_KEY]) for c in preview_configs(space, 6)}
-    assert len(seeds) == 6
+    points = parts["search_alg"]._points_to_evaluate
+    assert parts["num_samples"] == 6  # the whole grid, then the whole grid again with the next seed
+    assert [(p["learning_rate"], p[REPEAT_KEY]) for p in points] == [
+        (0.1, 0), (0.01, 0), (0.1, 1), (0.01, 1), (0.1, 2), (0.01, 2)]
+    assert [{k: c[k] for k in space.swept()} for c in preview_configs(space, 6)] == points
 
 
 def test_export_group_folds_repeats_into_mean_and_std(tmp_path):

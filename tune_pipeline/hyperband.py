@@ -26,7 +26,8 @@ from typing import Hashable, Iterable, Mapping, Sequence
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-logger = logging.getLogger(__name__)
+# Under Ray Tune's logger: the sweep's log settings (quiet unless --verbose) apply.
+logger = logging.getLogger("ray.tune.wandb_hyperband")
 
 
 def _is_number(value) -> bool:
@@ -105,7 +106,7 @@ class WandbHyperband(FIFOScheduler):
 
     def on_trial_add(self, tune_controller, trial: Trial):
         self._trials[trial.trial_id] = trial
-        if trial.trial_id not in self._histories and trial.last_result:
+        if trial.trial_id not in self._histories and self._metric in (trial.last_result or {}):
             # A trial restored by `tune resume`: every trial that reached a band
             # counts, so its history comes back from its result file.
             self._histories[trial.trial_id] = self._read_history(trial)

@@ -538,7 +538,10 @@ def parse_space(raw, path: Path, overrides: list[str] | None = None, *, schedule
     except UserError as exc:
         problems.extend(exc.problems)
         set_values = {}
-    for key, value in set_values.items():  # --set pins a parameter to one value
+    for key, value in set_values.items():  # --set pins a parameter (a training key) to one value
+        if key not in FIELDS:
+            problems.append(f"--set {key}: not a training key{suggest(key, FIELDS)}")
+            continue
         entries = [e for e in entries if e[0] != key] + [(key, {"value": value}, f"--set {key}", (key,))]
 
     params: dict[str, Param] = {}
