@@ -332,7 +332,7 @@ def test_an_unknown_set_value_names_set_quotes_it_and_suggests(tmp_path):
 
 
 def test_readme_lists_every_wandb_key_and_distribution_with_what_it_does():
-    from tune_pipeline.distributions import RECORDS
+    from tune_pipeline.distributions import KEY_TYPE_RULE, RECORDS
     from tune_pipeline.space import TOP_LEVEL
 
     readme = (ROOT / "README.md").read_text()
@@ -341,6 +341,7 @@ def test_readme_lists_every_wandb_key_and_distribution_with_what_it_does():
         assert f"`{key}`" in section, key
     for record in RECORDS:  # the table row is the record's own line
         assert f"| `{record.name}` |" in section and record.doc in section, record.name
+    assert KEY_TYPE_RULE in section
 
 
 @pytest.mark.parametrize("early", [{"type": "hyperband", "min_iter": 1.0e300, "eta": 1.0e300},
