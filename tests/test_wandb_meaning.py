@@ -170,7 +170,7 @@ def test_hyperband_strict_counts_and_a_stray_s_is_reported_ignored(tmp_path):
     path = space_file(tmp_path, {"epochs": {"value": 9}},
                       early_terminate={"type": "hyperband", "min_iter": 1, "s": 2, "strict": False})
     space = load_space(path)
-    assert space.scheduler["strict"] is False and to_tune(space)["scheduler"]._strict is False
+    assert space.scheduler["strict"] is False and to_tune(space)["scheduler"].strict is False
     assert any(i.startswith("early_terminate.s ") for i in space.ignored)
     assert not any(i.startswith("early_terminate.strict") for i in space.ignored)
     asha = load_space(path, scheduler="asha")  # ASHA has no such choice: said so
@@ -538,3 +538,15 @@ def test_the_dry_run_describes_and_builds_wandbs_hyperband(tmp_path):
         in result.output
     parts = check_tune(load_space(path))
     assert type(parts["scheduler"]).__name__ == "WandbHyperband" and parts["scheduler"].metric == "test_accuracy"
+
+
+def test_max_concurrent_bounds_listed_trials_too(tmp_path):
+    """Ray ignores TuneConfig's max_concurrent_trials for a generator it is
+    given, so the listed trials' generator carries the bound itself."""
+    grid = load_space(space_file(tmp_path, {"learning_rate": {"values": [0.1, 0.01]}}, method="grid"))
+    parts = to_tune(grid, 1)
+    assert parts["search_alg"].max_concurrent == 1 and parts["max_concurrent_trials"] is None
+    assert to_tune(grid)["search_alg"].max_concurrent == 0  # no bound
+    continuous = load_space(space_file(tmp_path, {"learning_rate": {"min": 0.01, "max": 0.1}}, name="c.yaml",
+                                       tune={"max_concurrent_trials": 3}))
+    assert to_tune(continuous)["max_concurrent_trials"] == 3 and to_tune(continuous, 2)["max_concurrent_trials"] == 2

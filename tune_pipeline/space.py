@@ -948,9 +948,12 @@ def _listed_domain(param: Param):
     return tune.randint(int(param.spec["min"]), int(param.spec["max"]) + 1)  # int_uniform
 
 
-def to_tune(space: SearchSpace) -> dict:
-    """param_space, search_alg, scheduler and num_samples for a Tuner."""
+def to_tune(space: SearchSpace, max_concurrent: int | None = None) -> dict:
+    """param_space, search_alg, scheduler, num_samples and max_concurrent_trials
+    for a Tuner; `max_concurrent` (default: the file's) bounds running trials."""
     from ray import tune
+
+    limit = max_concurrent or space.max_concurrent_trials
 
     fixed = {k: v for k, v in space.fixed.items() if not (space.repeats > 1 and k == REPEAT_KEY)}
     search_alg = None
@@ -963,7 +966,8 @@ def to_tune(space: SearchSpace) -> dict:
         param_space = {**fixed, **{n: _listed_domain(p) for n, p in space.params.items()}}
         for name, values in _repeat_axis(space).items():
             param_space[name] = tune.choice(values)
-        search_alg = BasicVariantGenerator(points_to_evaluate=points)
+        # Ray ignores TuneConfig's max_concurrent_trials for a generator it is given.
+        search_alg = BasicVariantGenerator(points_to_evaluate=points, max_concurrent=limit or 0)
         num_samples = len(points)
     else:
         param_space = {**fixed, **{n: _tune_domain(p, space.method) for n, p in space.params.items()}}
@@ -987,7 +991,7 @@ def to_tune(space: SearchSpace) -> dict:
         from tune_pipeline.hyperband import WandbHyperband
         scheduler = WandbHyperband(s["cut_points"], s["eta"], s["strict"])
     return {"param_space": param_space, "search_alg": search_alg, "scheduler": scheduler,
-            "num_samples": num_samples}
+            "num_samples": num_samples, "max_concurrent_trials": None if points is not None else limit}
 
 
 def check_tune(space: SearchSpace) -> dict:
