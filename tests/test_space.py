@@ -52,19 +52,27 @@ def test_grid_dry_run_counts_144():
     space = load_space(ROOT / "tune_pipeline" / "search_spaces" / "grid.yaml")
     assert set(space.params) == {"model", "runtime_transform_script", "optimizer", "learning_rate",
                                  "momentum", "weight_decay"}
-    grid = to_tune(space)["param_space"]
-    assert grid["model"] == {"grid_search": ["resnet18", "preact_resnet18", "vgg16"]}
+    parts = to_tune(space)
+    assert parts["num_samples"] == 144
+    points = parts["search_alg"]._points_to_evaluate  # the trials Ray creates, in order
+    assert len({tuple(sorted(p.items())) for p in points}) == 144
+    assert points[:3] == [{k: c[k] for k in space.params} for c in preview_configs(space, 3)]
+    # wandb's order: sorted names (learning_rate first), the last (weight_decay) fastest
+    assert [p["learning_rate"] for p in points[::48]] == space.params["learning_rate"].values
+    assert [p["weight_decay"] for p in points[:2]] == space.params["weight_decay"].values
 
 
-def test_asha_file_maps_hyperband_to_asha():
+def test_asha_file_stops_by_wandbs_hyperband_rule_or_by_asha_on_request():
     space = load_space(ROOT / "tune_pipeline" / "search_spaces" / "asha.yaml")
     assert space.method == "random" and space.num_samples == 40
     s = space.scheduler
-    assert (s["type"], s["grace_period"], s["reduction_factor"], s["max_t"]) == ("asha", 3, 3, 30)
+    assert (s["type"], s["eta"], s["strict"], s["max_t"]) == ("hyperband", 3, True, 30)
     assert s["cut_points"] == [3, 9, 27]
     parts = to_tune(space)
-    assert type(parts["scheduler"]).__name__ == "AsyncHyperBandScheduler"
-    assert sorted(t for t, _ in parts["scheduler"]._brackets[0]._rungs) == [3, 9, 27]
+    assert type(parts["scheduler"]).__name__ == "WandbHyperband" and parts["scheduler"].bands == [3, 9, 27]
+    asha = to_tune(load_space(ROOT / "tune_pipeline" / "search_spaces" / "asha.yaml", scheduler="asha"))["scheduler"]
+    assert type(asha).__name__ == "AsyncHyperBandScheduler"
+    assert sorted(t for t, _ in asha._brackets[0]._rungs) == [3, 9, 27]
 
 
 @pytest.mark.parametrize("path", BAD_SPACES, ids=lambda p: p.name)
@@ -162,11 +170,14 @@ def test_distributions_sample_inside_wandbs_range_through_tune_too(tmp_path, dis
         with pytest.raises(UserError, match=rf"parameters.{key}: {distribution} with .* draws values in"):
             load_space(path)
         return
-    space = load_space(path)
-    domain = to_tune(space)["param_space"][key]
+    space = load_space(path, num_samples=300)
+    parts = to_tune(space)
     lo, hi = WANDB_RANGE[distribution]
     ours = [sample(space.params[key], random.Random(i)) for i in range(300)]
-    tunes = [domain.sample() for _ in range(300)]  # what Tune calls per trial
+    if distribution == "int_uniform":  # a finite space: the run's trials are listed (without replacement)
+        tunes = [p[key] for p in parts["search_alg"]._points_to_evaluate]
+    else:
+        tunes = [parts["param_space"][key].sample() for _ in range(300)]  # what Tune calls per trial
     for values in (ours, tunes):
         assert all(lo - 1e-9 <= v <= hi + 1e-9 for v in values), (min(values), max(values))
         assert len(set(values)) > 2  # spread, not one point
@@ -176,10 +187,10 @@ def test_distributions_sample_inside_wandbs_range_through_tune_too(tmp_path, dis
 
 def test_int_uniform_is_inclusive_and_integer(tmp_path):
     space = load_space(write_space(tmp_path, {"method": "random", "parameters": {
-        "batch_size": {"distribution": "int_uniform", "min": 2, "max": 4}}}))
-    domain = to_tune(space)["param_space"]["batch_size"]
-    samples = {domain.sample() for _ in range(300)}
-    assert samples == {2, 3, 4} and all(isinstance(v, int) for v in samples)
+        "batch_size": {"distribution": "int_uniform", "min": 2, "max": 4}}}), num_samples=300)
+    samples = [p["batch_size"] for p in to_tune(space)["search_alg"]._points_to_evaluate]
+    assert set(samples) == {2, 3, 4} and all(isinstance(v, int) for v in samples)
+    assert all(sorted(samples[i:i + 3]) == [2, 3, 4] for i in range(0, 300, 3))  # without replacement
 
 
 def test_set_pins_a_parameter_and_paths_resolve_beside_the_file(tmp_path):

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from tune_pipeline.cli import app
 from tune_pipeline.experiment import Experiment, Trial
 from tune_pipeline.export import export, grouped_rows
-from tune_pipeline.space import (REPEAT_KEY, hyperband_cut_points, load_space, parse_space,
-                                 preview_configs, sample, to_tune)
+from tune_pipeline.space import (REPEAT_KEY, check_tune, hyperband_cut_points, load_space, parse_space,
+                                 preview_configs, sample, to_tune, trial_points)
 from tune_pipeline.sweep import load_space_from_meta, target_stopper
 
 from conftest import ROOT, TRANSFORM_SCRIPTS
@@ -74,7 +74,7 @@ def test_hyperband_cut_points_at_or_after_the_last_epoch_are_dropped(tmp_path):
     path = space_file(tmp_path, {"epochs": {"value": 3}}, early_terminate={"type": "hyperband", "min_iter": 300})
     out = dry_run(path)
     assert "scheduler fifo" in out and "this sweep runs without early stopping" in out, out
-    shipped = ROOT / "search_spaces" / "asha.yaml"  # cuts at 3, 9, 27
+    shipped = ROOT / "tune_pipeline" / "search_spaces" / "asha.yaml"  # cuts at 3, 9, 27
     assert load_space(shipped, ["epochs=3"]).scheduler["type"] == "fifo"
     assert load_space(shipped, ["epochs=10"]).scheduler["cut_points"] == [3, 9]
     assert load_space(shipped, ["epochs=4"]).scheduler["cut_points"] == [3]
@@ -131,13 +131,16 @@ def test_bayes_builds_optuna_for_what_it_can_search(tmp_path, key, spec):
 
 def test_probabilities_are_honoured_within_tolerance(tmp_path):
     path = space_file(tmp_path, {"optimizer": {"values": ["sgd", "adam"], "probabilities": [0.9, 0.1]}})
-    space = load_space(path)
+    space = load_space(path, num_samples=4000)
     rng = random.Random(0)
     ours = collections.Counter(sample(space.params["optimizer"], rng) for _ in range(4000))
-    domain = to_tune(space)["param_space"]["optimizer"]
-    tunes = collections.Counter(domain.sample() for _ in range(4000))
-    for counts in (ours, tunes):
-        assert abs(counts["sgd"] / 4000 - 0.9) < 0.03
+    assert abs(ours["sgd"] / 4000 - 0.9) < 0.03
+    # The run draws this finite space without replacement: every round of two holds
+    # both, and the probabilities weigh which comes first (README: finite spaces).
+    points = [p["optimizer"] for p in to_tune(space)["search_alg"]._points_to_evaluate]
+    rounds = [points[i:i + 2] for i in range(0, 4000, 2)]
+    assert all(sorted(r) == ["adam", "sgd"] for r in rounds)
+    assert abs(sum(r[0] == "sgd" for r in rounds) / 2000 - 0.9) < 0.03
 
 
 def test_probabilities_on_a_grid_or_wrongly_summed_are_refused(tmp_path):
@@ -182,18 +185,22 @@ def test_metric_target_becomes_a_stopper_that_ends_the_sweep(tmp_path):
 ])
 def test_hyperband_cut_points_are_wandbs(tmp_path, early, epochs, cuts):
     assert hyperband_cut_points(early, epochs) == cuts
-    space = load_space(space_file(tmp_path, {"epochs": {"value": epochs}}, early_terminate=early))
-    asha = to_tune(space)["scheduler"]
+    path = space_file(tmp_path, {"epochs": {"value": epochs}}, early_terminate=early)
+    assert to_tune(load_space(path))["scheduler"].bands == cuts
+    asha = to_tune(load_space(path, scheduler="asha"))["scheduler"]  # Ray's ASHA at the same epochs
     assert sorted(t for t, _ in asha._brackets[0]._rungs) == cuts
     assert asha._max_t == epochs  # trials are never cut short by max_t
 
 
-def test_hyperband_strict_false_and_a_stray_s_are_reported_ignored(tmp_path):
+def test_hyperband_strict_counts_and_a_stray_s_is_reported_ignored(tmp_path):
     path = space_file(tmp_path, {"epochs": {"value": 9}},
                       early_terminate={"type": "hyperband", "min_iter": 1, "s": 2, "strict": False})
     space = load_space(path)
-    assert any(i.startswith("early_terminate.strict: false") for i in space.ignored)
+    assert space.scheduler["strict"] is False and to_tune(space)["scheduler"].strict is False
     assert any(i.startswith("early_terminate.s ") for i in space.ignored)
+    assert not any(i.startswith("early_terminate.strict") for i in space.ignored)
+    asha = load_space(path, scheduler="asha")  # ASHA has no such choice: said so
+    assert any(i.startswith("early_terminate.strict: false") for i in asha.ignored)
 
 
 # 6. Bounds mean what wandb says, and what a distribution can draw meets the key's check.
@@ -260,7 +267,8 @@ def test_grid_enumerates_int_uniform_and_q_uniform_as_wandb(tmp_path):
     assert space.params["epochs"].values == [1, 2, 3]
     assert space.params["batch_size"].values == [32, 64, 96]
     assert space.trial_count() == 9
-    assert to_tune(space)["param_space"]["epochs"] == {"grid_search": [1, 2, 3]}
+    points = to_tune(space)["search_alg"]._points_to_evaluate
+    assert [(p["batch_size"], p["epochs"]) for p in points[:4]] == [(32, 1), (32, 2), (32, 3), (64, 1)]
 
 
 def test_beta_and_q_beta_sample_in_zero_one(tmp_path):
@@ -306,9 +314,11 @@ def test_grid_repeats_get_their_own_seeds(tmp_path):
                        num_samples=3)
     assert space.trial_count() == 6 and REPEAT_KEY in space.swept()
     parts = to_tune(space)
-    assert parts["param_space"][REPEAT_KEY] == {"grid_search": [0, 1, 2]} and parts["num_samples"] == 1
-    seeds = {(c["learning_rate"], c[REPEAT_KEY]) for c in preview_configs(space, 6)}
-    assert len(seeds) == 6
+    points = parts["search_alg"]._points_to_evaluate
+    assert parts["num_samples"] == 6  # the whole grid, then the whole grid again with the next seed
+    assert [(p["learning_rate"], p[REPEAT_KEY]) for p in points] == [
+        (0.1, 0), (0.01, 0), (0.1, 1), (0.01, 1), (0.1, 2), (0.01, 2)]
+    assert [{k: c[k] for k in space.swept()} for c in preview_configs(space, 6)] == points
 
 
 def test_export_group_folds_repeats_into_mean_and_std(tmp_path):
@@ -348,7 +358,7 @@ def test_an_unknown_set_value_names_set_quotes_it_and_suggests(tmp_path):
 
 
 def test_readme_lists_every_wandb_key_and_distribution_with_what_it_does():
-    from tune_pipeline.distributions import RECORDS
+    from tune_pipeline.distributions import KEY_TYPE_RULE, RECORDS
     from tune_pipeline.space import TOP_LEVEL
 
     readme = (ROOT / "README.md").read_text()
@@ -357,6 +367,7 @@ def test_readme_lists_every_wandb_key_and_distribution_with_what_it_does():
         assert f"`{key}`" in section, key
     for record in RECORDS:  # the table row is the record's own line
         assert f"| `{record.name}` |" in section and record.doc in section, record.name
+    assert KEY_TYPE_RULE in section
 
 
 @pytest.mark.parametrize("early", [{"type": "hyperband", "min_iter": 1, "eta": float("inf")},
@@ -368,3 +379,204 @@ def test_absurd_hyperband_numbers_are_one_line(tmp_path, early):
 def test_a_first_cut_point_beyond_every_epoch_runs_without_early_stopping(tmp_path):
     early = {"type": "hyperband", "min_iter": 1.0e300, "eta": 1.0e300}
     assert "runs without early stopping" in dry_run(space_file(tmp_path, early_terminate=early))
+
+
+# 11. wandb's refusals, each one line naming the file and key (issue 21, items 1-7).
+
+MIN_MAX = ["int_uniform", "uniform", "q_uniform", "log_uniform", "log_uniform_values", "q_log_uniform",
+           "q_log_uniform_values", "inv_log_uniform", "inv_log_uniform_values"]
+
+
+@pytest.mark.parametrize("distribution", MIN_MAX)
+def test_min_equal_to_max_is_refused_as_wandb_refuses_it(tmp_path, distribution):
+    path = space_file(tmp_path, {"weight_decay": {"distribution": distribution, "min": 2, "max": 2}})
+    refused(path, str(path), "parameters.weight_decay: min 2 is not less than max 2 (wandb refuses min >= max")
+
+
+@pytest.mark.parametrize("parameters,fragment", [
+    ({"batch_size": {"distribution": "int_uniform", "min": 16.0, "max": 64}},
+     "parameters.batch_size: int_uniform needs integer min and max, got 16.0 and 64"),
+    ({"optimizer": {"values": ["sgd", "adam"], "probabilities": ["0.5", "0.5"]}},
+     "parameters.optimizer.probabilities: must be numbers >= 0, got ['0.5', '0.5']"),
+    ({"learning_rate": {"values": [0.1]}, "lr": {"values": [0.2]}},
+     "parameters.lr: not a training key; map each to one in the tune block (tune: {rename: {lr: "),
+])
+def test_what_wandbs_engine_refuses_is_one_line(tmp_path, parameters, fragment):
+    refused(space_file(tmp_path, parameters), fragment)
+
+
+@pytest.mark.parametrize("text", ["method: random\n", "method: random\nparameters: {}\n",
+                                  "method: random\nparameters:\n"])
+def test_a_file_without_parameters_is_refused(tmp_path, text):
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    refused(path, f"{path}: parameters: wandb requires at least one parameter")
+
+
+def test_probabilities_within_numpys_isclose_pass(tmp_path):
+    space = load_space(space_file(tmp_path, {"optimizer": {"values": ["sgd", "adam"],
+                                                           "probabilities": [0.5, 0.49999]}}))
+    assert space.params["optimizer"].spec["probabilities"] == [0.5, 0.49999]
+
+
+def test_a_float_hyperband_s_is_refused(tmp_path):
+    path = space_file(tmp_path, {"epochs": {"value": 30}},
+                      early_terminate={"type": "hyperband", "max_iter": 27, "s": 2.0})
+    refused(path, "early_terminate.s: must be an integer, got 2.0 (wandb's engine cannot run a float s)")
+    assert load_space(space_file(tmp_path, {"epochs": {"value": 30}}, name="ok.yaml", early_terminate={
+        "type": "hyperband", "max_iter": 27.0, "s": 2})).scheduler["cut_points"] == [3, 9]  # as wandb
+
+
+def test_exponent_bounds_run_with_a_note_naming_file_and_key(tmp_path):
+    path = space_file(tmp_path, {"learning_rate": {"distribution": "log_uniform", "min": -9.2, "max": -2.3}})
+    result = CliRunner().invoke(app, ["search", str(path), "--dry-run"])
+    assert result.exit_code == 0
+    notes = [line for line in result.output.splitlines() if line.startswith("note: ")]
+    assert notes == [f"note: {path}: parameters.learning_rate: log_uniform's min and max are base-e exponents "
+                     f"(values 0.000101 to 0.1); wandb warns about this: log_uniform_values takes the values "
+                     f"themselves"]
+
+
+def test_a_grid_runs_each_distinct_point_once_in_wandbs_order(tmp_path):
+    path = space_file(tmp_path, {"learning_rate": {"values": [0.1, 0.1, 0.01]},
+                                 "batch_size": {"values": [64, 64.0, 32]}}, method="grid")
+    space = load_space(path)
+    assert space.trial_count() == 4
+    assert trial_points(space) == [{"batch_size": 64, "learning_rate": 0.1}, {"batch_size": 64, "learning_rate": 0.01},
+                                   {"batch_size": 32, "learning_rate": 0.1}, {"batch_size": 32, "learning_rate": 0.01}]
+    assert len(space.notes) == 2 and all("each grid point runs once, as in wandb" in n for n in space.notes)
+
+
+# 12. The dry run's trials are the run's first trials (item 12): Ray's own generator,
+#     given what to_tune builds, creates them in the preview's order.
+
+def ray_trials(space, count):
+    from ray.tune.experiment import Experiment
+
+    parts = to_tune(space)
+    alg = parts["search_alg"]
+    if alg is None:
+        from ray.tune.search import BasicVariantGenerator
+        alg = BasicVariantGenerator()
+    alg.add_configurations([Experiment("x", lambda config: None, config=parts["param_space"],
+                                       num_samples=parts["num_samples"], storage_path=str(space.source.parent))])
+    trials = [alg.next_trial() for _ in range(count)]
+    return alg, [{k: t.config[k] for k in space.swept()} for t in trials]
+
+
+@pytest.mark.parametrize("parameters,method,samples", [
+    ({"learning_rate": {"values": [0.1, 0.01]}, "batch_size": {"values": [32, 64]}, "epochs": {"value": 2}}, "grid", 2),
+    ({"learning_rate": {"values": [0.001 * (i + 1) for i in range(101)]},   # past Ray's listing limit:
+      "weight_decay": {"values": [0.0001 * i for i in range(100)]},         # Ray's own grid, in its order
+      "seed": {"values": list(range(100))}}, "grid", 1),
+    ({"optimizer": {"values": ["sgd", "adam", "adamw"]}, "batch_size": {"distribution": "int_uniform",
+                                                                        "min": 16, "max": 18}}, "random", 20),
+], ids=["grid", "huge-grid", "finite-random"])
+@pytest.mark.filterwarnings("ignore:The number of pre-generated samples")  # the huge grid: as README says
+def test_the_dry_runs_trials_are_the_first_trials_ray_creates(tmp_path, parameters, method, samples):
+    space = load_space(space_file(tmp_path, parameters, method=method), num_samples=samples)
+    _, created = ray_trials(space, 3)
+    assert created == [{k: c[k] for k in space.swept()} for c in preview_configs(space, 3)]
+
+
+# 13. Random search without replacement over a finite space, reproducible and resumable.
+
+def test_a_finite_random_search_draws_every_configuration_before_any_twice(tmp_path):
+    path = space_file(tmp_path, {"optimizer": {"values": ["sgd", "adam"], "probabilities": [0.7, 0.3]},
+                                 "batch_size": {"distribution": "int_uniform", "min": 30, "max": 32},
+                                 "nesterov": {"values": [True, False]}}, tune={"num_samples": 30})
+    points = [tuple(sorted(p.items())) for p in trial_points(load_space(path))]
+    assert len(points) == 30
+    for start in (0, 12, 24):  # rounds of all 12 configurations
+        assert len(set(points[start:start + 12])) == len(points[start:start + 12])
+    assert set(points[:12]) == set(points[12:24])
+
+
+def test_the_order_follows_from_the_seed_alone_and_resume_keeps_it(tmp_path):
+    parameters = {"optimizer": {"values": ["sgd", "adam", "adamw"]}, "epochs": {"values": [1, 2, 3]}}
+    space = load_space(space_file(tmp_path, parameters, tune={"num_samples": 9, "sample_seed": 5}))
+    again = load_space(space_file(tmp_path, parameters, name="b.yaml", tune={"num_samples": 9, "sample_seed": 5}))
+    other = load_space(space_file(tmp_path, parameters, name="c.yaml", tune={"num_samples": 9, "sample_seed": 6}))
+    assert trial_points(space) == trial_points(again) != trial_points(other)
+    meta = json.loads(json.dumps({"space_file": str(space.source), "space": space.raw,
+                                  "resolved_space": space.resolved()}))
+    assert trial_points(load_space_from_meta(meta)) == trial_points(space)  # tune resume's space
+    # Ray saves what is left of the list with the experiment; restored, it goes on from there.
+    from ray import cloudpickle  # as Ray saves it (tune.utils.util._atomic_save)
+    from ray.tune.search import BasicVariantGenerator
+
+    alg, first = ray_trials(space, 4)
+    restored = BasicVariantGenerator()
+    restored.set_state(cloudpickle.loads(cloudpickle.dumps(alg.get_state())))
+    rest = []
+    while (trial := restored.next_trial()) is not None:
+        rest.append({k: trial.config[k] for k in space.swept()})
+    assert first + rest == trial_points(space)
+
+
+def test_continuous_spaces_still_draw_as_tune_goes(tmp_path):
+    space = load_space(space_file(tmp_path, {"learning_rate": {"min": 0.01, "max": 0.1},
+                                             "optimizer": {"values": ["sgd", "adam"]}}))
+    assert trial_points(space) is None and to_tune(space)["search_alg"] is None
+
+
+# 14. tune.rename: a file's own names, mapped; the file stays as written.
+
+def test_rename_maps_parameters_nested_names_and_the_metric(tmp_path):
+    path = space_file(tmp_path, {"lr": {"values": [0.1, 0.01]}, "sleep": {"value": 2},
+                                 "optimizer": {"parameters": {"wd": {"value": 0.001}}}},
+                      metric={"name": "loss", "goal": "minimize"},
+                      tune={"rename": {"lr": "learning_rate", "sleep": None, "optimizer.wd": "weight_decay",
+                                       "loss": "val_loss"}})
+    space = load_space(path)
+    assert space.params["learning_rate"].values == [0.1, 0.01] and space.fixed["weight_decay"] == 0.001
+    assert (space.metric, space.mode) == ("val_loss", "min")
+    assert "parameters.sleep (tune.rename: null)" in space.ignored
+    assert load_space(path, ["learning_rate=0.05"]).fixed["learning_rate"] == 0.05  # --set takes our names
+
+
+@pytest.mark.parametrize("parameters,rename,fragment", [
+    ({"lr": {"value": 0.1}}, {"lr": "learning_rat"},
+     "tune.rename.lr: 'learning_rat' is not a training key (did you mean 'learning_rate'?)"),
+    ({"lr": {"value": 0.1}}, {"lr": "learning_rate", "wd": "weight_decay"},
+     "tune.rename.wd: the file has no parameter or metric of that name"),
+    ({"lr": {"value": 0.1}, "learning_rate": {"value": 0.2}}, {"lr": "learning_rate"},
+     "parameters.learning_rate and parameters.lr both give learning_rate"),
+    ({"lr": {"value": 0.1}}, {"lr": 3}, "tune.rename.lr: expected name: training_key (or name: null)"),
+    ({"my lr": {"value": 0.1}}, {"my lr": "learning_rate"},
+     "parameters.my lr: wandb takes parameter names of letters, digits, _ . and -"),
+    ({"opt": {"parameters": {}}}, {}, "parameters.opt.parameters: expected a mapping of at least one parameter"),
+])
+def test_a_bad_rename_is_one_line_naming_it(tmp_path, parameters, rename, fragment):
+    refused(space_file(tmp_path, parameters, tune={"rename": rename}), fragment)
+
+
+def test_tune_method_only_where_the_file_has_none(tmp_path):
+    path = tmp_path / "launch.yaml"
+    path.write_text("parameters:\n  epochs: {values: [1, 2]}\ntune: {method: grid}\n")
+    assert load_space(path).method == "grid"
+    refused(space_file(tmp_path, tune={"method": "grid"}, name="both.yaml"),
+            "tune.method: the file names its method already")
+
+
+# 15. early_terminate stops by wandb's rule; the dry run says so and builds that scheduler.
+
+def test_the_dry_run_describes_and_builds_wandbs_hyperband(tmp_path):
+    path = space_file(tmp_path, {"epochs": {"value": 30}}, early_terminate={"type": "hyperband", "min_iter": 3})
+    result = CliRunner().invoke(app, ["search", str(path), "--dry-run"])
+    assert "scheduler wandb's hyperband (cut points at epochs 3, 9, 27; eta 3, strict, from early_terminate)" \
+        in result.output
+    parts = check_tune(load_space(path))
+    assert type(parts["scheduler"]).__name__ == "WandbHyperband" and parts["scheduler"].metric == "test_accuracy"
+
+
+def test_max_concurrent_bounds_listed_trials_too(tmp_path):
+    """Ray ignores TuneConfig's max_concurrent_trials for a generator it is
+    given, so the listed trials' generator carries the bound itself."""
+    grid = load_space(space_file(tmp_path, {"learning_rate": {"values": [0.1, 0.01]}}, method="grid"))
+    parts = to_tune(grid, 1)
+    assert parts["search_alg"].max_concurrent == 1 and parts["max_concurrent_trials"] is None
+    assert to_tune(grid)["search_alg"].max_concurrent == 0  # no bound
+    continuous = load_space(space_file(tmp_path, {"learning_rate": {"min": 0.01, "max": 0.1}}, name="c.yaml",
+                                       tune={"max_concurrent_trials": 3}))
+    assert to_tune(continuous)["max_concurrent_trials"] == 3 and to_tune(continuous, 2)["max_concurrent_trials"] == 2

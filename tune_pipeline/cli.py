@@ -326,9 +326,13 @@ def describe_space(space, resources: dict | None = None) -> list[str]:
     `resources`: a trial's, with --cpus-per-trial/--gpus-per-trial applied."""
     s = space.scheduler
     resources = resources or space.resources
-    scheduler = s["type"] if s["type"] == "fifo" else (
-        f"asha (cut points at epochs {', '.join(map(str, s['cut_points']))}; max_t {s['max_t']}, "
-        f"reduction factor {s['reduction_factor']:g}, from {s.get('source', 'the file')})")
+    if s["type"] == "hyperband":
+        scheduler = (f"wandb's hyperband (cut points at epochs {', '.join(map(str, s['cut_points']))}; "
+                     f"eta {s['eta']:g}, {'strict' if s['strict'] else 'not strict'}, from early_terminate)")
+    else:
+        scheduler = s["type"] if s["type"] == "fifo" else (
+            f"asha (cut points at epochs {', '.join(map(str, s['cut_points']))}; max_t {s['max_t']}, "
+            f"reduction factor {s['reduction_factor']:g}, from {s.get('source', 'the file')})")
     target = f", stops when {space.metric} reaches {space.target:g}" if space.target is not None else ""
     repeats = f" ({space.repeats} seeds per grid point)" if space.repeats > 1 else ""
     count = space.trial_count()

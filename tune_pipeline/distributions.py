@@ -43,6 +43,7 @@ class Distribution:
     bayes: Callable[[dict], tuple[str, tuple]] | None = None  # Tune domain (name, args) for Optuna
     integral: bool = False     # draws are integers whatever the bounds
     doc: str = ""              # README's line
+    deprecated: bool = False   # wandb's engine warns: exponent bounds (use the _values form)
 
     @property
     def quantized(self) -> bool:
@@ -113,15 +114,19 @@ RECORDS = [
                  doc="`value`: the same value in every trial."),
     Distribution("categorical", {"values": None}, "none", lambda b, rng: rng.choice(b["values"]), None,
                  bayes=lambda b: ("choice", (list(b["values"]),)),
-                 doc="`values`: a grid axis for grid; an equally likely choice for random and bayes."),
+                 doc="`values`: a grid axis for grid (each distinct value once, as wandb); an equally "
+                     "likely choice for random and bayes (a value listed twice is twice as likely)."),
     Distribution("categorical_w_probabilities", {"values": None, "probabilities": None}, "none",
                  lambda b, rng: rng.choices(b["values"], weights=b["probabilities"])[0], None,
-                 doc="`values` + `probabilities` (summing to 1): a weighted choice for random; "
-                     "refused for grid (as wandb) and bayes (Optuna cannot weight)."),
+                 doc="`values` + `probabilities` (numbers summing to 1 within numpy.isclose, as "
+                     "wandb): a weighted choice for random; in a finite space (below) they weigh how early "
+                     "a value comes, not how often; refused for grid (as wandb) and bayes (Optuna cannot "
+                     "weight)."),
     Distribution("int_uniform", MINMAX, "values", lambda b, rng: rng.randint(int(b["min"]), int(b["max"])),
                  _values, grid=lambda b: range(int(b["min"]), int(b["max"]) + 1),
                  bayes=lambda b: ("randint", (int(b["min"]), int(b["max"]) + 1)), integral=True,
-                 doc="integers min..max, both included; integer bounds; a grid enumerates them all."),
+                 doc="integers min..max, both included; min < max, both written as integers (16.0 "
+                     "is refused, as wandb); a grid enumerates them all."),
     Distribution("uniform", MINMAX, "values", _uniform, _values,
                  bayes=lambda b: ("uniform", (b["min"], b["max"])),
                  doc="a real number in [min, max]."),
@@ -130,33 +135,38 @@ RECORDS = [
                  doc="round(uniform / q) * q; a grid enumerates min, min+q, ... below max "
                      "(numpy.arange, as wandb); bayes needs min and max multiples of q."),
     Distribution("log_uniform", MINMAX, "exponents", lambda b, rng: _log_uniform(b["min"], b["max"], rng),
-                 _exponents, bayes=lambda b: ("loguniform", _exponents(b)),
-                 doc="exp(uniform(min, max)): the bounds are natural-log **exponents**."),
+                 _exponents, bayes=lambda b: ("loguniform", _exponents(b)), deprecated=True,
+                 doc="exp(uniform(min, max)): the bounds are natural-log **exponents**; runs with a note, "
+                     "as wandb warns."),
     Distribution("log_uniform_values", MINMAX, "values",
                  lambda b, rng: _log_uniform(math.log(b["min"]), math.log(b["max"]), rng), _values,
                  bayes=lambda b: ("loguniform", _values(b)),
                  doc="log-uniform between the values min and max (> 0)."),
     Distribution("q_log_uniform", {**MINMAX, **Q}, "exponents",
-                 lambda b, rng: _log_uniform(b["min"], b["max"], rng), _exponents,
-                 doc="round(log_uniform / q) * q (exponent bounds); not for bayes."),
+                 lambda b, rng: _log_uniform(b["min"], b["max"], rng), _exponents, deprecated=True,
+                 doc="round(log_uniform / q) * q (exponent bounds, a note as for log_uniform); not for bayes."),
     Distribution("q_log_uniform_values", {**MINMAX, **Q}, "values",
                  lambda b, rng: _log_uniform(math.log(b["min"]), math.log(b["max"]), rng), _values,
                  doc="round(log_uniform_values / q) * q: rounded to the nearest multiple of q, so "
                      "min 1, q 8 can give 0; not for bayes."),
     Distribution("inv_log_uniform", MINMAX, "exponents", lambda b, rng: safe_exp(-rng.uniform(b["min"], b["max"])),
-                 _inv_exponents, bayes=lambda b: ("loguniform", _inv_exponents(b)),
-                 doc="exp(-uniform(min, max)): exponent bounds, values in [exp(-max), exp(-min)]."),
+                 _inv_exponents, bayes=lambda b: ("loguniform", _inv_exponents(b)), deprecated=True,
+                 doc="exp(-uniform(min, max)): exponent bounds, values in [exp(-max), exp(-min)]; a note as "
+                     "for log_uniform."),
     Distribution("inv_log_uniform_values", MINMAX, "values",
                  lambda b, rng: safe_exp(-rng.uniform(-math.log(b["max"]), -math.log(b["min"]))), _values,
                  bayes=lambda b: ("loguniform", _values(b)),
                  doc="values in [min, max] whose log(1/x) is uniform (min, max > 0)."),
     Distribution("normal", MUSIGMA, "none", lambda b, rng: rng.gauss(b["mu"], b["sigma"]),
                  lambda b: (-math.inf, math.inf),
-                 doc="normal(mu, sigma): unbounded, so only for keys that take any real number; not for bayes."),
+                 doc="normal(mu, sigma): unbounded, so only for keys that take any real number; sigma 0 "
+                     "gives mu every time (wandb's engine draws NaN); not for bayes."),
     Distribution("q_normal", {**MUSIGMA, **Q}, "none", lambda b, rng: rng.gauss(b["mu"], b["sigma"]),
                  lambda b: (-math.inf, math.inf), doc="round(normal / q) * q; not for bayes."),
     Distribution("log_normal", MUSIGMA, "none", lambda b, rng: safe_exp(rng.gauss(b["mu"], b["sigma"])),
-                 lambda b: (TINY, math.inf), doc="exp(normal(mu, sigma)): any positive number; not for bayes."),
+                 lambda b: (TINY, math.inf),
+                 doc="exp(normal(mu, sigma)): any positive number; sigma 0 gives exp(mu) every time (wandb's "
+                     "engine draws NaN); not for bayes."),
     Distribution("q_log_normal", {**MUSIGMA, **Q}, "none",
                  lambda b, rng: safe_exp(rng.gauss(b["mu"], b["sigma"])), lambda b: (TINY, math.inf),
                  doc="round(log_normal / q) * q: can be 0; not for bayes."),
@@ -166,6 +176,10 @@ RECORDS = [
                  lambda b: (0.0, 1.0), doc="round(beta / q) * q; not for bayes."),
 ]
 DISTRIBUTIONS: dict[str, Distribution] = {d.name: d for d in RECORDS}
+# README's sentence above the table: what every numeric distribution's draw becomes.
+KEY_TYPE_RULE = ("A drawn value takes its training key's type: 80.0 drawn for an integer key is 80, "
+                 "80 drawn for a float key is 80.0 (wandb passes the distribution's own type, an int "
+                 "only where `q` or the bounds are ints).")
 SPEC_KEYS = frozenset({"distribution"} | {k for d in RECORDS for k in d.keys})
 
 

@@ -17,16 +17,21 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # the shell's convention for a run stopped by SIGINT; SIGTERM too (cli.main)
 
 MAX_PROBLEMS_SHOWN = 12    # a refusal names this many problems, then counts the rest
-MAX_PROBLEM_CHARS = 400    # one problem (a huge value's repr) is cut here
+MAX_PROBLEM_CHARS = 1_000  # one problem (a huge value's repr) is cut here; a list of keys fits
 MAX_MESSAGE_CHARS = 2_000  # and any one error line here
 
 
+KEPT_TAIL_CHARS = 160      # a cut keeps a problem's end too: that is where the fix is named
+
+
 def shorten(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """`text` cut to `limit` characters, saying how many were left out."""
+    """`text` cut to about `limit` characters, its middle left out (saying how
+    much): the start names the file and key, the end how to fix it."""
     if len(text) <= limit:
         return text
+    tail = min(KEPT_TAIL_CHARS, limit // 3)
     rest = len(text) - limit
-    return f"{text[:limit]}... ({rest:,} more characters)"
+    return f"{text[:limit - tail]}... ({rest:,} more characters) ...{text[-tail:]}"
 
 
 class UserError(Exception):

@@ -3,10 +3,14 @@ validating all of it at once, and building the Ray Tune objects it runs as.
 
 The file format is wandb's sweep configuration, so existing sweep files run
 unchanged; wandb keys with no meaning here are listed as ignored, and our own
-Tune settings live in one `tune:` block (wandb has no such key).  What each
-distribution means comes from `distributions.py`.  Validation ends by building
-the real search space, searcher and scheduler (`to_tune`), so anything Ray or
-Optuna would refuse is refused here, before a folder or Ray exists.
+Tune settings live in one `tune:` block (wandb has no such key), which also
+maps a file's own parameter names to training keys (`tune.rename`), so a real
+wandb file runs with nothing changed but that block.  What each distribution
+means comes from `distributions.py`; the order of grid and finite random
+trials from `points.py`; wandb's hyperband rule from `hyperband.py`.
+Validation ends by building the real search space, searcher and scheduler
+(`to_tune`), so anything Ray or Optuna would refuse is refused here, before a
+folder or Ray exists.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +30,7 @@ from tune_pipeline.distributions import DISTRIBUTIONS, SPEC_KEYS, bayes_domain, 
 from tune_pipeline import retention
 from tune_pipeline.errors import UserError
 from tune_pipeline.metrics import REPORTED_METRICS, VALIDATION_METRICS, default_metric
+from tune_pipeline.points import Axis, grid_points, random_points
 
 METHODS = ("grid", "random", "bayes")
 # wandb keys that mean nothing here: accepted and listed once as ignored.
@@ -38,12 +44,18 @@ WANDB_IGNORED = {
 }
 WANDB_KEYS = {"method", "metric", "parameters", "early_terminate", "run_cap", "name", "project",
               *WANDB_IGNORED}
-TUNE_KEYS = {"resources", "max_concurrent_trials", "num_samples", "scheduler", "checkpoints"}
+TUNE_KEYS = {"resources", "max_concurrent_trials", "num_samples", "scheduler", "checkpoints", "rename",
+             "method", "sample_seed"}
 TOP_LEVEL = WANDB_KEYS | {"tune"}
 METRIC_KEYS = {"name", "goal", "target", "impute", "impute_while_running"}
 HYPERBAND_KEYS = {"type", "min_iter", "max_iter", "eta", "s", "strict"}
 SCHEDULER_KEYS = {"type", "grace_period", "max_t", "reduction_factor"}
 MAX_GRID_AXIS = 10_000
+# Beyond this many points Ray Tune keeps no resumable search state (basic_variant's
+# SERIALIZATION_THRESHOLD): such a grid runs as Ray's own grid_search, in Ray's order.
+MAX_LISTED_POINTS = 1_000_000
+# wandb's parameter names (schema.json, definitions.parameters.propertyNames).
+PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 # Keys whose values change the graphs torch.compile builds (see trials_per_graph).
 GRAPH_KEYS = ("model", "dataset", "image_size", "batch_size", "channels_last", "amp", "amp_dtype", "device")
 REPEAT_KEY = "seed"  # grid repeats differ by this key, one value per repeat
@@ -55,6 +67,7 @@ class Param:
     distribution: str
     spec: dict                           # the distribution's keys, checked (values made absolute)
     values: list | None = None           # a grid axis (enumerated) or a categorical's values
+    origin: tuple = ()                   # the file's name for it (a path when nested): wandb's grid order
 
     @property
     def record(self):
@@ -82,6 +95,7 @@ class SearchSpace:
     notes: list[str] = field(default_factory=list)
     early_terminate: dict | None = None  # as given (resume rebuilds the same cut points)
     checkpoints: dict = field(default_factory=lambda: retention.parse(None, "", []))  # by outcome
+    sample_seed: int = 0                 # the order of a finite random search (points.random_points)
 
     def trial_count(self) -> int:
         if self.method == "grid":
@@ -121,7 +135,8 @@ class SearchSpace:
         metric = {"name": self.metric, "goal": "maximize" if self.mode == "max" else "minimize"}
         if self.target is not None:
             metric["target"] = self.target
-        tune: dict = {"num_samples": self.num_samples, "resources": dict(self.resources)}
+        tune: dict = {"num_samples": self.num_samples, "resources": dict(self.resources),
+                      "sample_seed": self.sample_seed}
         if self.max_concurrent_trials:
             tune["max_concurrent_trials"] = self.max_concurrent_trials
         tune["checkpoints"] = dict(self.checkpoints)
@@ -185,16 +200,11 @@ def _infer_distribution(spec: dict) -> str | None:
     return None
 
 
-def _parse_param(key, spec, where: str, method: str, bases: list[Path],
-                 problems: list[str]) -> Param | tuple[str, Any] | None:
-    if not isinstance(key, str) or key not in FIELDS:
-        problems.append(f"{where}: not a training key{suggest(str(key), FIELDS)}")
-        return None
+def _parse_param(key, spec, where: str, method: str, bases: list[Path], problems: list[str],
+                 notes: list[str]) -> Param | tuple[str, Any] | None:
+    """One parameter of training key `key` (names are mapped already: _apply_rename)."""
     if not isinstance(spec, dict):
         problems.append(f"{where}: expected a mapping with values, value or distribution, got {spec!r}")
-        return None
-    if "parameters" in spec:
-        problems.append(f"{where}: nested parameters are not supported (training keys are flat)")
         return None
     for extra in sorted(map(str, set(spec) - SPEC_KEYS)):
         problems.append(f"{where}.{extra}: unknown key{suggest(extra, SPEC_KEYS)}")
@@ -221,11 +231,22 @@ def _parse_param(key, spec, where: str, method: str, bases: list[Path],
         value_where = where if where.startswith("--set") else f"{where}.value"
         return (key, _check_param_value(key, spec["value"], value_where, bases, problems))
     if distribution.startswith("categorical"):
-        return _parse_categorical(key, spec, where, method, bases, problems, distribution)
-    return _parse_numeric(key, spec, where, method, bases, problems, record)
+        return _parse_categorical(key, spec, where, method, bases, problems, notes, distribution)
+    return _parse_numeric(key, spec, where, method, bases, problems, notes, record)
 
 
-def _parse_categorical(key, spec, where, method, bases, problems, distribution) -> Param | None:
+def _distinct(values: list, where: str, notes: list[str]) -> list:
+    """A grid runs each distinct point once, as wandb's does (its yaml_hash also
+    makes 3000000 and 3000000.0 one value; values here are of the key's type)."""
+    out = list(dict.fromkeys(values))
+    if len(out) < len(values):
+        repeated = sorted({_fmt(v) for v in out if values.count(v) > 1})
+        notes.append(f"{where}: {', '.join(repeated)} listed more than once: each grid point runs once, "
+                     f"as in wandb")
+    return out
+
+
+def _parse_categorical(key, spec, where, method, bases, problems, notes, distribution) -> Param | None:
     values = spec.get("values")
     if not isinstance(values, list) or not values:
         problems.append(f"{where}.values: must be a non-empty list, got {values!r}")
@@ -235,8 +256,7 @@ def _parse_categorical(key, spec, where, method, bases, problems, distribution) 
                for i, v in enumerate(values)]
     out = {"values": checked}
     if distribution == "categorical_w_probabilities":
-        probs = [_number(p) for p in spec.get("probabilities") or []] \
-            if isinstance(spec.get("probabilities"), list) else None
+        probs = spec.get("probabilities") if isinstance(spec.get("probabilities"), list) else None
         if method == "grid":
             problems.append(f"{where}.probabilities: method grid runs every value once; probabilities "
                             f"weigh random draws (drop them, or use method random)")
@@ -248,18 +268,20 @@ def _parse_categorical(key, spec, where, method, bases, problems, distribution) 
                             f"value, got {spec.get('probabilities')!r}")
         elif not all(_is_number(p) and math.isfinite(p) and p >= 0 for p in probs):
             problems.append(f"{where}.probabilities: must be numbers >= 0, got {spec['probabilities']!r}")
-        elif not math.isclose(sum(probs), 1.0, abs_tol=1e-6):
+        elif not abs(sum(probs) - 1.0) <= 1e-8 + 1e-5:  # numpy.isclose's tolerance, as wandb's check
             problems.append(f"{where}.probabilities: must sum to 1, they sum to {sum(probs):g}")
         else:
             out["probabilities"] = [float(p) for p in probs]
     if len(problems) > n:
         return None
+    if method == "grid":
+        checked = out["values"] = _distinct(checked, where, notes)
     if distribution == "categorical" or len(checked) > 1:
         return Param(key, distribution, out, values=checked)
     return Param(key, "categorical", {"values": checked}, values=checked)
 
 
-def _parse_numeric(key, spec, where, method, bases, problems, record) -> Param | None:
+def _parse_numeric(key, spec, where, method, bases, problems, notes, record) -> Param | None:
     kind = FIELDS[key].kind
     if kind not in (int, float):
         values = "true, false or auto" if kind is Switch else f"{kind.__name__}"
@@ -277,11 +299,12 @@ def _parse_numeric(key, spec, where, method, bases, problems, record) -> Param |
             return None
         b[name] = value
     before = len(problems)
-    if "min" in b and b["min"] > b["max"]:
-        problems.append(f"{where}: min {_fmt(b['min'])} is greater than max {_fmt(b['max'])}")
-    if record.name == "int_uniform" and not all(float(b[k]).is_integer() for k in ("min", "max")):
-        problems.append(f"{where}: int_uniform needs integer min and max, got {_fmt(b['min'])} and "
-                        f"{_fmt(b['max'])} (use uniform for real numbers)")
+    if "min" in b and b["min"] >= b["max"]:
+        problems.append(f"{where}: min {_fmt(b['min'])} is not less than max {_fmt(b['max'])} (wandb "
+                        f"refuses min >= max; for one value write value: {_fmt(b['min'])})")
+    if record.name == "int_uniform" and not all(isinstance(b[k], int) for k in ("min", "max")):
+        problems.append(f"{where}: int_uniform needs integer min and max, got {b['min']!r} and "
+                        f"{b['max']!r} (wandb refuses 16.0 for 16; use uniform for real numbers)")
     if record.name.endswith("_values") and min(b["min"], b["max"]) <= 0:
         problems.append(f"{where}: {record.name} needs min and max > 0 (log scale), got min {_fmt(b['min'])}")
     if b.get("sigma", 0) < 0 or b.get("q", 1) <= 0 or min(b.get("a", 1), b.get("b", 1)) <= 0:
@@ -291,6 +314,10 @@ def _parse_numeric(key, spec, where, method, bases, problems, record) -> Param |
                         f"those of log(x)")
     if len(problems) > before:
         return None
+    if record.deprecated:
+        lo, hi = record.value_range(b)
+        notes.append(f"{where}: {record.name}'s min and max are base-e exponents (values {lo:.3g} to "
+                     f"{hi:.3g}); wandb warns about this: {record.name}_values takes the values themselves")
     if kind is int and not integral(record, b):
         problems.append(f"{where}: {key} is an integer; use values, int_uniform, or a q_ distribution "
                         f"with an integer q")
@@ -319,7 +346,7 @@ def _parse_numeric(key, spec, where, method, bases, problems, record) -> Param |
             return None
         values = [_check_param_value(key, v, f"{where} (grid value {_fmt(v)})", bases, problems)
                   for v in grid]
-        return Param(key, record.name, b, values=values)
+        return Param(key, record.name, b, values=_distinct(values, where, notes))
     if method == "bayes" and (record.bayes is None or record.bayes(b) is None):
         why = ("min and max must be multiples of q" if record.name == "q_uniform"
                else "Optuna takes uniform, log-uniform, integer and categorical ranges only")
@@ -370,6 +397,95 @@ def space_file(name: str | Path) -> Path:
                     f"(shipped: {', '.join(example_spaces())})")
 
 
+def _parse_rename(tune: dict, src: str, problems: list[str]) -> dict:
+    """tune.rename: {a name in the file: a training key (or, for the metric's
+    name, a reported metric), or null to leave that parameter out}."""
+    rename = tune.get("rename")
+    if rename is None:
+        return {}
+    if not isinstance(rename, dict):
+        problems.append(f"{src}: tune.rename: expected a mapping {{name in the file: training key}}, "
+                        f"got {rename!r}")
+        return {}
+    out = {}
+    for name, key in rename.items():
+        if not isinstance(name, str) or not (key is None or isinstance(key, str)):
+            problems.append(f"{src}: tune.rename.{name}: expected name: training_key (or name: null), "
+                            f"got {name!r}: {key!r}")
+        else:
+            out[name] = key
+    return out
+
+
+def _flatten_parameters(parameters: dict, src: str, problems: list[str],
+                        prefix: tuple = ()) -> list[tuple[tuple, Any]]:
+    """(name path, spec) for every parameter; wandb's nested blocks ({parameters: ...})
+    give dotted names (optimizer.lr) for tune.rename to map."""
+    out = []
+    for name, spec in parameters.items():
+        path = prefix + (name,)
+        where = f"{src}: parameters.{'.'.join(map(str, path))}"
+        if not isinstance(name, str):
+            hint = " (YAML 1.1 reads on, off, yes, no as booleans: quote it)" if isinstance(name, bool) else ""
+            problems.append(f"{where}: a parameter's name must be a string, got {name!r}{hint}")
+        elif not PARAMETER_NAME.match(name):
+            problems.append(f"{where}: wandb takes parameter names of letters, digits, _ . and -, "
+                            f"starting with a letter or _")
+        elif isinstance(spec, dict) and "parameters" in spec:
+            inner = spec["parameters"]
+            if set(spec) != {"parameters"}:
+                extra = ", ".join(sorted(map(str, set(spec) - {"parameters"})))
+                problems.append(f"{where}: a nested block takes only parameters, not {extra}")
+            elif not isinstance(inner, dict) or not inner:
+                problems.append(f"{where}.parameters: expected a mapping of at least one parameter, got {inner!r}")
+            else:
+                out.extend(_flatten_parameters(inner, src, problems, path))
+        else:
+            out.append((path, spec))
+    return out
+
+
+def _apply_rename(entries: list, rename: dict, metric, src: str, problems: list[str],
+                  ignored: list[str]) -> list[tuple[str, Any, str, tuple]]:
+    """(training key, spec, where to name it in a message, the file's name path)
+    per parameter; names that are no training key and are not mapped are listed
+    in one line."""
+    out, unmapped, given = [], [], {}
+    for path, spec in entries:
+        name = ".".join(path)
+        where = f"{src}: parameters.{name}"
+        key = rename.get(name, name)
+        if name in rename:
+            if key is None:
+                ignored.append(f"parameters.{name} (tune.rename: null)")
+                continue
+            if key not in FIELDS:
+                problems.append(f"{src}: tune.rename.{name}: {key!r} is not a training key{suggest(key, FIELDS)}")
+                continue
+            where += f" (as {key})"
+        elif key not in FIELDS:
+            unmapped.append(f"parameters.{name}{suggest(name, FIELDS)}")
+            continue
+        if key in given:
+            problems.append(f"{src}: parameters.{given[key]} and parameters.{name} both give {key}; "
+                            f"map one of them elsewhere with tune.rename")
+            continue
+        given[key] = name
+        out.append((key, spec, where, path))
+    if unmapped:
+        first = unmapped[0].split(" ")[0].removeprefix("parameters.")
+        noun = "not a training key" if len(unmapped) == 1 else "not training keys"
+        problems.append(f"{src}: {', '.join(unmapped)}: {noun}; map each to one in the tune block "
+                        f"(tune: {{rename: {{{first}: <training key>}}}}), or to null to leave it out")
+    names = {".".join(path) for path, _ in entries}
+    metric_name = metric.get("name") if isinstance(metric, dict) else None
+    for name in rename:
+        if name not in names and name != metric_name:
+            problems.append(f"{src}: tune.rename.{name}: the file has no parameter or metric of that name"
+                            f"{suggest(name, names | ({metric_name} if isinstance(metric_name, str) else set()))}")
+    return out
+
+
 def load_space(path: str | Path, overrides: list[str] | None = None, *, scheduler: str | None = None,
                num_samples: int | None = None) -> SearchSpace:
     """Read and validate a sweep file (or a shipped one by name); raise
@@ -399,16 +515,28 @@ def parse_space(raw, path: Path, overrides: list[str] | None = None, *, schedule
         elif key not in TOP_LEVEL:
             problems.append(f"{src}: {key}: unknown top-level key{suggest(key, TOP_LEVEL)}")
     ignored = [f"{k} ({why})" for k, why in WANDB_IGNORED.items() if k in raw]
+    tune = raw.get("tune") or {}
+    if not isinstance(tune, dict):
+        problems.append(f"{src}: tune: expected a mapping of Tune settings ({', '.join(sorted(TUNE_KEYS))})")
+        tune = {}
+    for key in sorted(map(str, set(tune) - TUNE_KEYS)):
+        problems.append(f"{src}: tune.{key}: unknown key{suggest(key, TUNE_KEYS)}")
+    rename = _parse_rename(tune, src, problems)
 
-    method = raw.get("method")
+    method, where = raw.get("method"), "method"
+    if method is None and tune.get("method") is not None:
+        method, where = tune["method"], "tune.method"  # wandb launch files leave it to their scheduler job
+    elif method is not None and tune.get("method") is not None:
+        problems.append(f"{src}: tune.method: the file names its method already; give it once")
     if method is None:
-        problems.append(f"{src}: method: required (grid, random or bayes), as in wandb")
+        problems.append(f"{src}: method: required (grid, random or bayes), as in wandb (a wandb launch "
+                        f"file leaves it to its scheduler job: give it as tune.method)")
         method = "random"
     elif method == "custom":
-        problems.append(f"{src}: method: custom needs wandb's own scheduler; use grid, random or bayes")
+        problems.append(f"{src}: {where}: custom needs wandb's own scheduler; use grid, random or bayes")
         method = "random"
     elif not isinstance(method, str) or method not in METHODS:
-        problems.append(f"{src}: method: must be one of {', '.join(METHODS)}, got {method!r}")
+        problems.append(f"{src}: {where}: must be one of {', '.join(METHODS)}, got {method!r}")
         method = "random"
     if method == "bayes":
         try:
@@ -417,27 +545,35 @@ def parse_space(raw, path: Path, overrides: list[str] | None = None, *, schedule
             problems.append(f"{src}: method: bayes needs optuna; install it with "
                             f"pip install 'tune-pipeline[bayes]' (or pip install optuna)")
 
-    metric, mode, target = _parse_metric(raw, src, problems, notes, ignored)
+    metric, mode, target = _parse_metric(raw, src, problems, notes, ignored, rename)
 
-    parameters = raw.get("parameters") or {}
-    if not isinstance(parameters, dict):
+    parameters = raw.get("parameters")
+    if parameters is None or parameters == {}:
+        problems.append(f"{src}: parameters: wandb requires at least one parameter "
+                        f"(for example parameters: {{epochs: {{value: 3}}}})")
+        parameters = {}
+    elif not isinstance(parameters, dict):
         problems.append(f"{src}: parameters: expected a mapping of training keys")
         parameters = {}
-    sources = {key: f"{src}: parameters.{key}" for key in parameters}
+    entries = _apply_rename(_flatten_parameters(parameters, src, problems), rename, raw.get("metric"),
+                            src, problems, ignored)
     try:
         set_values = parse_set_option(overrides or [])
     except UserError as exc:
         problems.extend(exc.problems)
         set_values = {}
-    for key, value in set_values.items():  # --set pins a parameter to one value
-        parameters = {**parameters, key: {"value": value}}
-        sources[key] = f"--set {key}"
+    for key, value in set_values.items():  # --set pins a parameter (a training key) to one value
+        if key not in FIELDS:
+            problems.append(f"--set {key}: not a training key{suggest(key, FIELDS)}")
+            continue
+        entries = [e for e in entries if e[0] != key] + [(key, {"value": value}, f"--set {key}", (key,))]
 
     params: dict[str, Param] = {}
     fixed: dict[str, Any] = {}
-    for key, spec in parameters.items():
-        parsed = _parse_param(key, spec, sources[key], method, bases, problems)
+    for key, spec, where, origin in entries:
+        parsed = _parse_param(key, spec, where, method, bases, problems, notes)
         if isinstance(parsed, Param):
+            parsed.origin = origin
             if parsed.values is not None and len(parsed.values) == 1:
                 fixed[key] = parsed.values[0]  # one value is no dimension
             else:
@@ -457,12 +593,6 @@ def parse_space(raw, path: Path, overrides: list[str] | None = None, *, schedule
     _check_selection(raw, src, fixed, params, metric, problems)
     if "metric" not in raw and not _holds_out_validation(fixed, params):
         metric, mode = default_metric(0.0)
-    tune = raw.get("tune") or {}
-    if not isinstance(tune, dict):
-        problems.append(f"{src}: tune: expected a mapping of Tune settings ({', '.join(sorted(TUNE_KEYS))})")
-        tune = {}
-    for key in sorted(map(str, set(tune) - TUNE_KEYS)):
-        problems.append(f"{src}: tune.{key}: unknown key{suggest(key, TUNE_KEYS)}")
     run_cap = _positive_int(raw, "run_cap", f"{src}: ", problems)
     if run_cap is not None and method == "grid":
         ignored.append("run_cap (grid runs every combination)")
@@ -473,6 +603,10 @@ def parse_space(raw, path: Path, overrides: list[str] | None = None, *, schedule
         problems.append(f"{src}: tune.num_samples {samples} repeats the grid with a new {REPEAT_KEY} per "
                         f"repeat, but {REPEAT_KEY} is swept already: drop one of them")
     max_concurrent = _positive_int(tune, "max_concurrent_trials", f"{src}: tune.", problems)
+    sample_seed = tune.get("sample_seed", 0)
+    if isinstance(sample_seed, bool) or not isinstance(sample_seed, int) or sample_seed < 0:
+        problems.append(f"{src}: tune.sample_seed: must be an integer >= 0, got {sample_seed!r}")
+        sample_seed = 0
     resources = _parse_resources(tune, src, problems)
     checkpoints = retention.parse(tune.get("checkpoints"), f"{src}: tune.checkpoints", problems)
     for key in ("name", "project"):
@@ -487,7 +621,7 @@ def parse_space(raw, path: Path, overrides: list[str] | None = None, *, schedule
                         resources=resources, max_concurrent_trials=max_concurrent,
                         name=raw.get("name"), project=raw.get("project"), ignored=ignored, raw=raw,
                         target=target, notes=notes, early_terminate=raw.get("early_terminate"),
-                        checkpoints=checkpoints)
+                        checkpoints=checkpoints, sample_seed=sample_seed)
     if build:
         check_tune(space)
     return space
@@ -531,7 +665,8 @@ def _check_selection(raw: dict, src: str, fixed: dict, params: dict, metric: str
                         f"can be 0; set val_fraction > 0 or select on test_accuracy")
 
 
-def _parse_metric(raw: dict, src: str, problems: list[str], notes: list[str], ignored: list[str]):
+def _parse_metric(raw: dict, src: str, problems: list[str], notes: list[str], ignored: list[str],
+                  rename: dict):
     spec = raw.get("metric")
     if spec is None:  # wandb needs no metric for grid/random; we rank trials by one
         return (*default_metric(0.1), None)  # (test_accuracy when no validation split: parse_space)
@@ -544,9 +679,14 @@ def _parse_metric(raw: dict, src: str, problems: list[str], notes: list[str], ig
         if key in spec:
             ignored.append(f"metric.{key} (wandb's bayes imputation)")
     name = spec["name"]
+    if isinstance(name, str) and name in rename:
+        name, where = rename[name], f"{src}: tune.rename.{name}"
+    else:
+        where = f"{src}: metric.name"
     if not isinstance(name, str) or name not in REPORTED_METRICS:
-        problems.append(f"{src}: metric.name: {name!r} is not a reported metric"
-                        f"{suggest(str(name), REPORTED_METRICS)}; choose one of {', '.join(REPORTED_METRICS)}")
+        hint = f" (or map it in tune.rename: {{{name}: <metric>}})" if where.endswith("metric.name") else ""
+        problems.append(f"{where}: {name!r} is not a reported metric{suggest(str(name), REPORTED_METRICS)}; "
+                        f"choose one of {', '.join(REPORTED_METRICS)}{hint}")
         name = "test_accuracy"
     goal = spec.get("goal")
     if goal is None:
@@ -647,7 +787,7 @@ def _parse_scheduler(raw: dict, tune: dict, flag: str | None, src: str, max_epoc
                         f"largest value, or run without early stopping: {NO_EARLY_STOPPING})")
         return {"type": "fifo"}
     if early is not None:
-        return _parse_hyperband(early, src, max_epochs, problems, ignored, notes)
+        return _parse_hyperband(early, src, max_epochs, problems, ignored, notes, as_asha=flag == "asha")
     if explicit is None:
         if flag == "asha":
             explicit = {"type": "asha"}
@@ -681,10 +821,12 @@ def _parse_scheduler(raw: dict, tune: dict, flag: str | None, src: str, max_epoc
 
 
 def _parse_hyperband(et, src: str, max_epochs: float, problems: list[str], ignored: list[str],
-                     notes: list[str]) -> dict:
+                     notes: list[str], as_asha: bool = False) -> dict:
+    """wandb's hyperband block: wandb's rule (hyperband.WandbHyperband), or, with
+    --scheduler asha, Ray's ASHA cutting at the same epochs."""
     where = f"{src}: early_terminate."
     if not isinstance(et, dict) or et.get("type") != "hyperband":
-        problems.append(f"{where}type: only hyperband is supported (it runs as ASHA)")
+        problems.append(f"{where}type: only hyperband is supported")
         return {"type": "fifo"}
     n = len(problems)
     for key in sorted(map(str, set(et) - HYPERBAND_KEYS)):
@@ -694,8 +836,10 @@ def _parse_hyperband(et, src: str, max_epochs: float, problems: list[str], ignor
     for key in ("min_iter", "max_iter"):
         if key in et:
             _number_at_least(et, key, 1, where, problems, integer=True)
-    if "s" in et:
-        _number_at_least(et, "s", 1, where, problems, integer=True)
+    if "s" in et and _number_at_least(et, "s", 1, where, problems, integer=True) is not None \
+            and not isinstance(et["s"], int):
+        problems.append(f"{where}s: must be an integer, got {et['s']!r} (wandb's engine cannot run "
+                        f"a float s)")
     if "strict" in et and not isinstance(et["strict"], bool):
         problems.append(f"{where}strict: must be true or false, got {et['strict']!r}")
     if "min_iter" not in et and not ("max_iter" in et and "s" in et):
@@ -704,23 +848,28 @@ def _parse_hyperband(et, src: str, max_epochs: float, problems: list[str], ignor
         return {"type": "fifo"}
     if "s" in et and "max_iter" not in et:
         ignored.append("early_terminate.s (wandb uses s only with max_iter)")
-    if et.get("strict") is False:
+    if as_asha and et.get("strict") is False:
         ignored.append("early_terminate.strict: false (ASHA judges a trial by its value at each cut "
                        "point, as strict: true)")
     cuts = hyperband_cut_points(et, max_epochs)
     if not cuts:
         first = (hyperband_cut_points(et, math.inf) or ["none"])[0]
         return _without_cuts("early_terminate", first, max_epochs, "early_terminate", notes)
-    return {"type": "asha", "grace_period": cuts[0], "max_t": int(max_epochs),
-            "reduction_factor": et["eta"], "cut_points": cuts, "source": "early_terminate"}
+    if as_asha:
+        return {"type": "asha", "grace_period": cuts[0], "max_t": int(max_epochs),
+                "reduction_factor": et["eta"], "cut_points": cuts, "source": "early_terminate"}
+    return {"type": "hyperband", "cut_points": cuts, "eta": et["eta"], "strict": et.get("strict", True),
+            "max_t": int(max_epochs), "source": "early_terminate"}
 
 
 def with_scheduler(space: SearchSpace, kind: str | None) -> SearchSpace:
-    """`--scheduler asha|fifo` over the file's choice; max_t from the same source."""
+    """`--scheduler asha|fifo` over the file's choice (or the scheduler a sweep
+    ran with, on resume); max_t and hyperband's cut points from the same source."""
     if kind is None or kind == space.scheduler["type"]:
         return space
     problems: list[str] = []
-    space.scheduler = _parse_scheduler({}, {}, kind, str(space.source), space.max_epochs(), problems, [],
+    raw = {"early_terminate": space.early_terminate} if space.early_terminate is not None else {}
+    space.scheduler = _parse_scheduler(raw, {}, kind, str(space.source), space.max_epochs(), problems, [],
                                        space.notes)
     if problems:
         raise UserError(problems)
@@ -729,12 +878,10 @@ def with_scheduler(space: SearchSpace, kind: str | None) -> SearchSpace:
 
 # ------------------------------------------------------------ sampling
 
-def sample(param: Param, rng: random.Random):
-    """One value of `param`, drawn as wandb draws it, in the key's type."""
-    if param.values is not None and param.distribution == "categorical":
-        return rng.choice(param.values)
-    value = param.record.sample(param.spec, rng)
-    kind = FIELDS[param.name].kind
+def _typed(key: str, value):
+    """A drawn value in its training key's type: 80 on a float key is 80.0,
+    80.0 on an integer key is 80 (wandb passes the distribution's own type)."""
+    kind = FIELDS[key].kind
     if kind is int:
         return int(round(value))
     if kind is float:
@@ -742,15 +889,77 @@ def sample(param: Param, rng: random.Random):
     return value
 
 
-def preview_configs(space: SearchSpace, count: int = 3, seed: int = 0) -> list[dict]:
-    """The first trial configs, as --dry-run shows them (random draws for
-    random/bayes; Tune's own draws differ)."""
+def sample(param: Param, rng: random.Random):
+    """One value of `param`, drawn as wandb draws it, in the key's type."""
+    if param.values is not None and param.distribution == "categorical":
+        return rng.choice(param.values)
+    return _typed(param.name, param.record.sample(param.spec, rng))
+
+
+def _finite_axis(param: Param) -> Axis | None:
+    """The parameter's distinct values with their weights, or None when it draws
+    from a continuum (or a quantized range, whose values are not equally likely)."""
+    if param.distribution.startswith("categorical"):
+        probabilities = param.spec.get("probabilities") or [1.0] * len(param.values)
+        weights: dict = {}
+        for value, probability in zip(param.values, probabilities):
+            weights[value] = weights.get(value, 0.0) + probability  # a value listed twice weighs twice
+        kept = [v for v, w in weights.items() if w > 0]
+        equal = len({weights[v] for v in kept}) == 1
+        return Axis(param.name, kept, None if equal else [weights[v] for v in kept], param.origin)
+    if param.distribution == "int_uniform":
+        return Axis(param.name, range(int(param.spec["min"]), int(param.spec["max"]) + 1), None, param.origin)
+    return None
+
+
+def finite_axes(space: SearchSpace) -> list[Axis] | None:
+    """A random search's swept parameters when every one takes finitely many
+    values (so it draws without replacement), else None."""
+    if space.method != "random" or not space.params:
+        return None
+    axes = [_finite_axis(p) for p in space.params.values()]
+    return None if any(a is None for a in axes) else axes
+
+
+def _grid_order(space: SearchSpace):
+    axes = [Axis(n, p.values, None, p.origin or (n,)) for n, p in space.params.items()]
+    return grid_points(axes, _repeat_axis(space) or None)
+
+
+def _ray_grid_order(space: SearchSpace):
+    """Ray's own grid_search order (its keys sorted, the first varying fastest):
+    only for a grid too large to list (MAX_LISTED_POINTS)."""
+    axes = {n: p.values for n, p in space.params.items()}
+    axes.update(_repeat_axis(space))
+    names = sorted(axes, reverse=True)
+    return (dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names)))
+
+
+def trial_points(space: SearchSpace, count: int | None = None) -> list[dict] | None:
+    """The swept values of the first `count` trials (default: all), in the order
+    the run creates them, where that order is fixed in advance: a grid (wandb's
+    order) and a finite random search (without replacement, from sample_seed).
+    None where Tune draws as it goes (continuous random, bayes, a huge grid)."""
     if space.method == "grid":
-        axes = {n: p.values for n, p in space.params.items()}
-        axes.update(_repeat_axis(space))
-        names = list(axes)
-        combos = itertools.islice(itertools.product(*(axes[n] for n in names)), count)
-        return [{**space.fixed, **dict(zip(names, combo))} for combo in combos]
+        if space.trial_count() > MAX_LISTED_POINTS:
+            return None
+        return list(itertools.islice(_grid_order(space), count))
+    axes = finite_axes(space)
+    if axes is None or space.num_samples > MAX_LISTED_POINTS:
+        return None
+    points = random_points(axes, space.num_samples, space.sample_seed, take=count)
+    return [{k: _typed(k, v) for k, v in point.items()} for point in points]
+
+
+def preview_configs(space: SearchSpace, count: int = 3, seed: int = 0) -> list[dict]:
+    """The first trial configs, as --dry-run shows them: the run's own first
+    trials for a grid and a finite random search; draws of the same
+    distributions otherwise (Tune's own draws differ)."""
+    points = trial_points(space, count)
+    if points is None and space.method == "grid":
+        points = list(itertools.islice(_ray_grid_order(space), count))
+    if points is not None:
+        return [{**space.fixed, **point} for point in points]
     rng = random.Random(seed)
     return [{**space.fixed, **{n: sample(p, rng) for n, p in space.params.items()}} for _ in range(count)]
 
@@ -811,30 +1020,60 @@ def _tune_domain(param: Param, method: str):
     return _wandb_draw(param)
 
 
-def to_tune(space: SearchSpace) -> dict:
-    """param_space, search_alg, scheduler and num_samples for a Tuner."""
+def _listed_domain(param: Param):
+    """What a key holds in param_space when every trial's value is listed in
+    advance (points_to_evaluate): the values it may take, as Tune checks them."""
     from ray import tune
 
+    if param.values is not None:
+        return tune.choice(list(dict.fromkeys(param.values)))
+    return tune.randint(int(param.spec["min"]), int(param.spec["max"]) + 1)  # int_uniform
+
+
+def to_tune(space: SearchSpace, max_concurrent: int | None = None) -> dict:
+    """param_space, search_alg, scheduler, num_samples and max_concurrent_trials
+    for a Tuner; `max_concurrent` (default: the file's) bounds running trials."""
+    from ray import tune
+
+    limit = max_concurrent or space.max_concurrent_trials
+
     fixed = {k: v for k, v in space.fixed.items() if not (space.repeats > 1 and k == REPEAT_KEY)}
-    param_space = {**fixed, **{n: _tune_domain(p, space.method) for n, p in space.params.items()}}
-    for name, values in _repeat_axis(space).items():
-        param_space[name] = tune.grid_search(values)
     search_alg = None
+    points = trial_points(space)
+    if points is not None:
+        # Ray creates trials in this order and saves what is left of it with the
+        # experiment, so `tune resume` continues the same sequence.
+        from ray.tune.search import BasicVariantGenerator
+
+        param_space = {**fixed, **{n: _listed_domain(p) for n, p in space.params.items()}}
+        for name, values in _repeat_axis(space).items():
+            param_space[name] = tune.choice(values)
+        # Ray ignores TuneConfig's max_concurrent_trials for a generator it is given.
+        search_alg = BasicVariantGenerator(points_to_evaluate=points, max_concurrent=limit or 0)
+        num_samples = len(points)
+    else:
+        param_space = {**fixed, **{n: _tune_domain(p, space.method) for n, p in space.params.items()}}
+        for name, values in _repeat_axis(space).items():
+            param_space[name] = tune.grid_search(values)
+        num_samples = 1 if space.method == "grid" else space.num_samples
     if space.method == "bayes":
         from tune_pipeline.searcher import RestartableOptuna
         search_alg = RestartableOptuna()
     scheduler = None
-    if space.scheduler["type"] == "asha":
+    s = space.scheduler
+    if s["type"] == "asha":
         from ray.tune.schedulers import ASHAScheduler
-        s = space.scheduler
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=int(s["max_t"]),
                                   grace_period=int(s["grace_period"]),
                                   reduction_factor=float(s["reduction_factor"]))
         # The cut points are set, not derived: wandb's (int-truncated, s-limited) bands
         # are not always grace_period * eta^k.
         scheduler._brackets[0]._rungs = [(t, {}) for t in reversed(s["cut_points"])]
+    elif s["type"] == "hyperband":
+        from tune_pipeline.hyperband import WandbHyperband
+        scheduler = WandbHyperband(s["cut_points"], s["eta"], s["strict"])
     return {"param_space": param_space, "search_alg": search_alg, "scheduler": scheduler,
-            "num_samples": 1 if space.method == "grid" else space.num_samples}
+            "num_samples": num_samples, "max_concurrent_trials": None if points is not None else limit}
 
 
 def check_tune(space: SearchSpace) -> dict:

@@ -703,13 +703,13 @@ def new_tuner(space: SearchSpace, meta: dict, trainable, name: str, storage: str
     one that never started)."""
     from ray import tune
 
-    parts = to_tune(space)
+    parts = to_tune(space, meta.get("max_concurrent_trials"))
     return tune.Tuner(
         trainable, param_space=parts["param_space"],
         tune_config=tune.TuneConfig(
             metric=space.metric, mode=space.mode, search_alg=parts["search_alg"],
             scheduler=parts["scheduler"], num_samples=parts["num_samples"],
-            max_concurrent_trials=meta.get("max_concurrent_trials"),
+            max_concurrent_trials=parts["max_concurrent_trials"],
             trial_dirname_creator=trial_dirname,
             reuse_actors=True),  # measured: 20 trivial trials 33 s fresh, 5 s reused
         run_config=_run_config(name, storage, meta, build_callbacks(meta, name, console)))
