@@ -243,6 +243,12 @@ def target_stopper(metric: str, mode: str, target: float):
     return TargetReached()
 
 
+def checkpoints_to_keep(meta: dict) -> int | None:
+    """PBT keeps every checkpoint: a trial copies a top trial's checkpoint from
+    up to perturbation_interval epochs back, which need not be among its best."""
+    return None if meta.get("scheduler", {}).get("type") == "pbt" else CHECKPOINTS_TO_KEEP
+
+
 def _run_config(name: str, storage: str, meta: dict, callbacks):
     from ray import tune
 
@@ -252,7 +258,7 @@ def _run_config(name: str, storage: str, meta: dict, callbacks):
         name=name, storage_path=storage, callbacks=callbacks, verbose=0, stop=stop,
         sync_config=tune.SyncConfig(sync_period=REMOTE_SYNC_SECONDS),
         checkpoint_config=tune.CheckpointConfig(
-            num_to_keep=CHECKPOINTS_TO_KEEP, checkpoint_score_attribute=meta["metric"],
+            num_to_keep=checkpoints_to_keep(meta), checkpoint_score_attribute=meta["metric"],
             checkpoint_score_order=meta["mode"]),
         # A trial that fails is recorded with its reason; the others go on.
         failure_config=tune.FailureConfig(max_failures=0, fail_fast=False))
@@ -452,16 +458,22 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
 
 
 def resume_sweep(experiment_dir, *, restart_errored: bool, address: str | None,
-                 verbose: bool, console) -> SweepOutcome:
+                 verbose: bool, console, more: int = 0) -> SweepOutcome:
+    """Continue an experiment; with `more`, add that many trials (grid: repeats) first (extend.py)."""
     from ray import tune
 
     experiment_dir = location(experiment_dir)
     meta = read_metadata(experiment_dir)
     # The lock first: a driver still starting has not written Ray's state yet.
-    with ExperimentLock(experiment_dir, "tune resume"):
+    with ExperimentLock(experiment_dir, "tune resume --more" if more else "tune resume"):
         if not tune.Tuner.can_restore(str(experiment_dir)):
             raise UserError(f"{experiment_dir}: no saved Ray Tune state to resume (did the sweep start?)")
         check_storage(str(experiment_dir), "experiment folder")
+        if more:
+            from tune_pipeline.extend import add_trials
+            meta = add_trials(experiment_dir, meta, load_space_from_meta(meta), more)
+            write_metadata(experiment_dir, meta)
+            console.note(f"added {meta['added'][-1]['what']}: {meta['trial_count']} trials in all")
         return _resume_locked(experiment_dir, meta, restart_errored, address, verbose, console)
 
 
@@ -480,9 +492,12 @@ def _resume_locked(experiment_dir: Path, meta: dict, restart_errored: bool, addr
         wandb_environment()  # the restored callback runs offline again without a key
     # Ray restores the run config it pickled, callbacks included; our live
     # table reattaches itself to this terminal when unpickled (progress.py).
+    from tune_pipeline.extend import continue_search, restore_arguments
+
     tuner = tune.Tuner.restore(
         str(experiment_dir), trainable, resume_unfinished=True,
-        resume_errored=False, restart_errored=restart_errored)
+        resume_errored=False, restart_errored=restart_errored, **restore_arguments(space, meta))
+    continue_search(tuner, space, meta, experiment_dir)  # trials added by --more, still to create
     console.start(meta["name"], experiment_dir, meta["trial_count"], resources, resumed=True)
     return _finish(tuner, experiment_dir, meta, console, verbose)
 
