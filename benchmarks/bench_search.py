@@ -14,10 +14,13 @@ seeds?
     python benchmarks/bench_search.py replay --strategy grid     # 20 seeds, one Ray session
     python benchmarks/bench_search.py replay                     # every strategy, one after another
     python benchmarks/bench_search.py replay --seeds 3 --table T.csv --out /tmp/x   # a quick try
-    python benchmarks/bench_search.py report --pbt ray_results/pbt-0 ray_results/pbt-1 ...
+    tune search benchmarks/spaces/search_pbt.yaml --name pbt-0 --set seed=0      # x3 seeds, real training
+    python benchmarks/bench_search.py pbt ray_results/pbt-0 ray_results/pbt-1 ray_results/pbt-2
+    python benchmarks/bench_search.py report
 
-`replay` writes each strategy's curves to benchmarks/results/curves/; `report`
-reads them (and the PBT experiments), prints BENCHMARKS.md's table and writes
+`replay` writes each strategy's curves to benchmarks/results/curves/, `pbt`
+the real PBT sweeps' curves beside them; `report` reads them all, prints
+BENCHMARKS.md's table and writes
 benchmarks/results/search.json and the anytime plot
 (benchmarks/results/search_anytime.png).
 """
@@ -48,17 +51,36 @@ BUDGET_SHARE = 0.25   # with at most a quarter of the grid's trial-epochs
 OUT = ROOT / "benchmarks" / "results"
 
 
-def pbt_curves(experiments: list[Path]) -> list[list[tuple]]:
-    """Real PBT sweeps as anytime curves, in the order their results arrived."""
+def record_pbt(experiments: list[Path], out: Path) -> None:
+    """Real PBT sweeps (of spaces/search_pbt.yaml) as anytime curves, in the
+    order their results arrived, with what PBT did in each, into out/curves/."""
     from tune_pipeline.experiment import load_experiment
+    from tune_pipeline.metrics import best_epoch
+    from tune_pipeline.pbt import describe_schedule, schedule_of
     from tune_pipeline.plots import search_progress
 
-    curves = []
+    curves, runs = [], []
     for path in experiments:
-        progress = search_progress(load_experiment(path), "val_accuracy", "max")
+        exp = load_experiment(path)
+        progress = search_progress(exp, "val_accuracy", "max")
         curves.append(anytime([{"val_accuracy": value, "test_accuracy": row.get("test_accuracy")}
                                for *_, value, row in progress]))
-    return curves
+        best = exp.best_trial()
+        row = best_epoch(best.history, "val_accuracy", "max")
+        policy = path / "pbt_global.txt"
+        stamps = [r.get("timestamp") for t in exp.trials for r in t.history if r.get("timestamp")]
+        runs.append({"experiment": path.name, "trial_epochs": len(progress), "trials": len(exp.trials),
+                     "exploits": len(policy.read_text().splitlines()) if policy.exists() else 0,
+                     "wall_seconds": (max(stamps) - min(stamps)) if stamps else None,
+                     "best_val": row["val_accuracy"], "test_at_choice": row["test_accuracy"],
+                     "winner": {k: row["config"].get(k) for k in exp.swept},
+                     "winner_schedule": describe_schedule(schedule_of(row))})
+        print(f"{path.name}: best val {100 * row['val_accuracy']:.2f}% after {len(progress)} trial-epochs, "
+              f"{runs[-1]['exploits']} exploits; {runs[-1]['winner_schedule'] or 'winner never changed'}")
+    (out / "curves").mkdir(parents=True, exist_ok=True)
+    (out / "curves" / "search_pbt.json").write_text(json.dumps(
+        {"strategy": "pbt", "space": "benchmarks/spaces/search_pbt.yaml", "runs": runs, "curves": curves},
+        default=str) + "\n")
 
 
 def quantiles(values: list[float]) -> tuple[float, float, float]:
@@ -191,22 +213,19 @@ def _shown(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def report(out: Path, pbt: list[Path]) -> None:
+def report(out: Path) -> None:
     """Every strategy's curves (replayed, and PBT's real sweeps): the table and the plot."""
     curves = {}
-    for label, space in STRATEGIES.items():
-        path = out / "curves" / f"{space.stem}.json"
+    for label, stem in [*((label, space.stem) for label, space in STRATEGIES.items()), ("pbt", "search_pbt")]:
+        path = out / "curves" / f"{stem}.json"
         if path.exists():
             curves[label] = json.loads(path.read_text())["curves"]
     if "grid" not in curves:
         raise SystemExit(f"no grid replay in {out / 'curves'}: run `bench_search.py replay --strategy grid` first")
-    if pbt:
-        curves["pbt"] = pbt_curves(pbt)
     grid_best = [c[-1][1] for c in curves["grid"]]
     grid_spent = statistics.median(c[-1][0] for c in curves["grid"])
     rows = summarize(curves, grid_best, grid_spent)
-    (out / "search.json").write_text(json.dumps({"grid_trial_epochs": grid_spent, "rows": rows,
-                                                 "pbt_experiments": [_shown(p) for p in pbt]},
+    (out / "search.json").write_text(json.dumps({"grid_trial_epochs": grid_spent, "rows": rows},
                                                 indent=1, default=str) + "\n")
     plot(curves, grid_best, grid_spent, out / "search_anytime.png")
     print(markdown(rows, grid_spent))
@@ -221,16 +240,20 @@ def main() -> int:
     one.add_argument("--seeds", type=int, default=20)
     one.add_argument("--table", type=Path, default=ROOT / "benchmarks" / "data" / "search_table.csv")
     one.add_argument("--out", type=Path, default=OUT)
-    summary = commands.add_parser("report", help="the table and the anytime plot from the replays")
-    summary.add_argument("--pbt", type=Path, nargs="*", default=[], help="real PBT experiments to add")
+    pbt = commands.add_parser("pbt", help="read real PBT sweeps of spaces/search_pbt.yaml")
+    pbt.add_argument("experiments", type=Path, nargs="+")
+    pbt.add_argument("--out", type=Path, default=OUT)
+    summary = commands.add_parser("report", help="the table and the anytime plot from the curves")
     summary.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     if args.command == "replay":
         for label in args.strategy or STRATEGIES:
             replay_strategy(label, args.seeds, args.table, args.out)
+    elif args.command == "pbt":
+        record_pbt(args.experiments, args.out)
     else:
-        report(args.out, args.pbt)
+        report(args.out)
     return 0
 
 

@@ -55,9 +55,9 @@ REFUSED = {
     "trial_timeout": "a limit on the run, not a hyperparameter",
 }
 KEYS = {"type", "perturbation_interval", "burn_in_period", "quantile_fraction", "resample_probability",
-        "perturbation_factors", "mutate", "synch"}
+        "perturbation_factors", "mutate"}
 DEFAULTS = {"perturbation_interval": 2, "burn_in_period": 0, "quantile_fraction": 0.25,
-            "resample_probability": 0.25, "perturbation_factors": [1.2, 0.8], "synch": False}
+            "resample_probability": 0.25, "perturbation_factors": [1.2, 0.8]}
 SCHEDULE_KEY = "hyperparameter_schedule"  # in a trial's results: its lineage's values, epoch by epoch
 
 
@@ -82,8 +82,6 @@ def parse(block: dict, *, params: dict, method: str, population: int, max_epochs
     factors = s["perturbation_factors"]
     if not (isinstance(factors, list) and factors and all(_number(f) and f > 0 for f in factors)):
         problems.append(f"{where}perturbation_factors: must be a list of numbers > 0, got {factors!r}")
-    if not isinstance(s["synch"], bool):
-        problems.append(f"{where}synch: must be true or false, got {s['synch']!r}")
     if method == "bayes":
         problems.append(f"{where}type: pbt chooses each trial's next values itself; it cannot run with "
                         f"method bayes (use random or grid for the starting population)")
@@ -101,8 +99,7 @@ def parse(block: dict, *, params: dict, method: str, population: int, max_epochs
     return {"type": "pbt", "perturbation_interval": interval, "burn_in_period": burn_in,
             "quantile_fraction": float(s["quantile_fraction"]),
             "resample_probability": float(s["resample_probability"]),
-            "perturbation_factors": [float(f) for f in factors], "mutate": mutate, "synch": s["synch"],
-            "source": "tune.scheduler"}
+            "perturbation_factors": [float(f) for f in factors], "mutate": mutate, "source": "tune.scheduler"}
 
 
 def _parse_mutate(mutate, params: dict, where: str, problems: list[str]) -> list[str]:

@@ -37,8 +37,7 @@ class PbtScheduler(PopulationBasedTraining):
             hyperparam_mutations={name: _Redraw(param) for name, param in mutate.items()},
             quantile_fraction=settings["quantile_fraction"],
             resample_probability=settings["resample_probability"],
-            perturbation_factors=tuple(settings["perturbation_factors"]),
-            synch=settings["synch"])
+            perturbation_factors=tuple(settings["perturbation_factors"]))
         self._mutate = mutate
 
     def _get_new_config(self, trial, trial_to_clone):
