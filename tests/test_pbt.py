@@ -173,19 +173,23 @@ def test_pbt_sweep_exploits_records_the_schedule_and_resumes_after_sigkill(tmp_p
         tune={"scheduler": {"type": "pbt", "perturbation_interval": 1, "quantile_fraction": 0.5,
                             "resample_probability": 0.0}})
     env = {"TUNE_PIPELINE_CACHE": str(tmp_path / "cache")}
-    # Half a CPU each: the four trials of the population run at once on 2 cores.
+    # Half a CPU each: the four trials of the population run at once on 2 cores.  Ray
+    # saves its experiment state at every step (not every 10 s), so the kill below
+    # finds a state that knows the exploit and every trial's checkpoints.
     driver = start_tune("search", space, "--name", "pbt", "--storage-path", tmp_path, "--cpus-per-trial", "0.5",
                         "--set", "max_train_images=256", "--set", "max_test_images=128", "--set", "batch_size=16",
-                        cwd=tmp_path, env=env, start_new_session=True)
+                        cwd=tmp_path, env={**env, "TUNE_GLOBAL_CHECKPOINT_S": "0"}, start_new_session=True)
     experiment = tmp_path / "pbt"
 
-    def exploited_early():
+    def exploited_and_saved_early():
         policy = experiment / "pbt_global.txt"
-        return policy.exists() and policy.read_text().strip() and \
-            max(len(_rows(d)) for d in experiment.glob("trial_*")) < epochs // 2
+        states = list(experiment.glob("experiment_state-*.json"))
+        return (policy.exists() and policy.read_text().strip() and states
+                and max(p.stat().st_mtime for p in states) > policy.stat().st_mtime
+                and max(len(_rows(d)) for d in experiment.glob("trial_*")) < epochs // 2)
 
     try:
-        _wait_for(exploited_early, 120, "an exploit in the first half of the run")
+        _wait_for(exploited_and_saved_early, 120, "an exploit in the first half of the run, saved")
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()

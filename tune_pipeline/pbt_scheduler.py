@@ -53,6 +53,16 @@ class PbtScheduler(PopulationBasedTraining):
             return self.CONTINUE
         return super().on_trial_result(tune_controller, trial, result)
 
+    def _checkpoint_or_exploit(self, trial, tune_controller, upper_quantile, lower_quantile):
+        # Ray keeps a trial's checkpoint of a decision point only when the
+        # trial ranked in the top quantile there; the first trials to reach a
+        # decision point have no population to rank in, so they could never be
+        # copied until their next one (in a 9-epoch run with decisions every 3,
+        # one exploit in 8 trials).  Every trial not being replaced keeps it:
+        # it reported one this epoch anyway, and a PBT sweep keeps them all.
+        keeps = upper_quantile if trial in upper_quantile or trial in lower_quantile else [*upper_quantile, trial]
+        return super()._checkpoint_or_exploit(trial, tune_controller, keeps, lower_quantile)
+
     def on_trial_add(self, tune_controller, trial):
         super().on_trial_add(tune_controller, trial)
         # A trial restored by `tune resume` was perturbed last at the latest
