@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 from common import ROOT
-from replay import Table, anytime, best_at, replay, spent_to_reach
+from replay import Table, anytime, best_at, repeats, replay, spent_to_reach, steps
 
 SPACES = ROOT / "benchmarks" / "spaces"
 STRATEGIES = {  # label -> sweep file; the grid first: the others are measured against it
@@ -63,8 +63,8 @@ def record_pbt(experiments: list[Path], out: Path) -> None:
     for path in experiments:
         exp = load_experiment(path)
         progress = search_progress(exp, "val_accuracy", "max")
-        curves.append(anytime([{"val_accuracy": value, "test_accuracy": row.get("test_accuracy")}
-                               for *_, value, row in progress]))
+        curves.append(steps(anytime([{"val_accuracy": value, "test_accuracy": row.get("test_accuracy")}
+                                     for *_, value, row in progress])))
         best = exp.best_trial()
         row = best_epoch(best.history, "val_accuracy", "max")
         policy = path / "pbt_global.txt"
@@ -95,8 +95,10 @@ def quantiles(values: list[float]) -> tuple[float, float, float]:
     return q[0], q[1], q[2]
 
 
-def summarize(curves: dict[str, list], grid_best: list[float], grid_spent: float) -> list[dict]:
-    """One row per strategy: what BENCHMARKS.md's table shows."""
+def summarize(curves: dict[str, list], grid_best: list[float], grid_spent: float,
+              repeated: dict[str, list] | None = None) -> list[dict]:
+    """One row per strategy: what BENCHMARKS.md's table shows; `repeated`:
+    each replay's trials, configurations and trial-epochs on repeats."""
     budget = BUDGET_SHARE * grid_spent
     rows = []
     for label, runs in curves.items():
@@ -117,6 +119,10 @@ def summarize(curves: dict[str, list], grid_best: list[float], grid_spent: float
             "trial_epochs_to_grid_best": quantiles(reach),
             "reached_share": sum(math.isfinite(r) for r in reach) / len(reach),
             "goal": statistics.median(reach) <= budget,
+            "configurations": quantiles([r["configurations"] for r in repeated[label]])
+            if (repeated or {}).get(label) else None,
+            "repeat_share": quantiles([r["repeat_trial_epochs"] / c[-1][0] for r, c in zip(repeated[label], runs)])
+            if (repeated or {}).get(label) else None,
         })
     return rows
 
@@ -132,20 +138,25 @@ def _spent(value: float) -> str:
 def markdown(rows: list[dict], grid_spent: float) -> str:
     lines = ["| strategy | seeds | trial-epochs spent | best val acc % | test acc at that choice % "
              f"| best val acc % at {BUDGET_SHARE:.0%} of the grid ({BUDGET_SHARE * grid_spent:.0f}) "
-             "| trial-epochs to the grid's best - 0.5 pt | goal |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| trial-epochs to the grid's best - 0.5 pt | goal "
+             "| configurations tried | share of trial-epochs on repeats |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         q = lambda key, f: f"{f(r[key][1])} ({f(r[key][0])}-{f(r[key][2])})"
         lines.append(f"| {r['strategy']} | {r['seeds']} | {q('trial_epochs', _spent)} | {q('best_val', _pct)} "
                      f"| {q('test_at_choice', _pct)} | {q('best_val_at_25pct', _pct)} "
                      f"| {q('trial_epochs_to_grid_best', _spent)} ({r['reached_share']:.0%} of seeds reach it) "
-                     f"| {'yes' if r['goal'] else 'no'} |")
+                     f"| {'yes' if r['goal'] else 'no'} "
+                     f"| {q('configurations', _spent) if r['configurations'] else '-'} "
+                     f"| {q('repeat_share', lambda v: f'{v:.0%}') if r['repeat_share'] else '-'} |")
     return "\n".join(lines) + "\n\nmedian (25th-75th percentile) over seeds\n"
 
 
 def plot(curves: dict[str, list], grid_best: list[float], grid_spent: float, path: Path) -> None:
     """Median best-so-far per strategy against trial-epochs, with the 25-75% band."""
     sys.path.insert(0, str(ROOT))
+    import matplotlib.ticker
+
     from tune_pipeline.plots import OKABE_ITO, _figure, _metric_scale, _save
 
     fig, ax = _figure(10.0, 5.6)
@@ -169,10 +180,17 @@ def plot(curves: dict[str, list], grid_best: list[float], grid_spent: float, pat
                label=f"the grid's best - 0.5 pt ({100 * (best - TOLERANCE):.2f}%)")
     ax.axvline(BUDGET_SHARE * grid_spent, color="#444444", ls=":", lw=1,
                label=f"{BUDGET_SHARE:.0%} of the grid's trial-epochs ({BUDGET_SHARE * grid_spent:.0f})")
-    ax.set_xlabel("trial-epochs spent (epochs trained, summed over trials)")
+    # Log x: the strategies part in their first hundred trial-epochs; linear would squeeze that
+    # into a fifth of the width and spend the rest on flat lines.
+    ax.set_xscale("log")
+    ax.set_xlim(2, longest * 1.1)
+    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator([2, 5, 10, 20, 50, 100, 200, 400]))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("trial-epochs spent (epochs trained, summed over trials; log scale)")
     ax.set_ylabel("best validation accuracy found so far")
     _metric_scale(ax.yaxis, "val_accuracy")
-    ax.set_ylim(best - 0.15, best + 0.03)
+    ax.set_ylim(best - 0.07, best + 0.015)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", framealpha=0.9)
     ax.set_title("small_cnn on CIFAR-10 (8,000 images, 9 epochs): best found against compute, "
@@ -190,22 +208,26 @@ def replay_strategy(label: str, seeds: int, table_path: Path, out: Path) -> None
     table = Table.read(table_path)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=True,
              logging_level="ERROR")
-    curves, started = [], time.perf_counter()
+    curves, runs, started = [], [], time.perf_counter()
     try:
         with tempfile.TemporaryDirectory() as storage:
             space = STRATEGIES[label]
             for seed in range(seeds):
                 t = time.perf_counter()
                 results = replay(space, table, seed, Path(storage), f"{space.stem}-{seed}")
-                curves.append(anytime(results))
+                curves.append(steps(anytime(results)))
+                runs.append(repeats(results, table.axes))
                 print(f"{label} seed {seed}: {len(results)} trial-epochs, best val "
-                      f"{100 * curves[-1][-1][1]:.2f}% ({time.perf_counter() - t:.1f} s)", flush=True)
+                      f"{100 * curves[-1][-1][1]:.2f}%, {runs[-1]['trials']} trials of "
+                      f"{runs[-1]['configurations']} configurations "
+                      f"({runs[-1]['repeat_trial_epochs']} trial-epochs on repeats) "
+                      f"({time.perf_counter() - t:.1f} s)", flush=True)
     finally:
         ray.shutdown()
     (out / "curves").mkdir(parents=True, exist_ok=True)
     (out / "curves" / f"{STRATEGIES[label].stem}.json").write_text(json.dumps(
         {"strategy": label, "space": str(STRATEGIES[label].relative_to(ROOT)), "table": _shown(table_path),
-         "seeds": seeds, "seconds": time.perf_counter() - started, "curves": curves}) + "\n")
+         "seeds": seeds, "seconds": time.perf_counter() - started, "runs": runs, "curves": curves}) + "\n")
 
 
 def _shown(path: Path) -> str:
@@ -215,16 +237,19 @@ def _shown(path: Path) -> str:
 
 def report(out: Path) -> None:
     """Every strategy's curves (replayed, and PBT's real sweeps): the table and the plot."""
-    curves = {}
+    curves, repeated = {}, {}
     for label, stem in [*((label, space.stem) for label, space in STRATEGIES.items()), ("pbt", "search_pbt")]:
         path = out / "curves" / f"{stem}.json"
         if path.exists():
-            curves[label] = json.loads(path.read_text())["curves"]
+            saved = json.loads(path.read_text())
+            curves[label] = saved["curves"]
+            if label != "pbt":  # PBT's runs say what PBT did; every PBT trial is its own
+                repeated[label] = saved.get("runs")
     if "grid" not in curves:
         raise SystemExit(f"no grid replay in {out / 'curves'}: run `bench_search.py replay --strategy grid` first")
     grid_best = [c[-1][1] for c in curves["grid"]]
     grid_spent = statistics.median(c[-1][0] for c in curves["grid"])
-    rows = summarize(curves, grid_best, grid_spent)
+    rows = summarize(curves, grid_best, grid_spent, repeated)
     (out / "search.json").write_text(json.dumps({"grid_trial_epochs": grid_spent, "rows": rows},
                                                 indent=1, default=str) + "\n")
     plot(curves, grid_best, grid_spent, out / "search_anytime.png")

@@ -146,6 +146,28 @@ def anytime(results: list[dict], metric: str = "val_accuracy") -> list[tuple[int
     return out
 
 
+def repeats(results: list[dict], axes: list[str]) -> dict:
+    """How much of a replay went to configurations an earlier trial had
+    already started: the table's trials are deterministic per configuration
+    (as a real trial with the same seed is), so a repeat learns nothing new."""
+    first: dict = {}
+    trials, wasted = set(), 0
+    for r in results:
+        trials.add(r["trial_id"])
+        key = tuple(r[a] for a in axes)
+        owner = first.setdefault(key, r["trial_id"])
+        wasted += owner != r["trial_id"]
+    return {"trials": len(trials), "configurations": len(first), "repeat_trial_epochs": wasted}
+
+
+def steps(curve: list[tuple[int, float, float]]) -> list[tuple[int, float, float]]:
+    """An anytime curve without the points that change nothing (the best so
+    far is a step function): what spent_to_reach and best_at read is kept,
+    the first and last points included, so stored curves stay small."""
+    return [point for i, point in enumerate(curve)
+            if i in (0, len(curve) - 1) or tuple(point[1:]) != tuple(curve[i - 1][1:])]
+
+
 def spent_to_reach(curve: list[tuple[int, float, float]], target: float) -> float:
     """Trial-epochs until the best so far reached `target` (inf: never)."""
     return next((spent for spent, best, _ in curve if best >= target), math.inf)

@@ -13,7 +13,7 @@ import yaml
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from replay import Table, anytime, replay  # noqa: E402
+from replay import Table, anytime, repeats, replay  # noqa: E402
 
 AXES = {"learning_rate": [0.01, 0.1], "momentum": [0.8, 0.9], "weight_decay": [0.0001, 0.001]}
 EPOCHS = 9
@@ -87,3 +87,10 @@ def test_a_replay_seed_picks_one_recorded_training_seed_per_configuration(tmp_pa
     assert Table([{"runtime_transform_script": "basic", **{k: str(v) for k, v in config.items()},
                    "seed": "0", "epoch": "1", "val_accuracy": "0.5", "test_accuracy": "0.4"}]).key(script) \
         == ("basic", 0.1, 0.8, 0.001)
+
+
+def test_repeats_count_the_epochs_of_trials_whose_configuration_ran_before():
+    results = [{"trial_id": t, "learning_rate": lr, "epoch": e}
+               for t, lr, epochs in (("a", 0.1, 3), ("b", 0.01, 1), ("c", 0.1, 2), ("d", 0.1, 1))
+               for e in range(1, epochs + 1)]
+    assert repeats(results, ["learning_rate"]) == {"trials": 4, "configurations": 2, "repeat_trial_epochs": 3}
