@@ -8,7 +8,7 @@ import pytest
 
 from tune_pipeline.experiment import load_experiment
 from tune_pipeline.labels import Labeller, key
-from tune_pipeline.plots import (FEW_VALUES, MAX_POINTS, MANY_CURVES, draw_learning_curves,
+from tune_pipeline.plots import (FEW_VALUES, MAX_POINTS, MANY_CURVES, draw_best_so_far, draw_learning_curves,
                                  draw_parallel_coordinates, draw_parameter_effects, draw_parameter_importance,
                                  line_alpha)
 
@@ -20,7 +20,8 @@ GRIDS = {
     40: {"runtime_transform_script": SCRIPTS, "learning_rate": [round(1e-3 * 1.4 ** i, 6) for i in range(20)]},
     144: grid_of(144),
 }
-DRAW = [draw_learning_curves, draw_parallel_coordinates, draw_parameter_effects, draw_parameter_importance]
+DRAW = [draw_learning_curves, draw_parallel_coordinates, draw_parameter_effects, draw_parameter_importance,
+        draw_best_so_far]
 
 
 SEARCHES = [1, 40, 5000]

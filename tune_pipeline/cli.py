@@ -122,6 +122,26 @@ def _config_from_experiment(experiment_dir: str, trial_id: str | None,
     return raw, f"{exp.name}-{chosen.trial_id}", line
 
 
+def _schedule_from_experiment(experiment_dir: str, trial_id: str | None, raw: dict) -> list[dict] | None:
+    """A PBT trial's schedule: the values that trained its selected epoch's
+    model, epoch by epoch, with `raw` set to the values it started from."""
+    from tune_pipeline.experiment import load_experiment
+    from tune_pipeline.metrics import best_epoch
+    from tune_pipeline.pbt import is_pbt, schedule_of, start_of
+
+    exp = load_experiment(experiment_dir)
+    if not is_pbt(exp.meta):
+        return None
+    chosen = exp.best_trial() if trial_id is None else next(t for t in exp.trials if t.trial_id == trial_id)
+    row = best_epoch(chosen.history, exp.metric, exp.mode) or chosen.last
+    if isinstance(row.get("config"), dict):  # PBT changed the trial's config: the one of that epoch
+        raw.update({k: v for k, v in row["config"].items() if k in exp.swept})
+    schedule = schedule_of(row)
+    if schedule:
+        raw.update(start_of(schedule))
+    return schedule
+
+
 def where_raised(exc: BaseException) -> str:
     """' (at file:line)' of the innermost frame: usually the user's transform script."""
     tb = exc.__traceback__
@@ -215,9 +235,14 @@ def train(
         overrides.append(f"epochs={epochs}")
     if full_train:
         overrides.append("val_fraction=0")
-    source = None
+    source = schedule = None
     if from_ is not None:
         raw, run_name, source = _config_from_experiment(from_, trial, overrides)
+        schedule = _schedule_from_experiment(from_, trial, raw)
+        pinned = sorted(set(parse_set_option(overrides)) & {k for s in schedule or [] for k in s} - {"epoch"})
+        if pinned:
+            raise UserError(f"--set {', '.join(pinned)}: the schedule PBT found changes "
+                            f"{' and '.join(pinned)} during the run; train it as found, or pick a config file")
         raw.update(parse_set_option(overrides))
         cfg = validate_config(raw, source=f"{from_} trial config")
         run_name += "-full" if full_train else ""
@@ -240,6 +265,9 @@ def train(
     if source:
         typer.echo(f"training {source} for {cfg['epochs']} epochs"
                    + (" on train + validation" if full_train else ""))
+        if schedule:
+            from tune_pipeline.pbt import describe_schedule
+            typer.echo(f"following the schedule PBT found: {describe_schedule(schedule)}")
     written(run_dir.path, lambda: run_dir.start(cfg, resume_state["history"] if resume_state else []))
 
     progress = Progress(TextColumn("epoch {task.fields[epoch]}/" + str(cfg["epochs"])), BarColumn(),
@@ -267,7 +295,7 @@ def train(
 
     try:
         with progress:
-            result = watchdog.run(lambda: fit(cfg, resume_state=resume_state, on_batch=on_batch,
+            result = watchdog.run(lambda: fit(cfg, resume_state=resume_state, on_batch=on_batch, schedule=schedule,
                                               on_epoch=lambda m, state: (on_epoch(m, state), watchdog.beat())))
     except TrialStalled as exc:
         record_end("failed", str(exc))
@@ -329,6 +357,9 @@ def describe_space(space, resources: dict | None = None) -> list[str]:
     if s["type"] == "hyperband":
         scheduler = (f"wandb's hyperband (cut points at epochs {', '.join(map(str, s['cut_points']))}; "
                      f"eta {s['eta']:g}, {'strict' if s['strict'] else 'not strict'}, from early_terminate)")
+    elif s["type"] == "pbt":
+        from tune_pipeline.pbt import describe
+        scheduler = describe(s)
     else:
         scheduler = s["type"] if s["type"] == "fifo" else (
             f"asha (cut points at epochs {', '.join(map(str, s['cut_points']))}; max_t {s['max_t']}, "
@@ -428,14 +459,15 @@ def resume(
     experiment_dir: str = typer.Argument(..., metavar="EXPERIMENT_DIR", help="the experiment `tune search` printed: a folder or s3://..."),
     restart_errored: bool = typer.Option(False, "--restart-errored", help="run failed trials again from scratch"),
     address: Optional[str] = typer.Option(None, metavar="auto|HOST:PORT", help="attach to a running Ray cluster"),
+    more: Optional[int] = typer.Option(None, "--more", min=1, help="add N trials (random, bayes) or N repeats (grid)"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="show Ray's own log"),
 ):
-    """Continue an interrupted sweep; finished trials are never run again."""
+    """Continue an interrupted sweep (finished trials are never run again), or add trials to one."""
     from tune_pipeline.progress import SweepConsole
     from tune_pipeline.sweep import resume_sweep
 
     outcome = resume_sweep(experiment_dir, restart_errored=restart_errored, address=address,
-                           verbose=verbose, console=SweepConsole())
+                           verbose=verbose, console=SweepConsole(), more=more or 0)
     raise typer.Exit(outcome.exit_code)
 
 
@@ -506,6 +538,7 @@ def status(
             typer.echo(f"  with {describe(best.config, exp.swept, by)}")
         typer.echo(f"  {QUOTED} {fmt(QUOTED, quoted_accuracy(best.history, metric, mode))} "
                    f"({selection_note(metric)})")
+    _print_schedules(exp)
     for trial in exp.trials:
         state = exp.state(trial)
         if state in (RUNNING_STATE, INTERRUPTED_STATE):
@@ -520,6 +553,20 @@ def status(
         typer.echo(f"driver: {describe_holder(ExperimentLock(exp.path).holder())}")
     elif any(exp.state(t) == INTERRUPTED_STATE for t in exp.trials):
         typer.echo(f"continue with: tune resume {exp.path}")
+
+
+def _print_schedules(exp) -> None:
+    """Under PBT, the values each trial's current model was trained with, epoch by epoch."""
+    from tune_pipeline.pbt import describe_schedule, is_pbt, schedule_of
+
+    if not is_pbt(exp.meta):
+        return
+    lines = [(t.trial_id, describe_schedule(schedule_of(t.last))) for t in exp.trials]
+    changed = [(i, text) for i, text in lines if text]
+    typer.echo(f"pbt schedules: {len(changed)} of {len(lines)} trials changed values"
+               + (" (epochs done when each took effect):" if changed else ""))
+    for trial_id, text in changed:
+        typer.echo(f"  {trial_id}: {text}")
 
 
 @app.command()

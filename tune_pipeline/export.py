@@ -5,8 +5,9 @@ The first columns are those of the original pipeline's results table
 `best_test_loss`); then the validation bests and `test_accuracy_at_best`,
 the test accuracy of the epoch where the ranking metric was best (the number
 to quote: `best_test_accuracy` is a maximum over epochs chosen by looking at
-the test set); then each swept parameter, the trial's status, `epochs_done`,
-and the path of its best kept checkpoint.
+the test set); then each swept parameter (under PBT, then the
+`hyperparameter_schedule` that trained the ranked epoch), the trial's status,
+`epochs_done`, and the path of its best kept checkpoint.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tune_pipeline.experiment import Experiment
 from tune_pipeline.metrics import (METRICS, ORIGINAL_COLUMNS, QUOTED, RUNNING_BEST, VALIDATION_COLUMNS,
                                    fmt, quoted_accuracy, selection_note)
 from tune_pipeline.labels import describe, labellers
+from tune_pipeline.pbt import SCHEDULE_KEY, describe_schedule, is_pbt, schedule_of, trial_schedule
 
 FORMATS = ("md", "csv", "parquet", "json")
 BEST_COLUMNS = [*ORIGINAL_COLUMNS, *VALIDATION_COLUMNS]
@@ -59,6 +61,9 @@ def best_trial_rows(experiment: Experiment, metric: str | None = None, top: int 
             row[metric] = trial.best_value(metric, mode)
         for key in experiment.swept:
             row[key] = trial.config.get(key)
+        if is_pbt(experiment.meta):  # the values that trained the ranked epoch, as JSON
+            schedule = trial_schedule(trial.history, metric, mode)
+            row[SCHEDULE_KEY] = json.dumps(schedule) if schedule else None
         checkpoint = trial.best_checkpoint(metric, mode)
         # epochs_done, not epochs: a sweep over `epochs` keeps its swept column.
         row.update({"trial_id": trial.trial_id, "status": experiment.state(trial), "epochs_done": trial.epochs,
@@ -172,6 +177,8 @@ def display_rows(rows: list[dict], by: dict) -> list[dict[str, str]]:
                 cells[column] = describe(value, list(value), by)
             elif column in by:
                 cells[column] = by[column](value) if value is not None else ""
+            elif column == SCHEDULE_KEY:
+                cells[column] = describe_schedule(schedule_of(row))
             elif value is None:
                 cells[column] = ""
             elif column in METRICS:

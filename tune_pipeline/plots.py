@@ -1,7 +1,8 @@
 """Pictures of an experiment, drawn from what is on disk (matplotlib, headless).
 
-Four figures: learning curves, parallel coordinates of the swept parameters,
-each parameter's effect on the metric, and parameter importance.  Colours are
+Five figures: learning curves, parallel coordinates of the swept parameters,
+each parameter's effect on the metric, parameter importance, and the best
+value found so far against wall time and against trial-epochs.  Colours are
 the Okabe-Ito palette and cividis, both readable with colour-blindness.
 
 Trials are grouped by a parameter's value, and the value is shown by its label
@@ -31,6 +32,7 @@ FIGURE_FILES = {
     "parallel_coordinates": "parallel_coordinates.png",
     "parameter_effects": "parameter_effects.png",
     "parameter_importance": "parameter_importance.png",
+    "best_so_far": "best_so_far.png",
 }
 
 
@@ -397,6 +399,78 @@ def parameter_importance(experiment: Experiment, path: Path, metric: str | None 
     return _save(fig, path) if fig is not None else None
 
 
+def search_progress(experiment: Experiment, metric: str, mode: str):
+    """Every reported value in the order the sweep got them: a list of
+    (seconds since the sweep started or None, trial-epochs spent, trial, value, result row)."""
+    rows = []
+    for order, trial in enumerate(experiment.trials):
+        for row in trial.history:
+            value = row.get(metric)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                stamp = row.get("timestamp")
+                rows.append((stamp if isinstance(stamp, (int, float)) else None, order,
+                             row.get("training_iteration", 0), trial, value, row.get("time_total_s"), row))
+    timed = all(r[0] is not None for r in rows)
+    rows.sort(key=lambda r: (r[0] if timed else 0, r[1] if not timed else 0, r[2], r[1]))
+    start = None
+    if timed and rows:  # when the first trial started: its first result, less its own time
+        start = min(r[0] - (r[5] if isinstance(r[5], (int, float)) else 0) for r in rows)
+    return [(r[0] - start if timed else None, spent, r[3], r[4], r[6]) for spent, r in enumerate(rows, 1)]
+
+
+def draw_best_so_far(experiment: Experiment, metric: str | None = None):
+    """Each trial's best value as a point where the trial stood when it last
+    reported, and the best value found so far as a line, against wall time
+    and against trial-epochs (epochs trained, summed over trials)."""
+    metric, mode = metric_mode(experiment, metric)
+    progress = search_progress(experiment, metric, mode)
+    if not progress:
+        raise NothingToPlot(f"no trial has reported {metric}")
+    width = 11.0
+    fig, axes = _figure(width, 4.6, ncols=2, sharey=True)
+    better = max if mode == "max" else min
+    seconds = [p[0] for p in progress]
+    minutes = seconds[0] is not None and max(seconds) > 180
+    for ax, x_of, label in ((axes[0], lambda p: p[0] / 60 if minutes else p[0],
+                             "wall time since the sweep started" + (" (min)" if minutes else " (s)")),
+                            (axes[1], lambda p: p[1], "trial-epochs (epochs trained, all trials)")):
+        if seconds[0] is None and ax is axes[0]:
+            ax.text(0.5, 0.5, "no wall-clock times recorded", ha="center", va="center", transform=ax.transAxes)
+            ax.set_xlabel(label)
+            continue
+        xs, best, running = [], [], None
+        last_of: dict = {}
+        for p in progress:
+            running = p[3] if running is None else better(running, p[3])
+            xs.append(x_of(p))
+            best.append(running)
+            last_of[p[2].trial_id] = (x_of(p), p[2])
+        ax.plot(xs, best, drawstyle="steps-post", color=OKABE_ITO[0], lw=2, label=f"best {metric} so far")
+        for state, colour, marker in ((FINISHED_STATE, OKABE_ITO[2], "o"), (STOPPED_STATE, "#888888", "o"),
+                                      (FAILED_STATE, FAILED_COLOUR, "x")):
+            points = [(x, trial.best_value(metric, mode)) for x, trial in last_of.values()
+                      if experiment.state(trial) == state and trial.best_value(metric, mode) is not None]
+            if points:
+                ax.scatter(*zip(*points), s=22, color=colour, marker=marker, alpha=0.8, zorder=3,
+                           label=f"a trial's best: {state}")
+        others = [(x, t.best_value(metric, mode)) for x, t in last_of.values()
+                  if experiment.state(t) not in (FINISHED_STATE, STOPPED_STATE, FAILED_STATE)]
+        if others:
+            ax.scatter(*zip(*others), s=22, color=OKABE_ITO[1], alpha=0.8, zorder=3, label="a trial's best: so far")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(metric)
+    _metric_scale(axes[0].yaxis, metric)
+    axes[1].legend(loc="lower right" if mode == "max" else "upper right", framealpha=0.8)
+    fig.suptitle(_wrap(f"{experiment.name}: best {metric} found so far ({len(experiment.trials)} trials, "
+                       f"{len(progress)} trial-epochs; {selection_note(metric)})", width, 12))
+    return fig
+
+
+def best_so_far(experiment: Experiment, path: Path, metric: str | None = None) -> Path:
+    return _save(draw_best_so_far(experiment, metric), path)
+
+
 def _save(fig, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -414,7 +488,8 @@ def plot_all(experiment: Experiment, output_dir: Path, metric: str | None = None
     path = parallel_coordinates(experiment, output_dir / FIGURE_FILES["parallel_coordinates"], metric, top)
     if path is not None:
         written["parallel_coordinates"] = path
-    for name, draw in (("parameter_effects", parameter_effects), ("parameter_importance", parameter_importance)):
+    for name, draw in (("parameter_effects", parameter_effects), ("parameter_importance", parameter_importance),
+                       ("best_so_far", best_so_far)):
         path = draw(experiment, output_dir / FIGURE_FILES[name], metric)
         if path is not None:
             written[name] = path

@@ -38,6 +38,7 @@ FIGURE_TITLES = {
     "parallel_coordinates": "Parallel coordinates",
     "parameter_effects": "Effect of each parameter",
     "parameter_importance": "Parameter importance",
+    "best_so_far": "Best found so far",
 }
 
 

@@ -160,9 +160,12 @@ def prune(manager, setting, protect=()) -> list:
     return deleted
 
 
-def pruner(policy: dict):
+def pruner(policy: dict, while_running: bool = True):
     """A Tune callback that deletes what no outcome keeps while trials run,
-    and what each trial's outcome does not keep once it ends.
+    and what each trial's outcome does not keep once it ends.  Without
+    `while_running` (population-based training, whose trials copy another
+    trial's checkpoint from up to an interval back) nothing goes before the
+    experiment ends.
 
     The experiment state Ray saved last names each running trial's latest
     checkpoint, which `tune resume` continues from.  So a checkpoint is
@@ -176,6 +179,7 @@ def pruner(policy: dict):
         def __init__(self):
             self.policy = dict(policy)
             self.running = running_setting(self.policy)
+            self.while_running = while_running
             self._reset()
 
         def _reset(self):
@@ -184,10 +188,10 @@ def pruner(policy: dict):
             self.saved: dict = {}   # trial_id -> its latest at the last two state saves
 
         def __getstate__(self):  # Ray pickles its callbacks: never the trials
-            return {"policy": self.policy, "running": self.running}
+            return {"policy": self.policy, "running": self.running, "while_running": self.while_running}
 
         def __setstate__(self, state):
-            self.__dict__.update(state)
+            self.__dict__.update({"while_running": True, **state})
             self._reset()
 
         def _prune(self, trial, setting, final: bool = False) -> None:
@@ -204,7 +208,8 @@ def pruner(policy: dict):
             self.live.pop(trial.trial_id, None)
             setting = self.policy[outcome(trial, failed)]
             self.ended[trial.trial_id] = [trial, setting, 0]  # 0: state saves since it ended
-            self._prune(trial, setting)
+            if self.while_running:
+                self._prune(trial, setting)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self._end(trial, failed=False)
@@ -214,6 +219,8 @@ def pruner(policy: dict):
 
         def get_state(self):
             """Ray asks at every save of the experiment state: the moment to prune."""
+            if not self.while_running:
+                return None
             for trial in self.live.values():
                 self._prune(trial, self.running)
             for trial_id, ended in list(self.ended.items()):
@@ -234,8 +241,9 @@ def pruner(policy: dict):
             what their outcome keeps, unfinished ones their best and latest."""
             for trial, setting, _ in self.ended.values():
                 self._prune(trial, setting, final=True)
-            for trial in self.live.values():
-                self._prune(trial, self.running)
+            if self.while_running:
+                for trial in self.live.values():
+                    self._prune(trial, self.running)
             self._reset()
 
     return CheckpointPruner()

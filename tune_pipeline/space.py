@@ -30,6 +30,7 @@ from tune_pipeline.distributions import DISTRIBUTIONS, SPEC_KEYS, bayes_domain, 
 from tune_pipeline import retention
 from tune_pipeline.errors import UserError
 from tune_pipeline.metrics import REPORTED_METRICS, VALIDATION_METRICS, default_metric
+from tune_pipeline.pbt import KEYS as PBT_KEYS
 from tune_pipeline.points import Axis, grid_points, random_points
 
 METHODS = ("grid", "random", "bayes")
@@ -85,6 +86,7 @@ class SearchSpace:
     num_samples: int                     # random/bayes: trials; grid: repeats of the grid
     run_cap: int | None
     scheduler: dict                      # {"type": "asha"|"fifo", grace_period, max_t, reduction_factor, cut_points}
+                                         # or {"type": "pbt", ...} (pbt.parse)
     resources: dict                      # {"cpu": float, "gpu": float}
     max_concurrent_trials: int | None
     name: str | None
@@ -144,7 +146,7 @@ class SearchSpace:
         if self.scheduler.get("source") == "early_terminate":
             out["early_terminate"] = self.early_terminate
         else:
-            tune["scheduler"] = {k: self.scheduler[k] for k in SCHEDULER_KEYS if k in self.scheduler}
+            tune["scheduler"] = {k: self.scheduler[k] for k in SCHEDULER_KEYS | PBT_KEYS if k in self.scheduler}
         if self.name:
             out["name"] = self.name
         if self.project:
@@ -613,7 +615,10 @@ def parse_space(raw, path: Path, overrides: list[str] | None = None, *, schedule
         if raw.get(key) is not None and not isinstance(raw[key], str):
             problems.append(f"{src}: {key}: must be a string, got {raw[key]!r}")
 
-    sched = _parse_scheduler(raw, tune, scheduler, src, _max_epochs(fixed, params), problems, ignored, notes)
+    population = (math.prod(len(p.values or [None]) for p in params.values()) * samples
+                  if method == "grid" else samples)
+    sched = _parse_scheduler(raw, tune, scheduler, src, _max_epochs(fixed, params), problems, ignored,
+                             notes, params, method, population)
     if problems:
         raise UserError(problems)
     space = SearchSpace(source=path.resolve(), method=method, metric=metric, mode=mode, params=params,
@@ -772,12 +777,19 @@ def _without_cuts(what: str, first, max_epochs: float, source: str, notes: list[
 
 
 def _parse_scheduler(raw: dict, tune: dict, flag: str | None, src: str, max_epochs: float,
-                     problems: list[str], ignored: list[str], notes: list[str] | None = None) -> dict:
+                     problems: list[str], ignored: list[str], notes: list[str] | None = None,
+                     params: dict | None = None, method: str = "random", population: int = 0) -> dict:
     notes = notes if notes is not None else []
     early, explicit = raw.get("early_terminate"), tune.get("scheduler")
     if early is not None and explicit is not None:
         problems.append(f"{src}: give early_terminate (wandb's hyperband) or tune.scheduler, not both")
         return {"type": "fifo"}
+    if isinstance(explicit, dict) and explicit.get("type") == "pbt":
+        if flag is None:
+            from tune_pipeline import pbt
+            return pbt.parse(explicit, params=params or {}, method=method, population=population,
+                             max_epochs=max_epochs, where=f"{src}: tune.scheduler.", problems=problems)
+        explicit = {"type": flag}  # --scheduler asha|fifo replaces the file's pbt
     if flag == "fifo":
         return {"type": "fifo", "source": "--scheduler"}
     wants_asha = (flag == "asha" or early is not None
@@ -795,7 +807,7 @@ def _parse_scheduler(raw: dict, tune: dict, flag: str | None, src: str, max_epoc
             return {"type": "fifo"}
     where = f"{src}: tune.scheduler."
     if not isinstance(explicit, dict) or explicit.get("type", "asha") not in ("asha", "fifo"):
-        problems.append(f"{where}type: must be asha or fifo")
+        problems.append(f"{where}type: must be asha, fifo or pbt")
         return {"type": "fifo"}
     for key in sorted(map(str, set(explicit) - SCHEDULER_KEYS)):
         problems.append(f"{where}{key}: unknown key; use type, grace_period, max_t, reduction_factor")
@@ -1072,6 +1084,9 @@ def to_tune(space: SearchSpace, max_concurrent: int | None = None) -> dict:
     elif s["type"] == "hyperband":
         from tune_pipeline.hyperband import WandbHyperband
         scheduler = WandbHyperband(s["cut_points"], s["eta"], s["strict"])
+    elif space.scheduler["type"] == "pbt":
+        from tune_pipeline.pbt_scheduler import PbtScheduler
+        scheduler = PbtScheduler(space.scheduler, {n: space.params[n] for n in space.scheduler["mutate"]})
     return {"param_space": param_space, "search_alg": search_alg, "scheduler": scheduler,
             "num_samples": num_samples, "max_concurrent_trials": None if points is not None else limit}
 

@@ -329,7 +329,8 @@ def build_callbacks(meta: dict, name: str, console):
     from tune_pipeline.progress import LiveTable
 
     callbacks = [LiveTable(meta["swept"], meta["metric"], meta["mode"], console, meta["trial_count"]),
-                 retention.pruner(meta["checkpoints"])]
+                 # PBT's trials copy each other's checkpoints from an interval back: none go early.
+                 retention.pruner(meta["checkpoints"], while_running=meta.get("scheduler", {}).get("type") != "pbt")]
     if meta.get("wandb") and wandb_environment(console) != "disabled":
         callbacks.append(wandb_callback(meta.get("wandb_project") or "tune_pipeline", group=name))
     if "://" in str(meta.get("storage_path", "")):
@@ -716,16 +717,26 @@ def new_tuner(space: SearchSpace, meta: dict, trainable, name: str, storage: str
 
 
 def resume_sweep(experiment_dir, *, restart_errored: bool, address: str | None,
-                 verbose: bool, console) -> SweepOutcome:
+                 verbose: bool, console, more: int = 0) -> SweepOutcome:
+    """Continue an experiment; with `more`, add that many trials (grid: repeats) first (extend.py)."""
     experiment_dir = location(experiment_dir)
     meta = read_metadata(experiment_dir)
     check_resumable(meta, experiment_dir)
     # The lock first: a driver still starting has not written Ray's state yet.
-    with ExperimentLock(experiment_dir, "tune resume"):
+    with ExperimentLock(experiment_dir, "tune resume --more" if more else "tune resume"):
         check_storage(str(experiment_dir), "experiment folder")
         started = ray_state_saved(experiment_dir)
         if started:
             check_resume_format(experiment_dir, meta, restart_errored)
+        if more:
+            from tune_pipeline.extend import add_trials
+
+            if not started:
+                raise UserError(f"--more: {experiment_dir} never started; `tune resume {experiment_dir}` "
+                                f"starts it, then --more can add to it")
+            meta = add_trials(experiment_dir, meta, load_space_from_meta(meta), more)
+            write_metadata(experiment_dir, meta)
+            console.note(f"added {meta['added'][-1]['what']}: {meta['trial_count']} trials in all")
         return _resume_locked(experiment_dir, meta, started, restart_errored, address, verbose, console)
 
 
@@ -794,10 +805,14 @@ def _resume_locked(experiment_dir: Path, meta: dict, started: bool, restart_erro
             write_metadata(experiment_dir, meta)
     # Ray restores the run config it pickled, callbacks included; our live
     # table reattaches itself to this terminal when unpickled (progress.py).
-    # No param_space: every value the search draws is saved with it (RESUME_FORMAT).
+    # No param_space unless trials were added: every value the search draws is
+    # saved with it (RESUME_FORMAT).
+    from tune_pipeline.extend import continue_search, restore_arguments
+
     tuner = tune.Tuner.restore(
         str(experiment_dir), trainable, resume_unfinished=True,
-        resume_errored=False, restart_errored=restart_errored)
+        resume_errored=False, restart_errored=restart_errored, **restore_arguments(space, meta))
+    continue_search(tuner, space, meta, experiment_dir)  # trials added by --more, still to create
     console.start(meta["name"], experiment_dir, meta["trial_count"], resources, resumed=True)
     return _finish(tuner, experiment_dir, meta, console, verbose)
 

@@ -6,10 +6,17 @@ permutation, augment them on the device, and step an AMP optimizer.  The
 caller sees each epoch through `on_epoch(metrics, make_state)`; `make_state()`
 returns a full checkpoint (model, optimizer, scaler, LR schedule, RNG, best
 metrics), and `fit(..., resume_state=...)` continues from one exactly.
+
+A run may change its optimizer's values mid-run (pbt.MUTABLE): when the
+checkpoint it continues was trained with other values (population-based
+training copied another trial's), or when a schedule of values says so
+(`fit(..., schedule=...)`, a PBT trial's schedule trained again).  The change
+is applied to the running optimizer and recorded in the run's schedule.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from contextlib import nullcontext
@@ -23,6 +30,7 @@ from tune_pipeline.augment import ScriptSource, TransformContext, load_transform
 from tune_pipeline.data import Dataset, load_for_config, with_validation
 from tune_pipeline.errors import RunFailed
 from tune_pipeline.models import create_model
+from tune_pipeline.pbt import SCHEDULE_KEY, record_change
 
 CHECKPOINT_FORMAT = 1
 NAN_CHECK_EVERY = 16  # steps between reads of the running loss: each read syncs the GPU
@@ -144,7 +152,8 @@ def batches(n: int, batch_size: int, order: torch.Tensor | None = None):
 class _Runner:
     """Everything one run holds; `fit` below is the whole public surface."""
 
-    def __init__(self, config: dict, dataset: Dataset | None, script: ScriptSource | None = None):
+    def __init__(self, config: dict, dataset: Dataset | None, script: ScriptSource | None = None,
+                 schedule: list[dict] | None = None):
         self.config = config
         self.device = resolve_device(config["device"])
         torch.manual_seed(config["seed"])  # model init
@@ -195,6 +204,34 @@ class _Runner:
         if "val" in self.eval_sets:
             self.best.update(best_val_accuracy=0.0, best_val_loss=math.inf)
         self.history: list[dict] = []
+        self.schedule: list[dict] = [dict(s) for s in schedule or []]  # pbt.record_change's form
+
+    def retune(self, old: dict) -> None:
+        """Give the running optimizer this run's learning_rate, momentum and
+        weight_decay, where it holds `old`'s.  The learning rate rescales the
+        LR schedule from here on (every LR the schedule keeps, scaled by
+        new/old); label_smoothing and grad_clip are read at each step."""
+        ratio = self.config["learning_rate"] / old["learning_rate"]
+        for group in self.optimizer.param_groups:
+            for key in ("lr", "initial_lr", "max_lr", "min_lr"):  # one-cycle keeps its peak and floor here
+                if key in group:
+                    group[key] *= ratio
+            group["weight_decay"] = self.config["weight_decay"]
+            if "betas" in group:
+                group["betas"] = (self.config["momentum"], group["betas"][1])
+            elif "momentum" in group:
+                group["momentum"] = self.config["momentum"]
+        if hasattr(self.scheduler, "base_lrs"):  # what step, cosine and warmup multiply
+            self.scheduler.base_lrs = [lr * ratio for lr in self.scheduler.base_lrs]
+
+    def follow_schedule(self) -> None:
+        """Before an epoch: take the values the schedule gives from this epoch on."""
+        for segment in self.schedule:
+            if segment["epoch"] == self.epoch and self.epoch > 0:
+                values = {k: v for k, v in segment.items() if k != "epoch"}
+                if any(self.config.get(k) != v for k, v in values.items()):
+                    old, self.config = self.config, {**self.config, **values}
+                    self.retune(old)
 
     def autocast(self):
         if self.amp_dtype is None:
@@ -287,6 +324,8 @@ class _Runner:
         metrics.update(self.best)
         metrics["epoch"] = self.epoch
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+        if self.schedule:
+            metrics[SCHEDULE_KEY] = json.dumps(self.schedule)
         self.history.append(dict(metrics))
         return metrics
 
@@ -296,7 +335,7 @@ class _Runner:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "generator": self.generator.get_state(), "best": dict(self.best),
-            "history": [dict(h) for h in self.history],
+            "history": [dict(h) for h in self.history], "schedule": [dict(s) for s in self.schedule],
         }
 
     def weights(self) -> dict:
@@ -315,24 +354,36 @@ class _Runner:
         self.epoch = state["epoch"]
         self.best = dict(state["best"])
         self.history = [dict(h) for h in state["history"]]
+        self.schedule = [dict(s) for s in state.get("schedule", [])] or self.schedule
+        # A checkpoint trained with other values (PBT copied another trial's):
+        # the optimizer now holds those; this run's values take over from here.
+        old = state["config"]
+        changed = record_change(self.schedule, self.epoch, old, self.config)
+        if changed is not self.schedule:
+            self.schedule = changed
+            self.retune(old)
 
 
 def fit(config: dict, *, dataset: Dataset | None = None, resume_state: dict | None = None,
         on_epoch: Callable[[dict, Callable[[], dict]], None] | None = None,
-        on_batch: Callable[[int, int], None] | None = None, script: ScriptSource | None = None) -> dict:
+        on_batch: Callable[[int, int], None] | None = None, script: ScriptSource | None = None,
+        schedule: list[dict] | None = None) -> dict:
     """Train `config` (a validated trial config) to its last epoch.  `script`:
     the transform script's text as the sweep's driver read it; without it the
-    script the config names is read now.
+    script the config names is read now.  With `schedule` (pbt.record_change's
+    form, starting from `config`'s values), change the values at the epochs it
+    names.
 
     Returns {"history": [metrics per epoch], "best": best metrics, "final": last metrics,
     "weights": the final model (`Runner.weights`)}.
     Raises RunFailed when the loss diverges or the device runs out of memory.
     """
     try:
-        runner = _Runner(config, dataset, script)
+        runner = _Runner(config, dataset, script, schedule)
         if resume_state is not None:
             runner.load_state(resume_state)
         while runner.epoch < config["epochs"]:
+            runner.follow_schedule()
             metrics = runner.run_epoch(on_batch)
             if on_epoch is not None:
                 on_epoch(metrics, runner.state)
