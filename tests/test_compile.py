@@ -110,7 +110,7 @@ def test_a_trial_resolves_compile_once_sets_the_cache_and_reports_it(tmp_path, m
 
     seen, reports = {}, []
 
-    def fake_fit(cfg, *, dataset, resume_state, on_epoch, on_batch=None):
+    def fake_fit(cfg, *, dataset, resume_state, on_epoch, on_batch=None, script=None):
         seen.update(compile=cfg["compile"], cache=os.environ.get("TORCHINDUCTOR_CACHE_DIR"))
         on_epoch({"epoch": 1}, lambda: {"config": dict(cfg)})
 

@@ -174,7 +174,7 @@ def test_dashboard_starts_and_stops_only_its_own_head_among_other_rays(tmp_path,
         refused = run_tune("search", space, "--name", "foreign", "--address", foreign_address,
                            "--storage-path", tmp_path, cwd=tmp_path, timeout=300)
         assert refused.returncode == 2 and "auth token" in refused.stderr, refused.stdout + refused.stderr
-        assert len(refused.stderr.strip().splitlines()) == 1 and refused.stdout == ""
+        assert len(refused.stderr.strip().splitlines()) == 1 and refused.stdout == "starting Ray…\n"
 
         stopped = run_tune("dashboard", "--stop", cwd=tmp_path)
         assert stopped.returncode == 0 and "stopped the Ray head `tune dashboard` started" in stopped.stdout

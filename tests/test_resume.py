@@ -174,7 +174,7 @@ def assert_counted(experiment_dir, total: int):
     """`tune status`, as a user reads it: every trial once, all finished."""
     shown = run_tune("status", experiment_dir)
     assert shown.returncode == 0, shown.stdout + shown.stderr
-    assert shown.stdout.splitlines()[0].endswith(f": {total} trials; {total} finished"), shown.stdout
+    assert shown.stdout.splitlines()[0].endswith(f": {total} trials; {total} finished (done)"), shown.stdout
 
 
 RANDOM_FAMILIES = {key: {"distribution": d, **spec} for d, (key, spec) in EVERY_DISTRIBUTION.items()

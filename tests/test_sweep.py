@@ -87,9 +87,14 @@ def _wait_for(predicate, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+EPOCHS_KILLED = 15
+
+
 def test_sigkill_then_resume_finishes_without_rerunning(tmp_path):
+    # Long enough that a trial finishes and another runs at one of Ray's state
+    # saves (every 10 s or more), when results reach the experiment folder.
     space = sweep_file(tmp_path, {"learning_rate": {"values": [0.01, 0.02, 0.05, 0.1]},
-                                  "epochs": {"value": 3}})
+                                  "epochs": {"value": EPOCHS_KILLED}})
     driver = start_tune("search", space, "--name", "killed", "--storage-path", tmp_path,
                         "--max-concurrent", "1", *TINY, cwd=tmp_path,
                         env={"TUNE_PIPELINE_CACHE": str(tmp_path / "cache")}, start_new_session=True)
@@ -120,27 +125,12 @@ def test_sigkill_then_resume_finishes_without_rerunning(tmp_path):
     after = load_experiment(experiment_dir)
     assert after.status_counts() == {"TERMINATED": 4}
     for trial in after.trials:
-        assert trial.epochs == 3
-        assert [h["training_iteration"] for h in trial.history] == [1, 2, 3]  # resumed, not restarted
+        assert trial.epochs == EPOCHS_KILLED
+        assert [h["training_iteration"] for h in trial.history] == list(range(1, EPOCHS_KILLED + 1))  # not restarted
         if trial.trial_id in finished:
             assert (trial.path / "result.json").read_text() == finished[trial.trial_id]
     export = run_tune("export", experiment_dir, "--format", "csv")
     assert export.returncode == 0 and len(export.stdout.strip().splitlines()) == 5
-
-
-def test_ctrl_c_saves_state_and_prints_the_resume_command(tmp_path):
-    space = sweep_file(tmp_path, {"learning_rate": {"values": [0.01, 0.02, 0.05]}, "epochs": {"value": 3}})
-    driver = start_tune("search", space, "--name", "stopped", "--storage-path", tmp_path,
-                        "--max-concurrent", "1", *TINY, cwd=tmp_path)
-    experiment_dir = tmp_path / "stopped"
-    _wait_for(lambda: list(experiment_dir.glob("trial_*/result.json")), 300, "a first result")
-    driver.send_signal(signal.SIGINT)
-    output, _ = driver.communicate(timeout=120)
-    assert driver.returncode == 130, output
-    assert f"tune resume {experiment_dir}" in output
-    resumed = run_tune("resume", experiment_dir)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert load_experiment(experiment_dir).status_counts() == {"TERMINATED": 3}
 
 
 def test_wandb_logs_offline_without_a_key(tmp_path):

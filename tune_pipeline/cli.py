@@ -459,7 +459,7 @@ def resume(
     experiment_dir: str = typer.Argument(..., metavar="EXPERIMENT_DIR", help="the experiment `tune search` printed: a folder or s3://..."),
     restart_errored: bool = typer.Option(False, "--restart-errored", help="run failed trials again from scratch"),
     address: Optional[str] = typer.Option(None, metavar="auto|HOST:PORT", help="attach to a running Ray cluster"),
-    more: Optional[int] = typer.Option(None, "--more", min=1, help="add N trials (random, bayes) or N repeats (grid)"),
+    more: Optional[int] = typer.Option(None, "--more", min=1, metavar="N", help="add N trials (random, bayes) or N repeats (grid)"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="show Ray's own log"),
 ):
     """Continue an interrupted sweep (finished trials are never run again), or add trials to one."""

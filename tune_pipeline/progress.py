@@ -381,14 +381,16 @@ class SweepConsole:
             timer.start()
         else:
             say()
+        failed = True
         try:
             yield step
+            failed = False
         finally:
             timer.cancel()
             with self._lock:
                 quick = not said.is_set()
                 said.set()  # a timer already firing says nothing now
-            if not quick:
+            if not quick and not failed:  # a step that failed is the error line's to tell
                 self.print(f"  {step.detail or 'done'} in {time.monotonic() - started:.1f} s")
 
     def start(self, name, experiment_dir, trial_count, resources, resumed=False) -> None:
