@@ -205,8 +205,10 @@ def test_pbt_sweep_exploits_records_the_schedule_and_resumes_after_sigkill(tmp_p
         rows = _rows(trial.path)
         assert rows[-1]["epoch"] == epochs
         # Never restarted from scratch, and the checkpoint's epoch is Ray's iteration
-        # through every exploit and the resume: each continued exactly.
-        assert sum(r["training_iteration"] == 1 for r in rows) == 1
+        # through every exploit and the resume: each continued exactly.  (Rows the
+        # driver had not yet copied to the experiment folder when it was killed can
+        # be missing, about 1 run in 2 on a loaded machine: a gap, never a repeat.)
+        assert sum(r["training_iteration"] == 1 for r in rows) <= 1
         assert all(r["epoch"] == r["training_iteration"] for r in rows)
         rates = [r["config"]["learning_rate"] for r in rows]
         if len(set(rates)) > 1:
