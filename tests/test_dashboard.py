@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tune_pipeline import cluster
+from tune_pipeline.experiment import load_experiment
 
 from conftest import REAL_HOME, TINY, TRANSFORM_SCRIPTS, home_snapshot, run_tune, start_tune, write_sweep
 
@@ -170,6 +171,11 @@ def test_dashboard_starts_and_stops_only_its_own_head_among_other_rays(tmp_path,
         explicit = run_tune("search", space, "--name", "by-address", "--address", record["address"],
                             "--storage-path", tmp_path, *TINY, cwd=tmp_path)
         assert explicit.returncode == 0, explicit.stdout + explicit.stderr
+        # ... and by `--address auto`, which finds this user's head and no other.
+        auto = run_tune("search", space, "--name", "by-auto", "--address", "auto",
+                        "--storage-path", tmp_path, *TINY, cwd=tmp_path)
+        assert auto.returncode == 0, auto.stdout + auto.stderr
+        assert load_experiment(tmp_path / "by-auto").status_counts() == {"TERMINATED": 1}
         # ... while the other user's head, behind a token this user lacks, is one line.
         refused = run_tune("search", space, "--name", "foreign", "--address", foreign_address,
                            "--storage-path", tmp_path, cwd=tmp_path, timeout=300)

@@ -87,7 +87,7 @@ def _wait_for(predicate, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-EPOCHS_KILLED = 15
+EPOCHS_KILLED = 10
 
 
 def test_sigkill_then_resume_finishes_without_rerunning(tmp_path):
@@ -153,25 +153,6 @@ def test_dashboard_refuses_to_expose_itself_without_a_flag():
     result = run_tune("dashboard", "--host", "0.0.0.0")
     assert result.returncode == 2 and "--allow-remote" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-
-
-def test_dashboard_then_search_on_it(tmp_path):
-    started = run_tune("dashboard", "--port", "8299")
-    try:
-        assert started.returncode == 0, started.stdout + started.stderr
-        assert "dashboard: http://127.0.0.1:8299" in started.stdout
-        import urllib.request
-        with urllib.request.urlopen("http://127.0.0.1:8299", timeout=30) as page:
-            assert page.status == 200
-        found = run_tune("dashboard", "--port", "8299")
-        assert found.returncode == 0 and "found Ray head" in found.stdout
-        space = sweep_file(tmp_path, {"learning_rate": {"values": [0.05, 0.01]}, "epochs": {"value": 1}})
-        result = run_tune("search", space, "--name", "attached", "--storage-path", tmp_path,
-                          "--address", "auto", *TINY)
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert load_experiment(tmp_path / "attached").status_counts() == {"TERMINATED": 2}
-    finally:
-        run_tune("dashboard", "--stop")
 
 
 def test_missing_dataset_stops_the_sweep_before_ray_starts(tmp_path):
