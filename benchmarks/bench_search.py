@@ -13,6 +13,7 @@ seeds?
 
     python benchmarks/bench_search.py replay --strategy grid     # 20 seeds, one Ray session
     python benchmarks/bench_search.py replay                     # every strategy, one after another
+    python benchmarks/bench_search.py replay --strategy "random + ASHA"   # the hyperband file, --scheduler asha
     python benchmarks/bench_search.py replay --seeds 3 --table T.csv --out /tmp/x   # a quick try
     tune search benchmarks/spaces/search_pbt.yaml --name pbt-0 --set seed=0      # x3 seeds, real training
     python benchmarks/bench_search.py pbt ray_results/pbt-0 ray_results/pbt-1 ray_results/pbt-2
@@ -40,11 +41,12 @@ from common import ROOT
 from replay import Table, anytime, best_at, repeats, replay, spent_to_reach, steps
 
 SPACES = ROOT / "benchmarks" / "spaces"
-STRATEGIES = {  # label -> sweep file; the grid first: the others are measured against it
-    "grid": SPACES / "search_grid.yaml",
-    "random": SPACES / "search_random.yaml",
-    "random + hyperband": SPACES / "search_random_hyperband.yaml",
-    "bayes (TPE) + hyperband": SPACES / "search_bayes_hyperband.yaml",
+STRATEGIES = {  # label -> (sweep file, --scheduler); the grid first: the others are measured against it
+    "grid": (SPACES / "search_grid.yaml", None),
+    "random": (SPACES / "search_random.yaml", None),
+    "random + hyperband": (SPACES / "search_random_hyperband.yaml", None),  # wandb's rule
+    "random + ASHA": (SPACES / "search_random_hyperband.yaml", "asha"),  # Ray's ASHA at the same cuts
+    "bayes (TPE) + hyperband": (SPACES / "search_bayes_hyperband.yaml", None),
 }
 TOLERANCE = 0.005     # within 0.5 points of the grid's best
 BUDGET_SHARE = 0.25   # with at most a quarter of the grid's trial-epochs
@@ -198,6 +200,12 @@ def plot(curves: dict[str, list], grid_best: list[float], grid_spent: float, pat
     _save(fig, path)
 
 
+def curves_file(label: str) -> str:
+    """Where a strategy's replays are kept: its sweep file's name, and the scheduler flag when given."""
+    space, scheduler = STRATEGIES[label]
+    return f"{space.stem}{'_' + scheduler if scheduler else ''}.json"
+
+
 def replay_strategy(label: str, seeds: int, table_path: Path, out: Path) -> None:
     """`seeds` replays of one strategy, in one Ray session, into out/curves/."""
     import os
@@ -211,10 +219,10 @@ def replay_strategy(label: str, seeds: int, table_path: Path, out: Path) -> None
     curves, runs, started = [], [], time.perf_counter()
     try:
         with tempfile.TemporaryDirectory() as storage:
-            space = STRATEGIES[label]
+            space, scheduler = STRATEGIES[label]
             for seed in range(seeds):
                 t = time.perf_counter()
-                results = replay(space, table, seed, Path(storage), f"{space.stem}-{seed}")
+                results = replay(space, table, seed, Path(storage), f"{space.stem}-{seed}", scheduler=scheduler)
                 curves.append(steps(anytime(results)))
                 runs.append(repeats(results, table.axes))
                 print(f"{label} seed {seed}: {len(results)} trial-epochs, best val "
@@ -225,8 +233,10 @@ def replay_strategy(label: str, seeds: int, table_path: Path, out: Path) -> None
     finally:
         ray.shutdown()
     (out / "curves").mkdir(parents=True, exist_ok=True)
-    (out / "curves" / f"{STRATEGIES[label].stem}.json").write_text(json.dumps(
-        {"strategy": label, "space": str(STRATEGIES[label].relative_to(ROOT)), "table": _shown(table_path),
+    space, scheduler = STRATEGIES[label]
+    (out / "curves" / curves_file(label)).write_text(json.dumps(
+        {"strategy": label, "space": str(space.relative_to(ROOT)), "scheduler": scheduler,
+         "table": _shown(table_path),
          "seeds": seeds, "seconds": time.perf_counter() - started, "runs": runs, "curves": curves}) + "\n")
 
 
@@ -238,8 +248,8 @@ def _shown(path: Path) -> str:
 def report(out: Path) -> None:
     """Every strategy's curves (replayed, and PBT's real sweeps): the table and the plot."""
     curves, repeated = {}, {}
-    for label, stem in [*((label, space.stem) for label, space in STRATEGIES.items()), ("pbt", "search_pbt")]:
-        path = out / "curves" / f"{stem}.json"
+    for label, name in [*((label, curves_file(label)) for label in STRATEGIES), ("pbt", "search_pbt.json")]:
+        path = out / "curves" / name
         if path.exists():
             saved = json.loads(path.read_text())
             curves[label] = saved["curves"]

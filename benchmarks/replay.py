@@ -103,20 +103,30 @@ class Recorder(tune.Callback):
 
 
 def replay(space_file: Path, table: Table, replay_seed: int, storage: Path, name: str,
-           max_concurrent: int = 2, overrides: list[str] | None = None) -> list[dict]:
-    """One sweep of `space_file`, replayed: every result in arrival order.
-    Ray must be running (one session serves many replays).  The searchers'
-    own randomness is seeded by `replay_seed`: numpy's global generator (Ray
-    Tune's random variants) and Optuna's sampler."""
+           max_concurrent: int = 2, overrides: list[str] | None = None,
+           scheduler: str | None = None) -> list[dict]:
+    """One sweep of `space_file` (with `--scheduler`'s `scheduler`, `--set`'s
+    `overrides`), replayed: every result in arrival order.  Ray must be
+    running (one session serves many replays).  `replay_seed` seeds what a
+    user seeds to get another run of the same strategy: a finite random
+    search's order (`tune.sample_seed`, set in the file's own tune block),
+    Optuna's TPE sampler, and numpy's global generator (Ray Tune's own
+    random variants)."""
     import numpy as np
 
-    from tune_pipeline.space import load_space, to_tune
+    from tune_pipeline.config import read_yaml
+    from tune_pipeline.space import parse_space, space_file as find_space, to_tune
     from tune_pipeline.sweep import trial_dirname
 
-    space = load_space(space_file, overrides)
-    parts = to_tune(space)
+    path = find_space(space_file)
+    raw = read_yaml(path)
+    raw["tune"] = {**(raw.get("tune") or {}), "sample_seed": replay_seed}
+    space = parse_space(raw, path, overrides, scheduler=scheduler)
+    parts = to_tune(space, max_concurrent)  # as sweep.new_tuner builds it
     np.random.seed(replay_seed)
-    if parts["search_alg"] is not None:
+    from ray.tune.search.optuna import OptunaSearch
+
+    if isinstance(parts["search_alg"], OptunaSearch):
         parts["search_alg"]._seed = replay_seed  # OptunaSearch's TPE sampler, made when Tune sets it up
     # Workers cannot import this file (benchmarks/ is no package): send it whole.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -127,8 +137,8 @@ def replay(space_file: Path, table: Table, replay_seed: int, storage: Path, name
         trainable, param_space=parts["param_space"],
         tune_config=tune.TuneConfig(metric=space.metric, mode=space.mode, search_alg=parts["search_alg"],
                                     scheduler=parts["scheduler"], num_samples=parts["num_samples"],
-                                    max_concurrent_trials=max_concurrent, trial_dirname_creator=trial_dirname,
-                                    reuse_actors=True),
+                                    max_concurrent_trials=parts["max_concurrent_trials"],
+                                    trial_dirname_creator=trial_dirname, reuse_actors=True),
         run_config=tune.RunConfig(name=name, storage_path=str(storage), callbacks=[recorder], verbose=0))
     tuner.fit()
     return recorder.results

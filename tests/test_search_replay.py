@@ -77,6 +77,22 @@ def test_the_replayed_grid_finds_the_tables_best_and_hyperband_spends_less(tmp_p
     assert stopped and all(max(r["epoch"] for r in hyperband if r["trial_id"] == t) in (1, 3) for t in stopped)
 
 
+@pytest.mark.slow
+def test_each_replay_seed_is_another_random_order_without_repeats(tmp_path, ray_session):
+    """A finite random search's order is tune.sample_seed's: the replay seed
+    must set it, or every replay of `random` runs the same trials."""
+    table = write_table(tmp_path / "table.csv")
+    space = write_space(tmp_path / "random.yaml", "random", run_cap=8)
+    orders = []
+    for seed in (0, 1):
+        results = replay(space, table, seed, tmp_path, f"random-{seed}")
+        created = sorted({r["trial_id"]: tuple(r[a] for a in AXES) for r in results}.items(),
+                         key=lambda item: int(item[0].rsplit("_", 1)[1]))  # Ray numbers trials as made
+        orders.append([config for _, config in created])
+    assert all(sorted(order) == sorted(itertools.product(*AXES.values())) for order in orders)
+    assert orders[0] != orders[1]
+
+
 def test_a_replay_seed_picks_one_recorded_training_seed_per_configuration(tmp_path):
     table = write_table(tmp_path / "table.csv")
     config = {"learning_rate": 0.1, "momentum": 0.8, "weight_decay": 0.001}
