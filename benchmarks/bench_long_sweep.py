@@ -10,7 +10,9 @@ if it has not finished.  Every 5 s: trials started (trial folders), the
 driver's CPU seconds (/proc/<pid>/stat), its USS and PSS
 (/proc/<pid>/smaps_rollup) and the newest experiment_state file's size.
 Prints the samples and, per fifth of the trials, the driver's CPU and the
-wall time per trial and the memory added per trial.
+wall time per trial and the memory added per trial, from the samples taken
+before the Ctrl-C (the driver's shutdown after it, not per-trial work, is
+printed on its own line).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ def main():
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     samples = []
     interrupted = False
+    before_stop = None  # how many samples were taken before the Ctrl-C
     try:
         while driver.poll() is None:
             time.sleep(5)
@@ -84,6 +87,7 @@ def main():
             if not interrupted and time.monotonic() - start > args.minutes * 60:
                 driver.send_signal(signal.SIGINT)
                 interrupted = True
+                before_stop = len(samples)
         driver.wait()
     finally:
         if driver.poll() is None:
@@ -95,7 +99,11 @@ def main():
     print(f"{'wall s':>7} {'trials':>7} {'driver CPU s':>12} {'USS MB':>7} {'PSS MB':>7} {'state MB':>9}")
     for wall, trials, cpu, uss, pss, state in samples[::6] + samples[-1:]:
         print(f"{wall:7.0f} {trials:7d} {cpu:12.1f} {uss / 2**20:7.0f} {pss / 2**20:7.0f} {state / 2**20:9.1f}")
-    started = [s for s in samples if s[1] > 0]
+    if before_stop is not None and before_stop < len(samples):
+        last_run, end = samples[before_stop - 1], samples[-1]
+        print(f"\nafter the Ctrl-C (the driver's shutdown): driver CPU +{end[2] - last_run[2]:.1f} s, "
+              f"USS {last_run[3] / 2**20:.0f} -> up to {max(s[3] for s in samples[before_stop:]) / 2**20:.0f} MB")
+    started = [s for s in samples[:before_stop] if s[1] > 0]
     if len(started) > 5:
         last = started[-1][1]
         print(f"\n{'trials':>13} {'wall ms/trial':>14} {'driver CPU ms/trial':>20} {'USS KB/trial':>13} "

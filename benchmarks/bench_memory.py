@@ -167,10 +167,10 @@ import os, sys
 usage = {{}}
 for line in open(f"/proc/{{os.getpid()}}/smaps_rollup"):
     key, _, rest = line.partition(":")
-    if key in ("Rss", "Pss", "Private_Clean", "Private_Dirty"):
-        k = {{"Rss": "rss", "Pss": "pss"}}.get(key, "uss")
+    if key in ("Rss", "Pss", "Private_Clean", "Private_Dirty", "Anonymous"):
+        k = {{"Rss": "rss", "Pss": "pss", "Anonymous": "anon"}}.get(key, "uss")
         usage[k] = usage.get(k, 0) + int(rest.split()[0]) * 1024
-print(usage["uss"], usage["pss"], usage["rss"])
+print(usage["uss"], usage["pss"], usage["rss"], usage["anon"])
 """
 DATASET = """
 import torch
@@ -182,11 +182,15 @@ print(sum(t.numel() * t.element_size() for t in held))
 """
 
 
-def piece(tree: Path, code: str, env: dict) -> tuple[int, int, int]:
+def piece(tree: Path, code: str, env: dict) -> tuple[int, int, int, int]:
+    """(USS, PSS, RSS, anonymous) bytes.  Alone, a process shares no library
+    pages, so its USS counts their code too; the anonymous part (memory no
+    file backs: the heap, Python objects, tensors) is what every further
+    process adds in full."""
     done = subprocess.run([sys.executable, "-c", PIECE_SCRIPT.format(code=code)], capture_output=True, text=True,
                           env={**env, "PYTHONPATH": str(tree)}, check=True)
-    uss, pss, rss = map(int, done.stdout.split()[-3:])
-    return uss, pss, rss
+    uss, pss, rss, anon = map(int, done.stdout.split()[-4:])
+    return uss, pss, rss, anon
 
 
 def mb(n: float) -> str:
@@ -209,10 +213,10 @@ def main():
     cifar = {"dataset": "imagefolder", "data_dir": str(args.cifar), "model": "small_cnn"}
     try:
         if "pieces" in args.only:
-            print(f"{'one process, on its own (after)':<58} {'USS':>7} {'PSS':>7} {'RSS':>7}  MB")
+            print(f"{'one process, on its own (after)':<58} {'USS':>7} {'PSS':>7} {'RSS':>7} {'anon':>7}  MB")
             for label, code in PIECES.items():
-                uss, pss, rss = piece(trees["after"], code, env)
-                print(f"{label:<58} {mb(uss)} {mb(pss)} {mb(rss)}")
+                uss, pss, rss, anon = piece(trees["after"], code, env)
+                print(f"{label:<58} {mb(uss)} {mb(pss)} {mb(rss)} {mb(anon)}")
             for name, config in (("digits", {"dataset": "digits"}), ("CIFAR-10", cifar)):
                 done = subprocess.run([sys.executable, "-c", DATASET.format(config=config)], capture_output=True,
                                       text=True, env={**env, "PYTHONPATH": str(trees["after"])}, check=True)

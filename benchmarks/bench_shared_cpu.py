@@ -13,6 +13,10 @@ last epoch (what the epoch line prints), and its whole time is timed too.
 The original loop is benchmarks/bench_train.py's: torchvision ImageFolder,
 per-image PIL transforms, a DataLoader with 2 workers, batch 128, fp32 NCHW.
 `--sweep` adds a 2-trial sweep (one CPU, so one thread, per trial).
+`--repeats N` runs each condition's `tune train` variants N times, round
+robin, so that a drift of this shared VM's speed reaches every variant alike.
+"after, OMP_WAIT_POLICY=ACTIVE" is our code with OpenMP's spinning wait
+(a user's own policy wins over ours): what the PASSIVE policy alone changes.
 """
 
 from __future__ import annotations
@@ -98,6 +102,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batches", type=int, default=30, help="the original loop's timed batches of 128")
     parser.add_argument("--sweep", action="store_true")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of the tune train variants")
     parser.add_argument("--data", type=Path, default=CIFAR)
     args = parser.parse_args()
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
@@ -112,7 +117,11 @@ def main():
     sys.path.insert(0, str(ROOT / "tests"))
     from fake_experiment import make_experiment
 
-    experiment = make_experiment(folder, {k: [v] for k, v in config.items() if k != "epochs"}, name="exp",
+    # The basic script by its path: the baseline's code may predate scripts named by
+    # their stem ('basic'), the default our fake experiment's configs would carry.
+    script = ROOT / "tune_pipeline" / "transforms" / "runtime_transform_basic.py"
+    experiment = make_experiment(folder, {**{k: [v] for k, v in config.items() if k != "epochs"},
+                                          "runtime_transform_script": [str(script)]}, name="exp",
                                  epochs=args.epochs, metric="val_accuracy")
     space = folder / "sweep.yaml"
     space.write_text(yaml.safe_dump({"method": "grid", "metric": {"name": "val_accuracy", "goal": "maximize"},
@@ -125,19 +134,22 @@ def main():
         variants = [("before", trees["before"], {}),
                     ("before, OMP_NUM_THREADS=1", trees["before"], {"OMP_NUM_THREADS": "1"}),
                     ("before, GOMP_SPINCOUNT=10000", trees["before"], {"GOMP_SPINCOUNT": "10000"}),
+                    ("after, OMP_WAIT_POLICY=ACTIVE", trees["after"], {"OMP_WAIT_POLICY": "ACTIVE"}),
                     ("after", trees["after"], {})]
         for condition in args.conditions:
             busy = busy_process(condition)
             try:
                 base = original_loop(args.data, args.batches, env)
                 print(f"\n{condition}: original loop (PIL DataLoader, 2 workers) {base:6.0f} img/s", flush=True)
-                for what, run_args in (("tune train", [str(folder / "cifar.yaml")]),
-                                       ("tune train --from", ["--from", str(experiment)])):
-                    for label, tree, extra in (variants if what == "tune train" else
-                                               [variants[0], variants[-1]]):
-                        rate, wall = tune_train(tree, run_args, folder, {**env, **extra})
-                        print(f"  {what:<18} {label:<29} {rate:6.0f} img/s ({wall:5.1f} s)  "
-                              f"{rate / base:4.1f}x the original loop", flush=True)
+                for round_ in range(args.repeats):
+                    for what, run_args in (("tune train", [str(folder / "cifar.yaml")]),
+                                           ("tune train --from", ["--from", str(experiment)])):
+                        for label, tree, extra in (variants if what == "tune train" else
+                                                   [variants[0], variants[-1]]):
+                            rate, wall = tune_train(tree, run_args, folder, {**env, **extra})
+                            mark = f"{round_ + 1} " if args.repeats > 1 else ""
+                            print(f"  {mark}{what:<18} {label:<31} {rate:6.0f} img/s ({wall:5.1f} s)  "
+                                  f"{rate / base:4.1f}x the original loop", flush=True)
                 if args.sweep:
                     for label, tree in trees.items():
                         rates = sweep(tree, space, folder, env)
