@@ -86,6 +86,18 @@ def private_ray_tmpdir(monkeypatch):
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def mounted_tmpfs(folder: Path, options: str):
+    """A tmpfs at `folder` with mount `options` (size=..., ro), unmounted after;
+    the test is skipped where this container may not mount (needs root rights)."""
+    folder.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs ({options}) here: {made.stderr.strip() or made.returncode}")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
 def write_cifar(root: Path, name: str = "cifar10", per_batch: int = 20, seed: int = 0) -> Path:
     """torchvision's pickled CIFAR layout with random images."""
     rng = np.random.default_rng(seed)

@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 
 from tune_pipeline.cli import app
 
-from conftest import TINY, run_tune, start_tune, write_sweep
+from conftest import TINY, mounted_tmpfs, run_tune, start_tune, write_sweep
 from fake_experiment import make_experiment
 
 FAULT_CASES = [pytest.param(path, id=path.stem, marks=[pytest.mark.slow] if "\nslow: true" in path.read_text() else [])
@@ -248,14 +248,7 @@ def test_wandb_disabled_writes_nothing_and_offline_counts_its_runs(tmp_path):
 @pytest.fixture
 def read_only_home(tmp_path):
     """A read-only filesystem (root ignores a chmod): needs mount rights."""
-    home = tmp_path / "home"
-    home.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(home)],
-                          capture_output=True, text=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a read-only filesystem here: {made.stderr.strip() or made.returncode}")
-    yield home
-    subprocess.run(["umount", "-l", str(home)], check=False)
+    yield from mounted_tmpfs(tmp_path / "home", "size=1m,ro")
 
 
 @pytest.mark.slow

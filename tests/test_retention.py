@@ -13,7 +13,7 @@ from tune_pipeline.errors import UserError
 from tune_pipeline.models import list_models
 from tune_pipeline.space import load_space
 
-from conftest import digits_config, write_sweep
+from conftest import digits_config, mounted_tmpfs, write_sweep
 
 
 def invoke(*args):
@@ -131,14 +131,7 @@ def test_dry_run_says_the_disk_a_sweep_needs(tmp_path):
 @pytest.fixture
 def small_fs(tmp_path):
     """A 100 MiB tmpfs: past the storage check's 64 MiB, short of 45 small_cnn checkpoints."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a small filesystem here: {made.stderr.strip() or made.returncode}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    yield from mounted_tmpfs(tmp_path / "small", "size=100m")
 
 
 def test_a_sweep_whose_checkpoints_cannot_fit_is_refused_before_it_starts(tmp_path, small_fs):

@@ -21,7 +21,7 @@ from tune_pipeline.config import load_config_file, read_yaml, validate_config
 from tune_pipeline.errors import UserError
 from tune_pipeline.lock import LOCK_FILE, STALE_AFTER_S, ExperimentLock
 
-from conftest import write_image_folder, write_sweep
+from conftest import mounted_tmpfs, write_image_folder, write_sweep
 
 runner = CliRunner()
 
@@ -244,14 +244,7 @@ def test_a_storage_path_that_is_a_file(tmp_path):
 @pytest.fixture
 def tiny_fs(tmp_path):
     """A 1 MiB tmpfs (needs mount rights: root in a container that allows it)."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tiny filesystem here: {made.stderr.strip() or made.returncode}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    yield from mounted_tmpfs(tmp_path / "tiny", "size=1m")
 
 
 def test_a_full_storage_is_refused_before_ray_starts(tmp_path, tiny_fs):
