@@ -198,10 +198,10 @@ def test_outcomes_keep_their_own_setting(tmp_path):
 def test_the_readme_states_each_models_checkpoint(model):
     from conftest import ROOT
 
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "resources.md").read_text()
     row = next((line for line in readme.splitlines() if line.startswith(f"| `{model}` | ")
                 and line.count("MB") >= 3), None)
-    assert row, f"README's checkpoint table lacks {model}"
+    assert row, f"docs/resources.md's checkpoint table lacks {model}"
     sgd, adam = (float(cell.split()[0]) for cell in row.split("|")[3:5])
     assert sgd == pytest.approx(retention.checkpoint_bytes(model, "sgd") / 1e6, rel=0.01)
     assert adam == pytest.approx(retention.checkpoint_bytes(model, "adamw") / 1e6, rel=0.01)

@@ -1,6 +1,6 @@
 """From a real sweep selected on validation data to a final model: the
 numbers to quote, export's columns, `tune train --from` and loading its
-weights as README shows."""
+weights as docs/outputs.md shows."""
 
 import csv
 import io
@@ -79,8 +79,8 @@ def test_export_keeps_the_original_columns_and_adds_the_honest_ones(selected):
 
 def readme_loading_lines() -> list[str]:
     block = re.search(r"```python\n(from tune_pipeline.run_output import load_model\n.*?)```",
-                      (ROOT / "README.md").read_text(), flags=re.S)
-    assert block, "README lacks the two lines that load a model"
+                      (ROOT / "docs" / "outputs.md").read_text(), flags=re.S)
+    assert block, "docs/outputs.md lacks the two lines that load a model"
     lines = [line for line in block.group(1).splitlines() if line.strip()]
     assert len(lines) == 2
     return lines

@@ -112,7 +112,7 @@ def test_a_verbatim_file_runs_with_one_added_tune_block(tmp_path, path):
 
 
 def test_readmes_published_example_is_a_corpus_file_and_its_block():
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).parent.parent / "docs" / "search-spaces.md").read_text()
     path = CORPUS / "verbatim" / "20_docs_basic_structure.yaml"
     body = path.read_text().split("# verbatim below this header\n", 1)[1]
     block = yaml.safe_load(readme[readme.index(body):].split("```", 1)[0])

@@ -9,7 +9,7 @@ package (0.3.0, MIT licence) installed into a throwaway folder for this module.
   the Ray Tune scheduler, fed the results one at a time, stops at each result
   what wandb's engine stops looking at the sweep as it stands then.
 
-Documented differences (README, "What differs from wandb") are not generated:
+Documented differences (docs/search-spaces.md, "What differs from wandb") are not generated:
 values no training key takes, string bounds, `max_iter` without `s`.
 Skipped, with the reason, where the package cannot be installed (no network).
 """

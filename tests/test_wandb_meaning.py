@@ -68,7 +68,7 @@ def test_scheduler_grace_period_at_or_beyond_the_last_epoch_runs_without_early_s
     refused(path, "tune.scheduler.grace_period: 5 is beyond max_t 3", "--scheduler fifo")
 
 
-# 2. hyperband beyond the last epoch: README's rule, cut points at or after the last epoch are dropped.
+# 2. hyperband beyond the last epoch: docs/search-spaces.md's rule, cut points at or after the last epoch are dropped.
 
 def test_hyperband_cut_points_at_or_after_the_last_epoch_are_dropped(tmp_path):
     path = space_file(tmp_path, {"epochs": {"value": 3}}, early_terminate={"type": "hyperband", "min_iter": 300})
@@ -136,7 +136,7 @@ def test_probabilities_are_honoured_within_tolerance(tmp_path):
     ours = collections.Counter(sample(space.params["optimizer"], rng) for _ in range(4000))
     assert abs(ours["sgd"] / 4000 - 0.9) < 0.03
     # The run draws this finite space without replacement: every round of two holds
-    # both, and the probabilities weigh which comes first (README: finite spaces).
+    # both, and the probabilities weigh which comes first (docs/search-spaces.md: finite spaces).
     points = [p["optimizer"] for p in to_tune(space)["search_alg"]._points_to_evaluate]
     rounds = [points[i:i + 2] for i in range(0, 4000, 2)]
     assert all(sorted(r) == ["adam", "sgd"] for r in rounds)
@@ -361,8 +361,7 @@ def test_readme_lists_every_wandb_key_and_distribution_with_what_it_does():
     from tune_pipeline.distributions import KEY_TYPE_RULE, RECORDS
     from tune_pipeline.space import TOP_LEVEL
 
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Search-space format"):readme.index("## Training keys")]
+    section = (ROOT / "docs" / "search-spaces.md").read_text()
     for key in TOP_LEVEL:
         assert f"`{key}`" in section, key
     for record in RECORDS:  # the table row is the record's own line
@@ -472,7 +471,7 @@ def ray_trials(space, count):
     ({"optimizer": {"values": ["sgd", "adam", "adamw"]}, "batch_size": {"distribution": "int_uniform",
                                                                         "min": 16, "max": 18}}, "random", 20),
 ], ids=["grid", "huge-grid", "finite-random"])
-@pytest.mark.filterwarnings("ignore:The number of pre-generated samples")  # the huge grid: as README says
+@pytest.mark.filterwarnings("ignore:The number of pre-generated samples")  # the huge grid: as docs/search-spaces.md says
 def test_the_dry_runs_trials_are_the_first_trials_ray_creates(tmp_path, parameters, method, samples):
     space = load_space(space_file(tmp_path, parameters, method=method), num_samples=samples)
     _, created = ray_trials(space, 3)

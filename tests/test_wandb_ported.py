@@ -10,8 +10,8 @@ wrote it plus a `tune.rename` block mapping those names to training keys that
 take the case's values, the only addition.  Each case asserts wandb's verdict
 (refused, or run with wandb's values in wandb's order), or, where no training
 key takes wandb's values or ours differs on purpose, is a documented
-difference: it names the README line (under "What differs from wandb") and
-checks that README says it.  Not ported: wandb's tests of its controller's
+difference: it names the docs/search-spaces.md line (under "What differs from wandb") and
+checks that the page says it.  Not ported: wandb's tests of its controller's
 bookkeeping (a grid resuming from the runs it finds, multi-objective
 `metrics`, hash caching, its Bayesian search), which Ray Tune's own state and
 Optuna replace here.
@@ -30,7 +30,7 @@ from tune_pipeline.space import parse_space, sample, to_tune, trial_points
 
 from conftest import ROOT
 
-README = " ".join((ROOT / "README.md").read_text().split())
+README = " ".join((ROOT / "docs" / "search-spaces.md").read_text().split())
 WHERE = Path("wandb_case.yaml")
 
 
@@ -59,11 +59,11 @@ def accepted(config, rename=None, overrides=()):
 
 
 def documented(line):
-    """A difference README states (whitespace as wrapped there)."""
+    """A difference docs/search-spaces.md states (whitespace as wrapped there)."""
     assert " ".join(line.split()) in README, line
 
 
-TYPED = "every value must pass its key's check"   # README: What differs from wandb
+TYPED = "every value must pass its key's check"   # docs/search-spaces.md: What differs from wandb
 IGNORED_KEYS = "wandb's infrastructure keys are ignored, not validated"
 STRING_NUMBERS = "A string that reads as a number (`min: \"0\"`, YAML 1.1's `1e-5`) is a number here"
 WITHOUT_REPLACEMENT = "Random search over a finite space draws without replacement (above)"

@@ -71,7 +71,9 @@ class Dataset:
         return Dataset(self.name, *train, *test, self.classes, self.mean, self.std, dict(self.extra), *val)
 
     def to_arrays(self) -> dict:
-        """Numpy form, which Ray's object store shares between workers without copies."""
+        """Numpy form for Ray's object store: the driver's `ray.put` copies it into
+        the store once, and each trial on a node then reads that copy in place
+        (`from_arrays`); a trial on a GPU copies it to its device."""
         return {
             "name": self.name, "classes": self.classes, "mean": self.mean, "std": self.std,
             "train_images": self.train_images.numpy(), "train_labels": self.train_labels.numpy(),

@@ -42,7 +42,7 @@ class Distribution:
     grid: Callable[[dict], Any] | None = None          # what method grid enumerates (a sequence)
     bayes: Callable[[dict], tuple[str, tuple]] | None = None  # Tune domain (name, args) for Optuna
     integral: bool = False     # draws are integers whatever the bounds
-    doc: str = ""              # README's line
+    doc: str = ""              # docs/search-spaces.md's line
     deprecated: bool = False   # wandb's engine warns: exponent bounds (use the _values form)
 
     @property
@@ -176,7 +176,7 @@ RECORDS = [
                  lambda b: (0.0, 1.0), doc="round(beta / q) * q; not for bayes."),
 ]
 DISTRIBUTIONS: dict[str, Distribution] = {d.name: d for d in RECORDS}
-# README's sentence above the table: what every numeric distribution's draw becomes.
+# docs/search-spaces.md's sentence above the table: what every numeric distribution's draw becomes.
 KEY_TYPE_RULE = ("A drawn value takes its training key's type: 80.0 drawn for an integer key is 80, "
                  "80 drawn for a float key is 80.0 (wandb passes the distribution's own type, an int "
                  "only where `q` or the bounds are ints).")

@@ -8,7 +8,7 @@ together exactly one wins.  It holds the holder's host, PID, the PID's start
 time and the host's boot, and its modification time is a heartbeat
 refreshed every HEARTBEAT_S while the driver runs.
 
-Who keeps it (the guarantee README states):
+Who keeps it (the guarantee docs/resume-and-faults.md states):
 - a holder on this host keeps it while its process lives (the same PID,
   started at the same time, in this boot), whatever its heartbeat says: a
   driver suspended with Ctrl-Z for an hour still holds its experiment; once

@@ -1,9 +1,12 @@
 """The training loop: one run of one config, with no Ray in sight.
 
-Linear by design (nanoGPT's shape): pick the device and precision, put the
-whole dataset on the device as uint8, then per epoch slice batches out of a
-permutation, augment them on the device, and step an AMP optimizer.  The
-caller sees each epoch through `on_epoch(metrics, make_state)`; `make_state()`
+`_Runner` holds one run's state (device and precision, the whole dataset
+on the device as uint8, model, optimizer, LR schedule, RNG) and its steps
+(an epoch: slice batches out of a permutation, augment them on the device,
+step an AMP optimizer; an evaluation; a checkpoint); `fit` drives it epoch
+by epoch.  A class rather than one straight function, because a run's
+state is also saved, loaded from a checkpoint and changed mid-run (below).
+The caller sees each epoch through `on_epoch(metrics, make_state)`; `make_state()`
 returns a full checkpoint (model, optimizer, scaler, LR schedule, RNG, best
 metrics), and `fit(..., resume_state=...)` continues from one exactly.
 
@@ -375,7 +378,7 @@ def fit(config: dict, *, dataset: Dataset | None = None, resume_state: dict | No
     names.
 
     Returns {"history": [metrics per epoch], "best": best metrics, "final": last metrics,
-    "weights": the final model (`Runner.weights`)}.
+    "weights": the final model (`_Runner.weights`)}.
     Raises RunFailed when the loss diverges or the device runs out of memory.
     """
     try:

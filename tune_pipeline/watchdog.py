@@ -1,5 +1,5 @@
 """Time limits for one training run, used by `tune train` and by each Ray
-trial; no Ray here.  The rule, stated once (README quotes it):
+trial; no Ray here.  The rule, stated once (docs/resume-and-faults.md quotes it):
 
 - `trial_timeout` (wall seconds, 0 = none) bounds the whole run, always.
 - A run is *stalled* when it makes no progress for STALL_FACTOR (10) times
