@@ -352,6 +352,8 @@ def models():
 def describe_space(space, resources: dict | None = None) -> list[str]:
     """What the sweep will do, as the dry run and the real run both say it;
     `resources`: a trial's, with --cpus-per-trial/--gpus-per-trial applied."""
+    from tune_pipeline.metrics import goal_word
+
     s = space.scheduler
     resources = resources or space.resources
     if s["type"] == "hyperband":
@@ -368,7 +370,7 @@ def describe_space(space, resources: dict | None = None) -> list[str]:
     repeats = f" ({space.repeats} seeds per grid point)" if space.repeats > 1 else ""
     count = space.trial_count()
     lines = [f"{space.source}: method {space.method}, {count} trial{'s' if count != 1 else ''}{repeats}, metric "
-             f"{space.metric} ({'maximize' if space.mode == 'max' else 'minimize'}){target}, scheduler "
+             f"{space.metric} ({goal_word(space.mode)}){target}, scheduler "
              f"{scheduler}, {resources['cpu']:g} CPU + {resources['gpu']:g} GPU per trial"]
     if space.ignored:
         lines.append(f"ignored: {', '.join(space.ignored)}")
@@ -507,8 +509,8 @@ def status(
 
     from tune_pipeline.experiment import FAILED_STATE, INTERRUPTED_STATE, NEVER_STARTED, RUNNING_STATE
     from tune_pipeline.labels import describe, labellers
-    from tune_pipeline.metrics import QUOTED, best_epoch, fmt, quoted_accuracy, selection_note
     from tune_pipeline.progress import MIN_TABLE_WIDTH, count_line, render_experiment, trial_lines
+    from tune_pipeline.summary import winner_summary
 
     exp = load_experiment_noted(experiment_dir)
     total = max(exp.meta.get("trial_count") or 0, len(exp.trials))
@@ -526,19 +528,11 @@ def status(
         else:
             for line in trial_lines(exp):
                 typer.echo(line)
-    by = labellers((t.config for t in exp.trials), exp.swept)
-    best = exp.best_trial()
-    if best is not None:
-        metric, mode = exp.metric, exp.mode
-        at = best_epoch(best.history, metric, mode) or {}
-        # As the sweep's own summary: short lines that an 80-column terminal keeps whole.
-        typer.echo(f"best so far: {best.trial_id} {metric} {fmt(metric, best.best_value(metric, mode))} "
-                   f"at epoch {at.get('epoch', '?')} ({exp.state(best)} at epoch {best.epochs})")
-        if exp.swept:
-            typer.echo(f"  with {describe(best.config, exp.swept, by)}")
-        typer.echo(f"  {QUOTED} {fmt(QUOTED, quoted_accuracy(best.history, metric, mode))} "
-                   f"({selection_note(metric)})")
+    summary = winner_summary(exp)
+    for line in summary.lines() if summary else ():
+        typer.echo(line)
     _print_schedules(exp)
+    by = labellers((t.config for t in exp.trials), exp.swept)
     for trial in exp.trials:
         state = exp.state(trial)
         if state in (RUNNING_STATE, INTERRUPTED_STATE):
@@ -605,7 +599,8 @@ def report(
 ):
     """One self-contained HTML report: table, plots, failures, search space."""
     from tune_pipeline.config import check_metric_name
-    from tune_pipeline.report import winner_line, write_report
+    from tune_pipeline.report import write_report
+    from tune_pipeline.summary import winner_summary
     from tune_pipeline.storage import local_output
 
     check_metric_name(metric)
@@ -614,8 +609,8 @@ def report(
     experiment = load_experiment_noted(experiment_dir)
     target = output or local_output(experiment.path, "report.html")
     path = written(target, lambda: write_report(experiment, target, metric, top))
-    line = winner_line(experiment, metric)
-    if line:
+    summary = winner_summary(experiment, metric)
+    for line in summary.lines() if summary else ():
         typer.echo(line)
     typer.echo(str(path))
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tune_pipeline.errors import UserError
+from tune_pipeline.metrics import best_of, oriented
 from tune_pipeline.storage import location
 
 METADATA_FILE = "tune_pipeline.json"
@@ -85,7 +86,7 @@ class Trial:
                   and math.isfinite(h[metric])]
         if not values:
             return None
-        return max(values) if mode == "max" else min(values)
+        return best_of(values, mode)
 
     def best_checkpoint(self, metric: str, mode: str) -> Path | None:
         """The kept checkpoint of the best epoch, else the newest kept one."""
@@ -94,8 +95,7 @@ class Trial:
                 and (self.path / h["checkpoint_dir_name"]).exists()]
         if not kept:
             return None
-        sign = 1 if mode == "max" else -1
-        scored = [(sign * h[metric], path) for h, path in kept if isinstance(h.get(metric), (int, float))]
+        scored = [(oriented(h[metric], mode), path) for h, path in kept if isinstance(h.get(metric), (int, float))]
         return max(scored, key=lambda s: s[0])[1] if scored else kept[-1][1]
 
 
@@ -251,7 +251,7 @@ class Experiment:
         metric, mode = metric or self.metric, mode or self.mode
         scored = [(t.best_value(metric, mode), t) for t in self.trials]
         scored = [(v, t) for v, t in scored if v is not None]
-        scored.sort(key=lambda vt: vt[0], reverse=(mode == "max"))
+        scored.sort(key=lambda vt: oriented(vt[0], mode), reverse=True)  # stable: ties keep trial order
         return [t for _, t in scored]
 
     def best_trial(self) -> Trial | None:

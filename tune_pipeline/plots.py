@@ -19,7 +19,7 @@ from pathlib import Path
 from tune_pipeline.experiment import (FAILED, FAILED_STATE, FINISHED_STATE, STOPPED_STATE, Experiment,
                                       Trial)
 from tune_pipeline.labels import Labeller, key, labellers, number
-from tune_pipeline.metrics import METRICS, fmt, selection_note
+from tune_pipeline.metrics import METRICS, best_of, fmt, oriented, selection_note, sign
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 FAILED_COLOUR = "#D55E00"
@@ -234,7 +234,7 @@ def draw_parallel_coordinates(experiment: Experiment, metric: str | None = None,
     width = max(8.0, 2.6 * len(columns))
     fig, ax = _figure(width, 5.8)
     # Worst first, so the best lines are drawn on top; the top N again, opaque.
-    order = sorted(range(len(trials)), key=lambda i: scores[i], reverse=(mode == "min"))
+    order = sorted(range(len(trials)), key=lambda i: oriented(scores[i], mode))
     xs = list(range(len(columns)))
     alpha = line_alpha(len(trials))
     many = LineCollection([list(zip(xs, [a[0][i] for a in axes_data])) for i in order],
@@ -428,7 +428,6 @@ def draw_best_so_far(experiment: Experiment, metric: str | None = None):
         raise NothingToPlot(f"no trial has reported {metric}")
     width = 11.0
     fig, axes = _figure(width, 4.6, ncols=2, sharey=True)
-    better = max if mode == "max" else min
     seconds = [p[0] for p in progress]
     minutes = seconds[0] is not None and max(seconds) > 180
     for ax, x_of, label in ((axes[0], lambda p: p[0] / 60 if minutes else p[0],
@@ -441,7 +440,7 @@ def draw_best_so_far(experiment: Experiment, metric: str | None = None):
         xs, best, running = [], [], None
         last_of: dict = {}
         for p in progress:
-            running = p[3] if running is None else better(running, p[3])
+            running = best_of((running, p[3]), mode)
             xs.append(x_of(p))
             best.append(running)
             last_of[p[2].trial_id] = (x_of(p), p[2])
@@ -461,7 +460,7 @@ def draw_best_so_far(experiment: Experiment, metric: str | None = None):
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(metric)
     _metric_scale(axes[0].yaxis, metric)
-    axes[1].legend(loc="lower right" if mode == "max" else "upper right", framealpha=0.8)
+    axes[1].legend(loc="lower right" if sign(mode) > 0 else "upper right", framealpha=0.8)
     fig.suptitle(_wrap(f"{experiment.name}: best {metric} found so far ({len(experiment.trials)} trials, "
                        f"{len(progress)} trial-epochs; {selection_note(metric)})", width, 12))
     return fig

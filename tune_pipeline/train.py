@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from tune_pipeline.augment import ScriptSource, TransformContext, load_transform_script
 from tune_pipeline.data import Dataset, load_for_config, with_validation
 from tune_pipeline.errors import RunFailed
+from tune_pipeline.metrics import RUNNING_BEST, best_of, goal
 from tune_pipeline.models import create_model
 from tune_pipeline.pbt import SCHEDULE_KEY, record_change
 
@@ -314,13 +315,9 @@ class _Runner:
         for key in ("train_loss", self.watched_loss, "test_loss"):
             if not math.isfinite(metrics[key]):
                 raise RunFailed(f"{key} is {metrics[key]} at epoch {self.epoch}: the run diverged")
-        for split in ("train", "val", "test"):
-            if f"{split}_accuracy" not in metrics:
-                continue
-            best_loss = "best_loss" if split == "train" else f"best_{split}_loss"
-            self.best[f"best_{split}_accuracy"] = max(self.best[f"best_{split}_accuracy"],
-                                                      metrics[f"{split}_accuracy"])
-            self.best[best_loss] = min(self.best[best_loss], metrics[f"{split}_loss"])
+        for name, best in RUNNING_BEST.items():
+            if name in metrics:
+                self.best[best] = best_of((self.best[best], metrics[name]), goal(name))
         metrics.update(self.best)
         metrics["epoch"] = self.epoch
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
