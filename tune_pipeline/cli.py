@@ -159,22 +159,18 @@ def check_output_file(path: Path, option: str = "--output", make_parent: bool = 
     that is not itself a folder, so a long export or report never ends in a traceback."""
     if path.is_dir():
         raise UserError(f"{option} {path}: is a folder; give a file name")
+    from tune_pipeline.storage import check_folder_path
+
     parent = path.parent if str(path.parent) else Path(".")
-    existing = parent
-    while not existing.exists() and existing.parent != existing:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserError(f"{option} {path}: {existing} is a file, not a folder")
+    existing = check_folder_path(parent, option, named=path)
     if existing != parent and not make_parent:
         raise UserError(f"{option} {path}: folder {parent} does not exist")
 
 
 def check_output_folder(path: Path, option: str = "--output") -> None:
-    existing = path
-    while not existing.exists() and existing.parent != existing:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserError(f"{option} {path}: {existing} is a file, not a folder")
+    from tune_pipeline.storage import check_folder_path
+
+    check_folder_path(path, option)
 
 
 def load_experiment_noted(experiment_dir):

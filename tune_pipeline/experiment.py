@@ -17,9 +17,12 @@ from tune_pipeline.metrics import best_of, oriented
 from tune_pipeline.storage import location
 
 METADATA_FILE = "tune_pipeline.json"
-FINISHED = "TERMINATED"  # Ray Tune's trial statuses
+# Ray Tune's trial statuses, as its saved state spells them (ray.tune.experiment.Trial's
+# constants; kept here so readers of a finished experiment import no Ray).
+FINISHED = "TERMINATED"
 FAILED = "ERROR"
 RUNNING = "RUNNING"
+PENDING = "PENDING"
 STALLED_FILE = "stalled.txt"  # why the watchdog ended a stuck trial's process (before it failed the trial instead)
 REPLACED_KEY = "replaced_trials"  # tune_pipeline.json: failed trials rerun under new ids by --restart-errored
 
@@ -194,7 +197,7 @@ class Experiment:
     def metric(self) -> str:
         """The sweep's metric; metrics.py's default where damaged metadata lost it."""
         from tune_pipeline.metrics import default_metric
-        return self.meta.get("metric") or default_metric(0.0)[0]
+        return self.meta.get("metric") or default_metric(held_out=False)[0]
 
     @property
     def mode(self) -> str:
@@ -426,7 +429,7 @@ def _trial_from_state(path: Path, record) -> Trial | None:
         except OSError:
             pass
     config = info.get("config") if isinstance(info.get("config"), dict) else {}
-    status = info.get("status") if isinstance(info.get("status"), str) else "PENDING"
+    status = info.get("status") if isinstance(info.get("status"), str) else PENDING
     return Trial(info["trial_id"], status, config, trial_dir, _read_history(trial_dir, config), error)
 
 

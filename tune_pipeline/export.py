@@ -19,7 +19,7 @@ import math
 import statistics
 from pathlib import Path
 
-from tune_pipeline.config import check_metric_name
+from tune_pipeline.config import REPEAT_KEY, check_metric_name
 from tune_pipeline.errors import UserError
 from tune_pipeline.experiment import Experiment
 from tune_pipeline.metrics import (METRICS, ORIGINAL_COLUMNS, QUOTED, RUNNING_BEST, VALIDATION_COLUMNS,
@@ -78,7 +78,7 @@ def grouped_rows(experiment: Experiment, metric: str | None = None) -> list[dict
     seed), each column's mean and standard deviation over its trials, best first."""
     metric = metric or experiment.metric
     mode = experiment.mode_for(metric)
-    repeat_key = experiment.meta.get("repeat_key") or "seed"
+    repeat_key = experiment.meta.get("repeat_key") or REPEAT_KEY
     keys = [k for k in experiment.swept if k != repeat_key]
     columns = BEST_COLUMNS + [QUOTED] + ([metric] if own_column(metric) else [])
 

@@ -32,7 +32,8 @@ from ray.tune.search.search_generator import SearchGenerator
 from tune_pipeline.errors import UserError
 from tune_pipeline.experiment import FAILED, FINISHED, _read_state, load_experiment
 from tune_pipeline.labels import key
-from tune_pipeline.space import REPEAT_KEY, SearchSpace, sample, to_tune
+from tune_pipeline.config import REPEAT_KEY
+from tune_pipeline.space import SearchSpace, sample, to_tune
 
 MAX_DRAWS = 10_000  # redraws for one untried configuration of a continuous space
 

@@ -160,10 +160,10 @@ def fmt(name: str, value) -> str:
     return "-" if value is None else str(value)
 
 
-def default_metric(val_fraction: float) -> tuple[str, str]:
+def default_metric(held_out: bool) -> tuple[str, str]:
     """The sweep's metric when its file names none: validation accuracy, or
     test accuracy when no validation split is held out."""
-    return ("val_accuracy", MAX) if val_fraction > 0 else ("test_accuracy", MAX)
+    return ("val_accuracy", MAX) if held_out else ("test_accuracy", MAX)
 
 
 def selected_on(metric: str) -> str:

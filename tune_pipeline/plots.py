@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import math
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from tune_pipeline.experiment import (FAILED, FAILED_STATE, FINISHED_STATE, STOPPED_STATE, Experiment,
                                       Trial)
@@ -27,13 +29,6 @@ DPI = 110
 FEW_VALUES = 6  # a numeric parameter with at most this many values is ticked at each
 MANY_CURVES = 40  # more other trials than this: learning curves draw them as a band
 MAX_POINTS = 300  # parameter effects draw at most this many trials' points per panel
-FIGURE_FILES = {
-    "learning_curves": "learning_curves.png",
-    "parallel_coordinates": "parallel_coordinates.png",
-    "parameter_effects": "parameter_effects.png",
-    "parameter_importance": "parameter_importance.png",
-    "best_so_far": "best_so_far.png",
-}
 
 
 class NothingToPlot(Exception):
@@ -479,17 +474,33 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class Figure:
+    title: str
+    draw: Callable        # (experiment, path, metric[, top]) -> the path, or None when it has nothing to show
+    highlights_top: bool  # takes `top`: the N best trials drawn apart
+
+
+# Every figure, once, in the order a reader sees them (the report's): its key
+# (the file's name without .png), its title and how it is drawn.
+FIGURES = {
+    "learning_curves": Figure("Learning curves", learning_curves, True),
+    "parallel_coordinates": Figure("Parallel coordinates", parallel_coordinates, True),
+    "parameter_effects": Figure("Effect of each parameter", parameter_effects, False),
+    "parameter_importance": Figure("Parameter importance", parameter_importance, False),
+    "best_so_far": Figure("Best found so far", best_so_far, False),
+}
+FIGURE_FILES = {name: f"{name}.png" for name in FIGURES}
+
+
 def plot_all(experiment: Experiment, output_dir: Path, metric: str | None = None, top: int = 5) -> dict[str, Path]:
-    """Every figure that the experiment can support; raises NothingToPlot when none."""
+    """Every figure that the experiment can support; raises NothingToPlot when
+    none (learning curves, the first, raise it)."""
     output_dir = Path(output_dir)
-    written = {"learning_curves": learning_curves(experiment, output_dir / FIGURE_FILES["learning_curves"],
-                                                  metric, top)}
-    path = parallel_coordinates(experiment, output_dir / FIGURE_FILES["parallel_coordinates"], metric, top)
-    if path is not None:
-        written["parallel_coordinates"] = path
-    for name, draw in (("parameter_effects", parameter_effects), ("parameter_importance", parameter_importance),
-                       ("best_so_far", best_so_far)):
-        path = draw(experiment, output_dir / FIGURE_FILES[name], metric)
+    written = {}
+    for name, figure in FIGURES.items():
+        extra = (top,) if figure.highlights_top else ()
+        path = figure.draw(experiment, output_dir / FIGURE_FILES[name], metric, *extra)
         if path is not None:
             written[name] = path
     return written

@@ -41,7 +41,8 @@ from tune_pipeline.experiment import (FAILED_STATE, FINISHED_STATE, INTERRUPTED_
                                       RUNNING_STATE, STATES, STOPPED_STATE, _error_reason, describe_counts,
                                       state_name)
 from tune_pipeline.labels import Labeller, describe, labellers
-from tune_pipeline.metrics import RUNNING_BEST, best_of, fmt, goal, oriented, selection_note
+from tune_pipeline.metrics import RUNNING_BEST, fmt, goal, oriented, selection_note
+from tune_pipeline.storage import is_uri
 from tune_pipeline.summary import winner_summary
 
 REFRESH_SECONDS = 1.0
@@ -435,7 +436,7 @@ def wandb_line(experiment_dir, project: str | None) -> str:
     if mode == "disabled":
         return "wandb: disabled (WANDB_MODE=disabled): nothing was logged"
     project = project or "tune_pipeline"
-    if "://" in str(experiment_dir):
+    if is_uri(experiment_dir):
         # The logger runs in this driver and writes its runs to Ray's local
         # staging folder; only the experiment's own files go to the bucket.
         where = "this machine, under Ray's session folder (find /tmp/ray -path '*/wandb/*run-*')"
@@ -576,7 +577,11 @@ class LiveTable(tune.Callback):
         return self._planned[0] / self._planned[1] if self._planned[1] else 0.0
 
     def _better(self, a, b):
-        return best_of((a, b), self.mode)
+        if a is None:
+            return b
+        if b is None:
+            return a
+        return max(a, b) if self.mode == "max" else min(a, b)
 
     def _move(self, live: _Live, state: str) -> None:
         row = live.row

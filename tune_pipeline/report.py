@@ -14,7 +14,7 @@ import yaml
 from tune_pipeline.experiment import FAILED_STATE, Experiment, describe_counts
 from tune_pipeline.export import best_column, best_trial_rows, display_rows, ranking_note, value_labels
 from tune_pipeline.metrics import QUOTED
-from tune_pipeline.plots import FIGURE_FILES, NothingToPlot, plot_all
+from tune_pipeline.plots import FIGURES, NothingToPlot, plot_all
 from tune_pipeline.summary import winner_summary
 
 CSS = """
@@ -33,15 +33,6 @@ img { max-width: 100%; height: auto; display: block; margin: 0.5rem 0 1.5rem; }
 .empty { padding: 1rem; background: #fff4e5; border-left: 4px solid #E69F00; }
 .failed td { color: #8a2b00; }
 """
-
-FIGURE_TITLES = {
-    "learning_curves": "Learning curves",
-    "parallel_coordinates": "Parallel coordinates",
-    "parameter_effects": "Effect of each parameter",
-    "parameter_importance": "Parameter importance",
-    "best_so_far": "Best found so far",
-}
-
 
 def first_columns(columns: list[str], metric: str, swept: list[str]) -> list[str]:
     """What a reader looks for first, where a 1280-px window shows it without
@@ -85,11 +76,11 @@ def build_report(experiment: Experiment, metric: str | None = None, top: int = 5
             written = {}
             figures_html.append(f'<p class="empty">No plots: {html.escape(str(exc))} '
                                 f"(every trial failed or none has finished an epoch).</p>")
-        for key in FIGURE_FILES:
+        for key, figure in FIGURES.items():
             if key in written:
                 data = base64.b64encode(written[key].read_bytes()).decode()
-                figures_html.append(f"<h3>{FIGURE_TITLES[key]}</h3>"
-                                    f'<img alt="{FIGURE_TITLES[key]}" src="data:image/png;base64,{data}">')
+                figures_html.append(f"<h3>{figure.title}</h3>"
+                                    f'<img alt="{figure.title}" src="data:image/png;base64,{data}">')
     failed = experiment.failed_trials()
     failed_html = ("<ul>" + "".join(f"<li><code>{html.escape(t.trial_id)}</code>: {html.escape(t.error or '')}</li>"
                                     for t in failed) + "</ul>") if failed else "<p>None.</p>"

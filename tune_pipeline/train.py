@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tune_pipeline.augment import ScriptSource, TransformContext, load_transform_script
+from tune_pipeline.compile_policy import resolve_compile
 from tune_pipeline.data import Dataset, load_for_config, with_validation
 from tune_pipeline.errors import RunFailed
 from tune_pipeline.metrics import RUNNING_BEST, best_of, goal
@@ -76,26 +77,6 @@ def amp_policy(device: torch.device, enabled: bool, dtype_name: str):
     if device.type == "cpu" and dtype == torch.float16:
         dtype = torch.bfloat16  # CPU autocast has no fast fp16 path
     return dtype, dtype == torch.float16 and device.type == "cuda"
-
-
-# `compile: auto` compiles only where at least this many trials share each
-# cold compile (BENCHMARKS.md, "Compile paid once per sweep").
-COMPILE_AUTO_MIN_TRIALS = 4
-
-
-def resolve_compile(setting: bool | str, device: torch.device, trials_per_compile: float = 1) -> bool:
-    """Whether a run compiles its model: `compile: auto` is decided here only.
-
-    `trials_per_compile`: the runs of this graph divided by those that start
-    together, i.e. how many runs share each cold compile through the on-disk
-    cache (trials that start at once each pay a cold one).  Auto compiles on
-    CUDA when that is at least COMPILE_AUTO_MIN_TRIALS (a warm start costs a
-    twentieth of a cold one, so each run then pays under a third of one), and
-    never on CPU or MPS: on CPU the compiled step was not faster than eager
-    (BENCHMARKS.md), MPS is not measured.  A single `tune train` run has 1."""
-    if setting != "auto":
-        return bool(setting)
-    return device.type == "cuda" and trials_per_compile >= COMPILE_AUTO_MIN_TRIALS
 
 
 def build_optimizer(model: nn.Module, config: dict) -> torch.optim.Optimizer:
