@@ -742,16 +742,9 @@ def _exit(code: int) -> None:
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():
         sys.exit(code)
-    import atexit
-    import os
+    from tune_pipeline.internals import exit_without_teardown
 
     try:
         ray.shutdown()
     finally:
-        atexit._run_exitfuncs()
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):  # a closed pipe: nothing more can be said
-                pass
-        os._exit(code)
+        exit_without_teardown(code)

@@ -28,11 +28,12 @@ releases Python's lock could escape it.
 
 from __future__ import annotations
 
-import ctypes
 import sys
 import threading
 import time
 from typing import Callable, Iterable, TypeVar
+
+from tune_pipeline.internals import raise_in_thread
 
 STALL_FACTOR = 10.0
 MIN_STALL_S = 60.0  # an epoch of 0.1 s must not make a 1-second checkpoint save a stall
@@ -82,7 +83,7 @@ def _raise_in(thread: threading.Thread, exc_type: type[BaseException]) -> None:
     """Ask Python to raise `exc_type` in `thread` at its next bytecode; not
     while it imports (the next poll asks again)."""
     if thread.ident is not None and not _importing(thread):
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exc_type))
+        raise_in_thread(thread.ident, exc_type)
 
 
 class Watchdog:
