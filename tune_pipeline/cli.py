@@ -12,12 +12,17 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
 from tune_pipeline.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, RunFailed,
                                   UserError, shorten)
+
+# The argument and options that every reader of an experiment takes, worded once.
+ExperimentDir = Annotated[str, typer.Argument(metavar="EXPERIMENT_DIR",
+                                              help="experiment folder, or its URI (s3://bucket/prefix/NAME)")]
+TopTrials = Annotated[int, typer.Option(min=1, metavar="N", help="highlight the N best trials")]
 
 app = typer.Typer(
     # Click's plain help: `--scheduler [asha|fifo]`, flags without a type, each
@@ -454,7 +459,7 @@ def search(
 @app.command()
 @user_errors
 def resume(
-    experiment_dir: str = typer.Argument(..., metavar="EXPERIMENT_DIR", help="the experiment `tune search` printed: a folder or s3://..."),
+    experiment_dir: ExperimentDir,
     restart_errored: bool = typer.Option(False, "--restart-errored", help="run failed trials again from scratch"),
     address: Optional[str] = typer.Option(None, metavar="auto|HOST:PORT", help="attach to a running Ray cluster"),
     more: Optional[int] = typer.Option(None, "--more", min=1, metavar="N", help="add N trials (random, bayes) or N repeats (grid)"),
@@ -472,7 +477,7 @@ def resume(
 @app.command()
 @user_errors
 def export(
-    experiment_dir: str = typer.Argument(..., metavar="EXPERIMENT_DIR", help="experiment folder, or its URI (s3://bucket/prefix/NAME)"),
+    experiment_dir: ExperimentDir,
     format_: Optional[str] = typer.Option(None, "--format", "-f", metavar="[md|csv|parquet|json]", help="default: from --output's extension, else md"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE", help="file to write (default: stdout)"),
     top: Optional[int] = typer.Option(None, min=1, metavar="N", help="only the N best trials"),
@@ -496,7 +501,7 @@ def export(
 @app.command()
 @user_errors
 def status(
-    experiment_dir: str = typer.Argument(..., metavar="EXPERIMENT_DIR", help="experiment folder, or its URI (s3://...)"),
+    experiment_dir: ExperimentDir,
     wide: bool = typer.Option(False, "--wide", help="every swept value in the table, however wide"),
 ):
     """Trials per state, the table of trials, the best so far, and why failed
@@ -562,10 +567,10 @@ def _print_schedules(exp) -> None:
 @app.command()
 @user_errors
 def plot(
-    experiment_dir: str = typer.Argument(..., metavar="EXPERIMENT_DIR", help="experiment folder, or its URI (s3://bucket/prefix/NAME)"),
+    experiment_dir: ExperimentDir,
     output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="DIR", help="folder for the PNGs (default: EXPERIMENT_DIR/plots; ./NAME/plots for a remote one)"),
     metric: Optional[str] = typer.Option(None, metavar="METRIC", help="plot this metric (default: the sweep's)"),
-    top: int = typer.Option(5, min=1, metavar="N", help="highlight the N best trials"),
+    top: TopTrials = 5,
 ):
     """PNG plots: learning curves, parallel coordinates, parameter effects and importance."""
     from tune_pipeline.config import check_metric_name
@@ -588,10 +593,10 @@ def plot(
 @app.command()
 @user_errors
 def report(
-    experiment_dir: str = typer.Argument(..., metavar="EXPERIMENT_DIR", help="experiment folder, or its URI (s3://bucket/prefix/NAME)"),
+    experiment_dir: ExperimentDir,
     output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE", help="HTML file (default: EXPERIMENT_DIR/report.html; ./NAME/report.html for a remote one)"),
     metric: Optional[str] = typer.Option(None, metavar="METRIC", help="rank and plot this metric (default: the sweep's)"),
-    top: int = typer.Option(5, min=1, metavar="N", help="highlight the N best trials"),
+    top: TopTrials = 5,
 ):
     """One self-contained HTML report: table, plots, failures, search space."""
     from tune_pipeline.config import check_metric_name
