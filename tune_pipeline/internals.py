@@ -11,6 +11,7 @@ imports neither Ray nor torch.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import sys
 from pathlib import Path
@@ -86,6 +87,41 @@ def send_ray_token() -> None:
     from ray._private.authentication.authentication_token_setup import _enable_token_auth
 
     _enable_token_auth()
+
+
+# --- Ray: joining a head, and a sweep no node can run (sweep.py) ---------------
+
+GRPC_DEADLINE_EXCEEDED = 4  # grpc.StatusCode.DEADLINE_EXCEEDED, as ray.exceptions.RpcError.rpc_code
+
+
+def gcs_silent(target: str, timeout_s: float) -> bool:
+    """Whether what listens at `target` takes connections but does not answer
+    as a Ray GCS within `timeout_s` (a silent listener held ray.init for
+    good).  False when it answers, or refuses in Ray's own words (ray.init
+    then says why).  Ray's public join has no time limit; its GCS client's
+    standalone probe is private.  A timeout is told by its gRPC code, not by
+    the message's words."""
+    from ray._raylet import InnerGcsClient
+    from ray.exceptions import RpcError
+
+    try:
+        InnerGcsClient.standalone(target, None, int(timeout_s * 1000))
+    except RpcError as exc:
+        return exc.rpc_code == GRPC_DEADLINE_EXCEEDED
+    except Exception:  # noqa: BLE001 - any other refusal is Ray's to word, at the join
+        return False
+    return False
+
+
+# Ray Tune has no event and no error for "no pending trial fits any node": it
+# logs one warning from this logger (its only log call) and waits for ever.
+RAY_RESOURCE_LOGGER = "ray.tune.execution.insufficient_resources_manager"
+
+
+def is_unschedulable_warning(record: logging.LogRecord) -> bool:
+    """Ray Tune's warning that no pending trial fits the cluster, told by
+    its logger and level, not by the warning's words (which Ray rewords)."""
+    return record.name == RAY_RESOURCE_LOGGER and record.levelno >= logging.WARNING
 
 
 # --- Ray Tune: a restored Tuner's search algorithm (extend.py) ------------------
