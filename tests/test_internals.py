@@ -51,6 +51,7 @@ def test_an_exception_is_raised_in_another_thread():
 
     thread = threading.Thread(target=spin)
     thread.start()
+    assert not internals.thread_may_be_importing(thread.ident)  # sleeping, not importing
     internals.raise_in_thread(thread.ident, KeyboardInterrupt)
     thread.join(10)
     assert caught == [True] and not thread.is_alive()

@@ -155,6 +155,23 @@ def exit_without_teardown(code: int) -> None:
     os._exit(code)
 
 
+def thread_may_be_importing(thread_id: int) -> bool:
+    """Whether the thread may be inside an import.  `sys._current_frames`
+    (documented, "for internal and specialized purposes") is CPython's only
+    view of another thread's stack.  That thread runs on while its frames are
+    walked, so the chain can change under the walk (seen: an AttributeError
+    half-way, a frame's slot reused): then the answer is "maybe"."""
+    frame = sys._current_frames().get(thread_id)
+    try:
+        while frame is not None:
+            if frame.f_code.co_filename.startswith("<frozen importlib"):
+                return True
+            frame = frame.f_back
+    except AttributeError:
+        return True
+    return False
+
+
 def raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> None:
     """Ask CPython to raise `exc_type` in the thread at its next bytecode.
     Python has no public way to interrupt another thread; this C API is
