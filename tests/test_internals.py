@@ -6,6 +6,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 from tune_pipeline import internals
 
 
@@ -32,6 +34,7 @@ def test_ray_tunes_unschedulable_warning_is_told_by_its_logger_not_its_words():
     assert insufficient_resources_manager.logger.name == internals.RAY_RESOURCE_LOGGER
 
 
+@pytest.mark.slow  # Ray's probe waits for its pubsub connection: about 5 s
 def test_a_silent_listener_is_told_apart_from_a_ray_head():
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
