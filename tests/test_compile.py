@@ -15,11 +15,12 @@ import pytest
 import torch
 import yaml
 
+from tune_pipeline import compile_policy
+from tune_pipeline.compile_policy import COMPILE_AUTO_MIN_TRIALS, resolve_compile
 from tune_pipeline.config import validate_config
 from tune_pipeline.errors import UserError
 from tune_pipeline.space import parse_space
 from tune_pipeline.sweep import concurrent_trials, trials_per_compile
-from tune_pipeline.train import COMPILE_AUTO_MIN_TRIALS, resolve_compile
 from tune_pipeline.trainable import COMPILE_CACHE, compile_cache_dir
 
 from conftest import ROOT
@@ -219,3 +220,12 @@ def test_a_resumed_trial_compiles_as_it_started(tmp_path, monkeypatch):
     # On a CPU node, auto would resolve to eager; the trial started compiled.
     trainable.train_trial({"compile": "auto", "device": "cpu"}, trials_per_compile=100)
     assert seen == {"compile": True, "cache": str(tmp_path / "exp" / COMPILE_CACHE)}
+
+
+def test_the_graph_count_and_the_recorded_choice_are_read_from_one_place():
+    policy = compile_policy
+    assert policy.trials_per_graph(12, {"model": ["a", "b"], "learning_rate": [0.1, 0.2, 0.3]}) == 6
+    assert policy.trials_per_graph(12, {"batch_size": []}) == 1  # a numeric distribution: each value its own graph
+    assert policy.trials_per_compile(6, 3) == 2
+    assert policy.compiled_as_run([{"compiled": False}, {"compiled": True}]) is True
+    assert policy.compiled_as_run([{"epoch": 1}]) is None

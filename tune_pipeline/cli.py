@@ -12,12 +12,17 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
 from tune_pipeline.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, RunFailed,
                                   UserError, shorten)
+
+# The argument and options that every reader of an experiment takes, worded once.
+ExperimentDir = Annotated[str, typer.Argument(metavar="EXPERIMENT_DIR",
+                                              help="experiment folder, or its URI (s3://bucket/prefix/NAME)")]
+TopTrials = Annotated[int, typer.Option(min=1, metavar="N", help="highlight the N best trials")]
 
 app = typer.Typer(
     # Click's plain help: `--scheduler [asha|fifo]`, flags without a type, each
@@ -159,22 +164,18 @@ def check_output_file(path: Path, option: str = "--output", make_parent: bool = 
     that is not itself a folder, so a long export or report never ends in a traceback."""
     if path.is_dir():
         raise UserError(f"{option} {path}: is a folder; give a file name")
+    from tune_pipeline.storage import check_folder_path
+
     parent = path.parent if str(path.parent) else Path(".")
-    existing = parent
-    while not existing.exists() and existing.parent != existing:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserError(f"{option} {path}: {existing} is a file, not a folder")
+    existing = check_folder_path(parent, option, named=path)
     if existing != parent and not make_parent:
         raise UserError(f"{option} {path}: folder {parent} does not exist")
 
 
 def check_output_folder(path: Path, option: str = "--output") -> None:
-    existing = path
-    while not existing.exists() and existing.parent != existing:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserError(f"{option} {path}: {existing} is a file, not a folder")
+    from tune_pipeline.storage import check_folder_path
+
+    check_folder_path(path, option)
 
 
 def load_experiment_noted(experiment_dir):
@@ -352,6 +353,8 @@ def models():
 def describe_space(space, resources: dict | None = None) -> list[str]:
     """What the sweep will do, as the dry run and the real run both say it;
     `resources`: a trial's, with --cpus-per-trial/--gpus-per-trial applied."""
+    from tune_pipeline.metrics import goal_word
+
     s = space.scheduler
     resources = resources or space.resources
     if s["type"] == "hyperband":
@@ -368,7 +371,7 @@ def describe_space(space, resources: dict | None = None) -> list[str]:
     repeats = f" ({space.repeats} seeds per grid point)" if space.repeats > 1 else ""
     count = space.trial_count()
     lines = [f"{space.source}: method {space.method}, {count} trial{'s' if count != 1 else ''}{repeats}, metric "
-             f"{space.metric} ({'maximize' if space.mode == 'max' else 'minimize'}){target}, scheduler "
+             f"{space.metric} ({goal_word(space.mode)}){target}, scheduler "
              f"{scheduler}, {resources['cpu']:g} CPU + {resources['gpu']:g} GPU per trial"]
     if space.ignored:
         lines.append(f"ignored: {', '.join(space.ignored)}")
@@ -456,7 +459,7 @@ def search(
 @app.command()
 @user_errors
 def resume(
-    experiment_dir: str = typer.Argument(..., metavar="EXPERIMENT_DIR", help="the experiment `tune search` printed: a folder or s3://..."),
+    experiment_dir: ExperimentDir,
     restart_errored: bool = typer.Option(False, "--restart-errored", help="run failed trials again from scratch"),
     address: Optional[str] = typer.Option(None, metavar="auto|HOST:PORT", help="attach to a running Ray cluster"),
     more: Optional[int] = typer.Option(None, "--more", min=1, metavar="N", help="add N trials (random, bayes) or N repeats (grid)"),
@@ -474,7 +477,7 @@ def resume(
 @app.command()
 @user_errors
 def export(
-    experiment_dir: str = typer.Argument(..., metavar="EXPERIMENT_DIR", help="experiment folder, or its URI (s3://bucket/prefix/NAME)"),
+    experiment_dir: ExperimentDir,
     format_: Optional[str] = typer.Option(None, "--format", "-f", metavar="[md|csv|parquet|json]", help="default: from --output's extension, else md"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE", help="file to write (default: stdout)"),
     top: Optional[int] = typer.Option(None, min=1, metavar="N", help="only the N best trials"),
@@ -498,7 +501,7 @@ def export(
 @app.command()
 @user_errors
 def status(
-    experiment_dir: str = typer.Argument(..., metavar="EXPERIMENT_DIR", help="experiment folder, or its URI (s3://...)"),
+    experiment_dir: ExperimentDir,
     wide: bool = typer.Option(False, "--wide", help="every swept value in the table, however wide"),
 ):
     """Trials per state, the table of trials, the best so far, and why failed
@@ -507,8 +510,8 @@ def status(
 
     from tune_pipeline.experiment import FAILED_STATE, INTERRUPTED_STATE, NEVER_STARTED, RUNNING_STATE
     from tune_pipeline.labels import describe, labellers
-    from tune_pipeline.metrics import QUOTED, best_epoch, fmt, quoted_accuracy, selection_note
     from tune_pipeline.progress import MIN_TABLE_WIDTH, count_line, render_experiment, trial_lines
+    from tune_pipeline.summary import winner_summary
 
     exp = load_experiment_noted(experiment_dir)
     total = max(exp.meta.get("trial_count") or 0, len(exp.trials))
@@ -526,19 +529,11 @@ def status(
         else:
             for line in trial_lines(exp):
                 typer.echo(line)
-    by = labellers((t.config for t in exp.trials), exp.swept)
-    best = exp.best_trial()
-    if best is not None:
-        metric, mode = exp.metric, exp.mode
-        at = best_epoch(best.history, metric, mode) or {}
-        # As the sweep's own summary: short lines that an 80-column terminal keeps whole.
-        typer.echo(f"best so far: {best.trial_id} {metric} {fmt(metric, best.best_value(metric, mode))} "
-                   f"at epoch {at.get('epoch', '?')} ({exp.state(best)} at epoch {best.epochs})")
-        if exp.swept:
-            typer.echo(f"  with {describe(best.config, exp.swept, by)}")
-        typer.echo(f"  {QUOTED} {fmt(QUOTED, quoted_accuracy(best.history, metric, mode))} "
-                   f"({selection_note(metric)})")
+    summary = winner_summary(exp)
+    for line in summary.lines() if summary else ():
+        typer.echo(line)
     _print_schedules(exp)
+    by = labellers((t.config for t in exp.trials), exp.swept)
     for trial in exp.trials:
         state = exp.state(trial)
         if state in (RUNNING_STATE, INTERRUPTED_STATE):
@@ -572,10 +567,10 @@ def _print_schedules(exp) -> None:
 @app.command()
 @user_errors
 def plot(
-    experiment_dir: str = typer.Argument(..., metavar="EXPERIMENT_DIR", help="experiment folder, or its URI (s3://bucket/prefix/NAME)"),
+    experiment_dir: ExperimentDir,
     output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="DIR", help="folder for the PNGs (default: EXPERIMENT_DIR/plots; ./NAME/plots for a remote one)"),
     metric: Optional[str] = typer.Option(None, metavar="METRIC", help="plot this metric (default: the sweep's)"),
-    top: int = typer.Option(5, min=1, metavar="N", help="highlight the N best trials"),
+    top: TopTrials = 5,
 ):
     """PNG plots: learning curves, parallel coordinates, parameter effects and importance."""
     from tune_pipeline.config import check_metric_name
@@ -598,14 +593,15 @@ def plot(
 @app.command()
 @user_errors
 def report(
-    experiment_dir: str = typer.Argument(..., metavar="EXPERIMENT_DIR", help="experiment folder, or its URI (s3://bucket/prefix/NAME)"),
+    experiment_dir: ExperimentDir,
     output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE", help="HTML file (default: EXPERIMENT_DIR/report.html; ./NAME/report.html for a remote one)"),
     metric: Optional[str] = typer.Option(None, metavar="METRIC", help="rank and plot this metric (default: the sweep's)"),
-    top: int = typer.Option(5, min=1, metavar="N", help="highlight the N best trials"),
+    top: TopTrials = 5,
 ):
     """One self-contained HTML report: table, plots, failures, search space."""
     from tune_pipeline.config import check_metric_name
-    from tune_pipeline.report import winner_line, write_report
+    from tune_pipeline.report import write_report
+    from tune_pipeline.summary import winner_summary
     from tune_pipeline.storage import local_output
 
     check_metric_name(metric)
@@ -614,8 +610,8 @@ def report(
     experiment = load_experiment_noted(experiment_dir)
     target = output or local_output(experiment.path, "report.html")
     path = written(target, lambda: write_report(experiment, target, metric, top))
-    line = winner_line(experiment, metric)
-    if line:
+    summary = winner_summary(experiment, metric)
+    for line in summary.lines() if summary else ():
         typer.echo(line)
     typer.echo(str(path))
 
@@ -751,16 +747,9 @@ def _exit(code: int) -> None:
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():
         sys.exit(code)
-    import atexit
-    import os
+    from tune_pipeline.internals import exit_without_teardown
 
     try:
         ray.shutdown()
     finally:
-        atexit._run_exitfuncs()
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):  # a closed pipe: nothing more can be said
-                pass
-        os._exit(code)
+        exit_without_teardown(code)

@@ -41,6 +41,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tune_pipeline import internals
 from tune_pipeline.errors import UserError
 from tune_pipeline.storage import cache_dir
 
@@ -121,9 +122,7 @@ def _alive(proc: dict) -> bool:
 
 def ray_temp_dir() -> Path:
     """This user's Ray temp folder: RAY_TMPDIR's `ray`, as Ray itself reads it."""
-    from ray._common.utils import get_default_ray_temp_dir  # no public API; Ray is pinned in pyproject
-
-    return Path(get_default_ray_temp_dir())
+    return internals.ray_temp_dir()
 
 
 @dataclass
@@ -158,31 +157,16 @@ def _launch_head() -> None:
     start a Ray head as `ray start --head` does, but on the address asked for
     (loopback by default), report it as one JSON line and exit; the head's
     processes keep running."""
-    import ray
-    from ray._common.usage import usage_lib
-    from ray._private.authentication.authentication_token_setup import (
-        enable_token_auth_by_default, ensure_token_if_auth_enabled)
-    from ray._private.node import Node
-    from ray._private.parameter import RayParams
-
     settings = json.loads(sys.argv[1])
-    usage_lib.set_usage_stats_enabled_via_env_var(False)
-    # Token authentication as for every new local Ray: this user's token, made if missing.
-    enable_token_auth_by_default()
-    ensure_token_if_auth_enabled({}, create_token_if_missing=True)
-    params = RayParams(node_ip_address=settings["node_ip"], include_dashboard=True,
-                       dashboard_host=settings["host"], dashboard_port=settings["port"])
-    node = Node(params, head=True, shutdown_at_exit=False, spawn_reaper=False)
-    ray._private.utils.write_ray_address(node.address, node.get_temp_dir_path())
-    print(json.dumps({"session": node.get_session_dir_path(), "address": node.address,
-                      "url": node.address_info.get("webui_url")}), flush=True)
+    head = internals.start_ray_head(settings["node_ip"], settings["host"], settings["port"])
+    print(json.dumps(head), flush=True)
 
 
 def _node_ip(host: str) -> str:
     if is_loopback(host):
         return "127.0.0.1"
     if host in ("0.0.0.0", "::", ""):
-        from ray._private.services import get_node_ip_address
+        from ray.util import get_node_ip_address
 
         return get_node_ip_address()
     return host
@@ -248,12 +232,7 @@ def needs_token(url: str) -> bool:
 
 def auth_token() -> str | None:
     """This user's Ray token, as Ray finds it (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token)."""
-    from ray._raylet import AuthenticationTokenLoader  # no public API; Ray is pinned in pyproject
-
-    loader = AuthenticationTokenLoader.instance()
-    if not loader.has_token(ignore_auth_mode=True):
-        return None
-    return loader.get_raw_token(ignore_auth_mode=True) or None
+    return internals.ray_auth_token()
 
 
 def stop_head() -> tuple[int, str]:
@@ -283,9 +262,7 @@ def stop_head() -> tuple[int, str]:
 # --- the head a sweep joins ------------------------------------------------------
 
 def _address_file() -> Path:
-    from ray._common.utils import get_ray_address_file  # no public API; Ray is pinned in pyproject
-
-    return Path(get_ray_address_file(None))
+    return internals.ray_address_file()
 
 
 def _forget_address(address: str) -> None:
@@ -343,15 +320,11 @@ def prepare_join(address: str | None) -> None:
     us: when this user has a token and has not chosen a mode, it is sent."""
     host = (address or "").rpartition(":")[0].strip("[]")
     if is_loopback(host):
-        from ray._private import ray_constants  # no public API; Ray is pinned in pyproject
-
         os.environ.update(LOCAL_ONLY)
-        ray_constants.ENABLE_RAY_CLUSTER = False  # read at each lookup; the import read the variable before
+        internals.keep_ray_on_loopback()  # Ray's import read the variable before
     if "RAY_AUTH_MODE" in os.environ or auth_token() is None:
         return
-    from ray._private.authentication.authentication_token_setup import _enable_token_auth
-
-    _enable_token_auth()  # RAY_AUTH_MODE=token, for this process and its children
+    internals.send_ray_token()  # RAY_AUTH_MODE=token, for this process and its children
 
 
 @contextlib.contextmanager

@@ -20,9 +20,17 @@ from tune_pipeline.metrics import REPORTED_METRICS
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULERS = ("none", "step", "plateau", "cosine", "onecycle")
-DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
+# The datasets by name, once: data.py loads them, the rest of the package
+# reads their names and facts from here (no torch needed).
+EMBEDDED_DATASET = "digits"     # shipped inside the package: no data_dir, no download
+CIFAR_DATASETS = ("cifar10", "cifar100")
+FOLDER_DATASET = "imagefolder"  # the user's images, one folder per class
+DATASETS = (EMBEDDED_DATASET, *CIFAR_DATASETS, FOLDER_DATASET)
+# Classes a dataset has before it is read (an image folder: its own folders decide).
+CLASS_COUNTS = {EMBEDDED_DATASET: 10, "cifar10": 10, "cifar100": 100}
 AMP_DTYPES = ("auto", "float16", "bfloat16")
 PATH_KEYS = ("runtime_transform_script", "data_dir")
+REPEAT_KEY = "seed"  # a grid's repeats (tune.num_samples) differ by this key, one value per repeat
 
 
 def check_metric_name(metric: str | None, option: str = "--metric") -> None:
@@ -98,8 +106,8 @@ FIELDS: dict[str, Field] = {
     "batch_size": Field(256, int, _positive,
                         "training batch size; 256 with lr 0.2 in the measured recipe, and "
                         "faster per image than 128 on CPU and GPU"),
-    "dataset": Field("digits", str, _choice(DATASETS), "digits, cifar10, cifar100, imagefolder"),
-    "data_dir": Field("data", str, _anything, "where datasets live (imagefolder: its root)"),
+    "dataset": Field(EMBEDDED_DATASET, str, _choice(DATASETS), ", ".join(DATASETS)),
+    "data_dir": Field("data", str, _anything, f"where datasets live ({FOLDER_DATASET}: its root)"),
     "image_size": Field(32, int, _positive, "imagefolder images are resized to this"),
     "lr_scheduler": Field("onecycle", str, _choice(LR_SCHEDULERS),
                           "LR schedule; one-cycle (warm up a quarter, anneal to 0) suits short runs"),
@@ -114,7 +122,7 @@ FIELDS: dict[str, Field] = {
     "amp_dtype": Field("auto", str, _choice(AMP_DTYPES), "auto, float16 or bfloat16"),
     "channels_last": Field(True, bool, _anything, "NHWC memory layout"),
     "compile": Field(False, Switch, _switch,
-                     "torch.compile the model; auto: only where it pays (train.resolve_compile)"),
+                     "torch.compile the model; auto: only where it pays (compile_policy.py)"),
     "test_time_flip": Field(True, bool, _anything,
                             "average logits with the mirrored image (validation and test); +1.1% "
                             "on CIFAR-10 in the measured recipe for one extra forward pass"),
@@ -194,7 +202,7 @@ def check_value(key: str, value: Any) -> tuple[Any, str | None]:
 # other dataset, takes the defaults above.  Measured in BENCHMARKS.md
 # ("Defaults where a new user starts").
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "digits": {"batch_size": 64, "learning_rate": 0.05},
+    EMBEDDED_DATASET: {"batch_size": 64, "learning_rate": 0.05},
 }
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tune_pipeline.config import DATASETS, EMBEDDED_DATASET, FOLDER_DATASET
 from tune_pipeline.errors import UserError
 from tune_pipeline.storage import cache_dir
 
@@ -179,13 +180,13 @@ def load_digits() -> Dataset:
     n_test = len(labels) // 5
     test, train = order[:n_test], order[n_test:]
     mean, std = channel_stats(images[train])
-    return Dataset("digits", images[train], labels[train], images[test], labels[test],
+    return Dataset(EMBEDDED_DATASET, images[train], labels[train], images[test], labels[test],
                    [str(d) for d in range(10)], mean, std)
 
 
 # ---------------------------------------------------------------- CIFAR
 
-CIFAR = {
+CIFAR = {  # keyed by config.CIFAR_DATASETS
     "cifar10": dict(
         folder="cifar-10-batches-py", archive="cifar-10-python.tar.gz",
         url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
@@ -386,7 +387,7 @@ def load_imagefolder(root: str | Path, image_size: int = 32, skip_bad_images: bo
     extra = {"cache_file": str(cache_file)}
 
     def dataset(payload: dict) -> Dataset:
-        return Dataset("imagefolder", payload["train_images"], payload["train_labels"],
+        return Dataset(FOLDER_DATASET, payload["train_images"], payload["train_labels"],
                        payload["test_images"], payload["test_labels"], classes,
                        tuple(payload["mean"]), tuple(payload["std"]), extra,
                        payload.get("val_images"), payload.get("val_labels"))
@@ -440,13 +441,13 @@ def load_imagefolder(root: str | Path, image_size: int = 32, skip_bad_images: bo
 
 def load_dataset(name: str, data_dir: str | Path = "data", image_size: int = 32,
                  skip_bad_images: bool = False) -> Dataset:
-    if name == "digits":
+    if name == EMBEDDED_DATASET:
         return load_digits()
     if name in CIFAR:
         return load_cifar(name, data_dir)
-    if name == "imagefolder":
+    if name == FOLDER_DATASET:
         return load_imagefolder(data_dir, image_size, skip_bad_images)
-    raise DataError(f"unknown dataset {name!r}; choose one of: digits, {', '.join(CIFAR)}, imagefolder")
+    raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
 
 
 # The training keys that decide the data (and its validation split) a trial sees.
@@ -457,9 +458,9 @@ def dataset_key(config: dict) -> tuple:
     """What identifies the data a config trains on; equal keys share one load."""
     name = config["dataset"]
     split = (config["val_fraction"], config["val_seed"]) if config["val_fraction"] > 0 else (0,)
-    if name == "digits":
+    if name == EMBEDDED_DATASET:
         return (name, *split)
-    if name == "imagefolder":
+    if name == FOLDER_DATASET:
         return (name, config["data_dir"], config["image_size"], config.get("skip_bad_images", False), *split)
     return (name, config["data_dir"], *split)
 

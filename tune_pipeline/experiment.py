@@ -13,12 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tune_pipeline.errors import UserError
+from tune_pipeline.metrics import best_of, oriented
 from tune_pipeline.storage import location
 
 METADATA_FILE = "tune_pipeline.json"
-FINISHED = "TERMINATED"  # Ray Tune's trial statuses
+# Ray Tune's trial statuses, as its saved state spells them (ray.tune.experiment.Trial's
+# constants; kept here so readers of a finished experiment import no Ray).
+FINISHED = "TERMINATED"
 FAILED = "ERROR"
 RUNNING = "RUNNING"
+PENDING = "PENDING"
 STALLED_FILE = "stalled.txt"  # why the watchdog ended a stuck trial's process (before it failed the trial instead)
 REPLACED_KEY = "replaced_trials"  # tune_pipeline.json: failed trials rerun under new ids by --restart-errored
 
@@ -85,7 +89,7 @@ class Trial:
                   and math.isfinite(h[metric])]
         if not values:
             return None
-        return max(values) if mode == "max" else min(values)
+        return best_of(values, mode)
 
     def best_checkpoint(self, metric: str, mode: str) -> Path | None:
         """The kept checkpoint of the best epoch, else the newest kept one."""
@@ -94,8 +98,7 @@ class Trial:
                 and (self.path / h["checkpoint_dir_name"]).exists()]
         if not kept:
             return None
-        sign = 1 if mode == "max" else -1
-        scored = [(sign * h[metric], path) for h, path in kept if isinstance(h.get(metric), (int, float))]
+        scored = [(oriented(h[metric], mode), path) for h, path in kept if isinstance(h.get(metric), (int, float))]
         return max(scored, key=lambda s: s[0])[1] if scored else kept[-1][1]
 
 
@@ -157,6 +160,11 @@ def _read_history(trial_dir: Path, config: dict | None = None) -> list[dict]:
 # The Ray minor version whose private experiment_state-*.json layout this
 # reader knows (pyproject pins Ray to it).  A half-written file is skipped;
 # a whole file in another layout is a format change: one line naming it.
+# Ray's public reader (ray.tune.ExperimentAnalysis) needs Ray imported (2.6 s
+# CPU, 780 MB), reads a bucket only through Ray's own sync, unpickles, and
+# holds every trial's full entry at once; the readers here (status, export,
+# plots, the report) import no Ray and stream the file.  All knowledge of the
+# layout is in this section, from here to _entry_record.
 RAY_FORMAT_TESTED = "2.60"
 
 
@@ -194,7 +202,7 @@ class Experiment:
     def metric(self) -> str:
         """The sweep's metric; metrics.py's default where damaged metadata lost it."""
         from tune_pipeline.metrics import default_metric
-        return self.meta.get("metric") or default_metric(0.0)[0]
+        return self.meta.get("metric") or default_metric(held_out=False)[0]
 
     @property
     def mode(self) -> str:
@@ -251,7 +259,7 @@ class Experiment:
         metric, mode = metric or self.metric, mode or self.mode
         scored = [(t.best_value(metric, mode), t) for t in self.trials]
         scored = [(v, t) for v, t in scored if v is not None]
-        scored.sort(key=lambda vt: vt[0], reverse=(mode == "max"))
+        scored.sort(key=lambda vt: oriented(vt[0], mode), reverse=True)  # stable: ties keep trial order
         return [t for _, t in scored]
 
     def best_trial(self) -> Trial | None:
@@ -426,7 +434,7 @@ def _trial_from_state(path: Path, record) -> Trial | None:
         except OSError:
             pass
     config = info.get("config") if isinstance(info.get("config"), dict) else {}
-    status = info.get("status") if isinstance(info.get("status"), str) else "PENDING"
+    status = info.get("status") if isinstance(info.get("status"), str) else PENDING
     return Trial(info["trial_id"], status, config, trial_dir, _read_history(trial_dir, config), error)
 
 

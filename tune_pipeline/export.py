@@ -19,11 +19,11 @@ import math
 import statistics
 from pathlib import Path
 
-from tune_pipeline.config import check_metric_name
+from tune_pipeline.config import REPEAT_KEY, check_metric_name
 from tune_pipeline.errors import UserError
 from tune_pipeline.experiment import Experiment
 from tune_pipeline.metrics import (METRICS, ORIGINAL_COLUMNS, QUOTED, RUNNING_BEST, VALIDATION_COLUMNS,
-                                   fmt, quoted_accuracy, selection_note)
+                                   fmt, oriented, quoted_accuracy, selection_note, sign)
 from tune_pipeline.labels import describe, labellers
 from tune_pipeline.pbt import SCHEDULE_KEY, describe_schedule, is_pbt, schedule_of, trial_schedule
 
@@ -78,7 +78,7 @@ def grouped_rows(experiment: Experiment, metric: str | None = None) -> list[dict
     seed), each column's mean and standard deviation over its trials, best first."""
     metric = metric or experiment.metric
     mode = experiment.mode_for(metric)
-    repeat_key = experiment.meta.get("repeat_key") or "seed"
+    repeat_key = experiment.meta.get("repeat_key") or REPEAT_KEY
     keys = [k for k in experiment.swept if k != repeat_key]
     columns = BEST_COLUMNS + [QUOTED] + ([metric] if own_column(metric) else [])
 
@@ -104,9 +104,8 @@ def grouped_rows(experiment: Experiment, metric: str | None = None) -> list[dict
         for key in keys:
             row[key] = trials[0].config.get(key)
         rows.append(row)
-    sign = -1 if mode == "max" else 1
     key = f"{best_column(metric)}_mean"
-    rows.sort(key=lambda r: (r[key] is None, sign * (r[key] or 0)))
+    rows.sort(key=lambda r: (r[key] is None, -oriented(r[key] or 0, mode)))
     return rows
 
 
@@ -151,7 +150,7 @@ def ranking_note(experiment: Experiment, metric: str | None = None) -> str:
     """How the rows were ranked and what the quoted number means, in one line."""
     metric = metric or experiment.metric
     mode = experiment.mode_for(metric)
-    note = (f"ranked by {metric} ({'highest' if mode == 'max' else 'lowest'} first), "
+    note = (f"ranked by {metric} ({'highest' if sign(mode) > 0 else 'lowest'} first), "
             f"{selection_note(metric)}; {QUOTED} is the test accuracy at the epoch of each trial's "
             f"best {metric}")
     if selection_note(metric).endswith("test data"):

@@ -29,10 +29,12 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.search_generator import SearchGenerator
 
+from tune_pipeline.config import REPEAT_KEY
 from tune_pipeline.errors import UserError
 from tune_pipeline.experiment import FAILED, FINISHED, _read_state, load_experiment
+from tune_pipeline.internals import set_restored_search_alg
 from tune_pipeline.labels import key
-from tune_pipeline.space import REPEAT_KEY, SearchSpace, sample, to_tune
+from tune_pipeline.space import SearchSpace, sample, to_tune
 
 MAX_DRAWS = 10_000  # redraws for one untried configuration of a continuous space
 
@@ -110,10 +112,8 @@ def continue_search(tuner, space: SearchSpace, meta: dict, experiment_dir) -> in
     searcher = _searcher(space, experiment, meta)
     if meta.get("max_concurrent_trials"):
         searcher = ConcurrencyLimiter(searcher, max_concurrent=meta["max_concurrent_trials"])
-    # Tuner.restore keeps its settings in a private object; the search
-    # algorithm is the one of them a resumed run reads.
-    tuner._local_tuner._tune_config.search_alg = MoreTrials(searcher, missing, str(experiment_dir),
-                                                            _finished_points(space, experiment))
+    set_restored_search_alg(tuner, MoreTrials(searcher, missing, str(experiment_dir),
+                                              _finished_points(space, experiment)))
     return missing
 
 

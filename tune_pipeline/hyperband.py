@@ -27,6 +27,8 @@ from typing import Hashable, Iterable, Mapping, Sequence
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from tune_pipeline import metrics
+
 # Under Ray Tune's logger: the sweep's log settings (quiet unless --verbose) apply.
 logger = logging.getLogger("ray.tune.wandb_hyperband")
 
@@ -83,7 +85,7 @@ def runs_to_stop(histories: Mapping[Hashable, Sequence], running: Iterable[Hasha
     `histories` maps every run of the sweep to its metric values in the order
     logged (invalid values are skipped, as wandb's filter_invalid does);
     `bands` are wandb's epochs; `mode` is "min" or "max"."""
-    sign = -1.0 if mode == "max" else 1.0  # wandb negates a maximized metric and minimizes
+    sign = -metrics.sign(mode)  # wandb negates a maximized metric and minimizes
     table = Bands(bands, eta, strict)
     for key, history in histories.items():
         for value in history:
@@ -171,7 +173,7 @@ class WandbHyperband(FIFOScheduler):
 
     @property
     def _sign(self) -> float:
-        return -1.0 if self._mode == "max" else 1.0
+        return -metrics.sign(self._mode)
 
     def _rebuild(self) -> None:
         table = Bands(self._table.bands, self._eta, self._table.strict)

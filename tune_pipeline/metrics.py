@@ -101,6 +101,51 @@ def goal(name: str) -> str:
     return METRIC_MODES.get(name, MAX)
 
 
+# Which way is better, stated once: every ranking, running best, target and
+# early-stopping sign reads it from these helpers.
+WANDB_GOALS = {"maximize": MAX, "minimize": MIN}  # a sweep file's metric.goal
+
+
+def goal_word(mode: str) -> str:
+    """wandb's word for a mode: maximize or minimize."""
+    return next(word for word, m in WANDB_GOALS.items() if m == _checked(mode))
+
+
+def _checked(mode: str) -> str:
+    if mode not in (MAX, MIN):
+        raise ValueError(f"mode must be {MAX!r} or {MIN!r}, got {mode!r}")
+    return mode
+
+
+def sign(mode: str) -> float:
+    """1 when higher is better, -1 when lower is: `sign(mode) * value` grows as a value gets better."""
+    return 1.0 if _checked(mode) == MAX else -1.0
+
+
+def oriented(value: float, mode: str) -> float:
+    """A value on a scale where larger is better whatever the mode."""
+    return sign(mode) * value
+
+
+def is_better(value: float, than: float, mode: str) -> bool:
+    """Strictly better: a tie keeps the earlier value."""
+    return oriented(value, mode) > oriented(than, mode)
+
+
+def reaches(value: float, target: float, mode: str) -> bool:
+    """A value at or beyond its target, in the better direction."""
+    return oriented(value, mode) >= oriented(target, mode)
+
+
+def best_of(values, mode: str):
+    """The best of `values` (the first of ties); None is no value."""
+    best = None
+    for value in values:
+        if value is not None and (best is None or is_better(value, best, mode)):
+            best = value
+    return best
+
+
 def label(name: str) -> str:
     return METRICS[name].label if name in METRICS else name
 
@@ -115,10 +160,10 @@ def fmt(name: str, value) -> str:
     return "-" if value is None else str(value)
 
 
-def default_metric(val_fraction: float) -> tuple[str, str]:
+def default_metric(held_out: bool) -> tuple[str, str]:
     """The sweep's metric when its file names none: validation accuracy, or
     test accuracy when no validation split is held out."""
-    return ("val_accuracy", MAX) if val_fraction > 0 else ("test_accuracy", MAX)
+    return ("val_accuracy", MAX) if held_out else ("test_accuracy", MAX)
 
 
 def selected_on(metric: str) -> str:
@@ -142,7 +187,7 @@ def best_epoch(history: list[dict], metric: str, mode: str) -> dict | None:
         value = row.get(metric)
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             continue
-        if best is None or (value > best[metric] if mode == MAX else value < best[metric]):
+        if best is None or is_better(value, best[metric], mode):
             best = row
     return best
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import math
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from tune_pipeline.experiment import (FAILED, FAILED_STATE, FINISHED_STATE, STOPPED_STATE, Experiment,
                                       Trial)
 from tune_pipeline.labels import Labeller, key, labellers, number
-from tune_pipeline.metrics import METRICS, fmt, selection_note
+from tune_pipeline.metrics import METRICS, best_of, fmt, oriented, selection_note, sign
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 FAILED_COLOUR = "#D55E00"
@@ -27,13 +29,6 @@ DPI = 110
 FEW_VALUES = 6  # a numeric parameter with at most this many values is ticked at each
 MANY_CURVES = 40  # more other trials than this: learning curves draw them as a band
 MAX_POINTS = 300  # parameter effects draw at most this many trials' points per panel
-FIGURE_FILES = {
-    "learning_curves": "learning_curves.png",
-    "parallel_coordinates": "parallel_coordinates.png",
-    "parameter_effects": "parameter_effects.png",
-    "parameter_importance": "parameter_importance.png",
-    "best_so_far": "best_so_far.png",
-}
 
 
 class NothingToPlot(Exception):
@@ -234,7 +229,7 @@ def draw_parallel_coordinates(experiment: Experiment, metric: str | None = None,
     width = max(8.0, 2.6 * len(columns))
     fig, ax = _figure(width, 5.8)
     # Worst first, so the best lines are drawn on top; the top N again, opaque.
-    order = sorted(range(len(trials)), key=lambda i: scores[i], reverse=(mode == "min"))
+    order = sorted(range(len(trials)), key=lambda i: oriented(scores[i], mode))
     xs = list(range(len(columns)))
     alpha = line_alpha(len(trials))
     many = LineCollection([list(zip(xs, [a[0][i] for a in axes_data])) for i in order],
@@ -428,7 +423,6 @@ def draw_best_so_far(experiment: Experiment, metric: str | None = None):
         raise NothingToPlot(f"no trial has reported {metric}")
     width = 11.0
     fig, axes = _figure(width, 4.6, ncols=2, sharey=True)
-    better = max if mode == "max" else min
     seconds = [p[0] for p in progress]
     minutes = seconds[0] is not None and max(seconds) > 180
     for ax, x_of, label in ((axes[0], lambda p: p[0] / 60 if minutes else p[0],
@@ -441,7 +435,7 @@ def draw_best_so_far(experiment: Experiment, metric: str | None = None):
         xs, best, running = [], [], None
         last_of: dict = {}
         for p in progress:
-            running = p[3] if running is None else better(running, p[3])
+            running = best_of((running, p[3]), mode)
             xs.append(x_of(p))
             best.append(running)
             last_of[p[2].trial_id] = (x_of(p), p[2])
@@ -461,7 +455,7 @@ def draw_best_so_far(experiment: Experiment, metric: str | None = None):
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(metric)
     _metric_scale(axes[0].yaxis, metric)
-    axes[1].legend(loc="lower right" if mode == "max" else "upper right", framealpha=0.8)
+    axes[1].legend(loc="lower right" if sign(mode) > 0 else "upper right", framealpha=0.8)
     fig.suptitle(_wrap(f"{experiment.name}: best {metric} found so far ({len(experiment.trials)} trials, "
                        f"{len(progress)} trial-epochs; {selection_note(metric)})", width, 12))
     return fig
@@ -480,17 +474,33 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class Figure:
+    title: str
+    draw: Callable        # (experiment, path, metric[, top]) -> the path, or None when it has nothing to show
+    highlights_top: bool  # takes `top`: the N best trials drawn apart
+
+
+# Every figure, once, in the order a reader sees them (the report's): its key
+# (the file's name without .png), its title and how it is drawn.
+FIGURES = {
+    "learning_curves": Figure("Learning curves", learning_curves, True),
+    "parallel_coordinates": Figure("Parallel coordinates", parallel_coordinates, True),
+    "parameter_effects": Figure("Effect of each parameter", parameter_effects, False),
+    "parameter_importance": Figure("Parameter importance", parameter_importance, False),
+    "best_so_far": Figure("Best found so far", best_so_far, False),
+}
+FIGURE_FILES = {name: f"{name}.png" for name in FIGURES}
+
+
 def plot_all(experiment: Experiment, output_dir: Path, metric: str | None = None, top: int = 5) -> dict[str, Path]:
-    """Every figure that the experiment can support; raises NothingToPlot when none."""
+    """Every figure that the experiment can support; raises NothingToPlot when
+    none (learning curves, the first, raise it)."""
     output_dir = Path(output_dir)
-    written = {"learning_curves": learning_curves(experiment, output_dir / FIGURE_FILES["learning_curves"],
-                                                  metric, top)}
-    path = parallel_coordinates(experiment, output_dir / FIGURE_FILES["parallel_coordinates"], metric, top)
-    if path is not None:
-        written["parallel_coordinates"] = path
-    for name, draw in (("parameter_effects", parameter_effects), ("parameter_importance", parameter_importance),
-                       ("best_so_far", best_so_far)):
-        path = draw(experiment, output_dir / FIGURE_FILES[name], metric)
+    written = {}
+    for name, figure in FIGURES.items():
+        extra = (top,) if figure.highlights_top else ()
+        path = figure.draw(experiment, output_dir / FIGURE_FILES[name], metric, *extra)
         if path is not None:
             written[name] = path
     return written

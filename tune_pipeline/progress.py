@@ -41,8 +41,9 @@ from tune_pipeline.experiment import (FAILED_STATE, FINISHED_STATE, INTERRUPTED_
                                       RUNNING_STATE, STATES, STOPPED_STATE, _error_reason, describe_counts,
                                       state_name)
 from tune_pipeline.labels import Labeller, describe, labellers
-from tune_pipeline.metrics import (ORIGINAL_COLUMNS, QUOTED, RUNNING_BEST, best_epoch, fmt, goal,
-                                   quoted_accuracy, selection_note)
+from tune_pipeline.metrics import RUNNING_BEST, fmt, goal, oriented, selection_note
+from tune_pipeline.storage import is_uri
+from tune_pipeline.summary import winner_summary
 
 REFRESH_SECONDS = 1.0
 EPOCH_LINE_SECONDS = 30.0  # in a log: at most one epoch line per trial this often
@@ -102,7 +103,7 @@ def rows_from_experiment(experiment, metric: str | None = None) -> list[Row]:
 def _score(row: Row, mode: str) -> float:
     if row.best is None or not math.isfinite(row.best):
         return float("-inf")
-    return row.best if mode == "max" else -row.best
+    return oriented(row.best, mode)
 
 
 def order_rows(rows: list[Row], mode: str) -> list[Row]:
@@ -416,22 +417,9 @@ class SweepConsole:
             else:
                 for line in trial_lines(experiment):
                     self.print(line)
-        by = labellers((t.config for t in experiment.trials), experiment.swept)
-        metric, mode = experiment.metric, experiment.mode
-        if best is not None:
-            last = best.last
-            at = best_epoch(best.history, metric, mode)
-            # Short lines, each a fact: an 80-column terminal shows them unbroken.
-            self.print(f"best trial {best.trial_id}: {metric} "
-                       f"{fmt(metric, best.best_value(metric, mode))} at epoch {at.get('epoch') if at else '?'}")
-            self.print(f"  with {describe(best.config, experiment.swept, by) or 'the fixed config'}")
-            for pair in (ORIGINAL_COLUMNS[:2], ORIGINAL_COLUMNS[2:]):
-                self.print("  " + "  ".join(f"{c} {fmt(c, last.get(c))}" for c in pair))
-            self.print(f"  config: {best.path / 'params.json'}")
-            # The number to quote (test accuracy at the best epoch by the sweep's
-            # metric), short enough for an 80-column terminal.
-            self.print(f"  {QUOTED} {fmt(QUOTED, quoted_accuracy(best.history, metric, mode))} "
-                       f"({selection_note(metric)})")
+        summary = winner_summary(experiment, best=best)
+        for line in summary.lines() if summary else ():
+            self.print(line)
         for trial in experiment.failed_trials():
             where = f" ({trial.error_file})" if trial.error_file else ""
             self.print(f"failed {trial.trial_id}: {trial.error}{where}")
@@ -448,7 +436,7 @@ def wandb_line(experiment_dir, project: str | None) -> str:
     if mode == "disabled":
         return "wandb: disabled (WANDB_MODE=disabled): nothing was logged"
     project = project or "tune_pipeline"
-    if "://" in str(experiment_dir):
+    if is_uri(experiment_dir):
         # The logger runs in this driver and writes its runs to Ray's local
         # staging folder; only the experiment's own files go to the bucket.
         where = "this machine, under Ray's session folder (find /tmp/ray -path '*/wandb/*run-*')"

@@ -13,8 +13,9 @@ import yaml
 
 from tune_pipeline.experiment import FAILED_STATE, Experiment, describe_counts
 from tune_pipeline.export import best_column, best_trial_rows, display_rows, ranking_note, value_labels
-from tune_pipeline.metrics import QUOTED, fmt, quoted_accuracy, selection_note
-from tune_pipeline.plots import FIGURE_FILES, NothingToPlot, plot_all
+from tune_pipeline.metrics import QUOTED
+from tune_pipeline.plots import FIGURES, NothingToPlot, plot_all
+from tune_pipeline.summary import winner_summary
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1200px;
@@ -32,28 +33,6 @@ img { max-width: 100%; height: auto; display: block; margin: 0.5rem 0 1.5rem; }
 .empty { padding: 1rem; background: #fff4e5; border-left: 4px solid #E69F00; }
 .failed td { color: #8a2b00; }
 """
-
-FIGURE_TITLES = {
-    "learning_curves": "Learning curves",
-    "parallel_coordinates": "Parallel coordinates",
-    "parameter_effects": "Effect of each parameter",
-    "parameter_importance": "Parameter importance",
-    "best_so_far": "Best found so far",
-}
-
-
-def winner_line(experiment: Experiment, metric: str | None = None) -> str | None:
-    """The winner and its number to quote, saying how it was selected."""
-    metric = metric or experiment.metric
-    mode = experiment.mode_for(metric)
-    ranked = experiment.ranked(metric, mode)
-    if not ranked:
-        return None
-    best = ranked[0]
-    return (f"best trial {best.trial_id}: {metric} {fmt(metric, best.best_value(metric, mode))}, "
-            f"{selection_note(metric)}; {QUOTED} {fmt(QUOTED, quoted_accuracy(best.history, metric, mode))} "
-            f"(its test accuracy at that epoch: the number to quote)")
-
 
 def first_columns(columns: list[str], metric: str, swept: list[str]) -> list[str]:
     """What a reader looks for first, where a 1280-px window shows it without
@@ -97,11 +76,11 @@ def build_report(experiment: Experiment, metric: str | None = None, top: int = 5
             written = {}
             figures_html.append(f'<p class="empty">No plots: {html.escape(str(exc))} '
                                 f"(every trial failed or none has finished an epoch).</p>")
-        for key in FIGURE_FILES:
+        for key, figure in FIGURES.items():
             if key in written:
                 data = base64.b64encode(written[key].read_bytes()).decode()
-                figures_html.append(f"<h3>{FIGURE_TITLES[key]}</h3>"
-                                    f'<img alt="{FIGURE_TITLES[key]}" src="data:image/png;base64,{data}">')
+                figures_html.append(f"<h3>{figure.title}</h3>"
+                                    f'<img alt="{figure.title}" src="data:image/png;base64,{data}">')
     failed = experiment.failed_trials()
     failed_html = ("<ul>" + "".join(f"<li><code>{html.escape(t.trial_id)}</code>: {html.escape(t.error or '')}</li>"
                                     for t in failed) + "</ul>") if failed else "<p>None.</p>"
@@ -109,6 +88,7 @@ def build_report(experiment: Experiment, metric: str | None = None, top: int = 5
     overrides = experiment.meta.get("overrides") or []
     count_text = describe_counts(experiment.state_counts()) or "no trials yet"
     rows = best_trial_rows(experiment, metric)
+    summary = winner_summary(experiment, metric)
     title = html.escape(experiment.name)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -123,7 +103,7 @@ last result {html.escape(latest)}<br>
 <span id="trial-counts">{html.escape(count_text)}</span><br>
 folder <code>{html.escape(str(experiment.path))}</code></p>
 <h2>Best trials</h2>
-<p class="meta" id="winner">{html.escape(winner_line(experiment, metric) or "No trial has a result yet.")}<br>
+<p class="meta" id="winner">{summary.html() if summary else "No trial has a result yet."}<br>
 {html.escape(ranking_note(experiment, metric))}</p>
 {_table(rows, value_labels(experiment), metric or experiment.metric, experiment.swept)}
 <h2>Plots</h2>

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tune_pipeline.errors import UserError
+from tune_pipeline.resources import DEFAULT_RESOURCES
+from tune_pipeline.storage import is_uri, nearest_existing
 
 OUTCOMES = ("finished", "stopped", "failed")
 WORDS = ("best", "latest", "none", "all")
@@ -304,8 +306,9 @@ def estimate(space, running: int) -> DiskNeed:
     """What the sweep's checkpoints take on disk: each ended trial's kept
     ones and what each of `running` trials holds on top while it runs (its
     best and latest, and the one being written)."""
-    dataset = space.fixed.get("dataset")
-    num_classes = 100 if dataset == "cifar100" else 10
+    from tune_pipeline.config import CLASS_COUNTS
+
+    num_classes = CLASS_COUNTS.get(space.fixed.get("dataset"), 10)  # an image folder: sized as 10 classes
     optimizers = [o for o in _choices(space, "optimizer") if o] or ["sgd"]
     momenta = [m for m in _choices(space, "momentum") if isinstance(m, (int, float))]
     momentum = max(momenta) if momenta else 0.9  # a distribution over momentum: with momentum
@@ -321,17 +324,15 @@ def estimate(space, running: int) -> DiskNeed:
 def free_bytes(storage) -> tuple[int | None, Path | None]:
     """Free bytes where a local storage path is (its nearest existing folder);
     None for object storage, which has no such number."""
-    if "://" in str(storage):
+    if is_uri(storage):
         return None, None
-    existing = Path(storage).expanduser().resolve()
-    while not existing.exists() and existing.parent != existing:
-        existing = existing.parent
+    existing = nearest_existing(Path(storage).expanduser().resolve())
     return shutil.disk_usage(existing).free, existing
 
 
 def local_running(space, resources: dict | None = None, max_concurrent: int | None = None) -> int:
     """Trials at once on this machine, before Ray is asked."""
-    cpus = max((resources or space.resources).get("cpu", 1.0), 1e-9)
+    cpus = max((resources or space.resources).get("cpu", DEFAULT_RESOURCES["cpu"]), 1e-9)
     slots = max(1, int((os.cpu_count() or 1) // cpus))
     cap = max_concurrent or space.max_concurrent_trials
     return min(slots, cap) if cap else slots

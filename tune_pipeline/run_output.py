@@ -122,7 +122,7 @@ class RunDirectory:
         (its epochs say whether it held out validation data, when it has some)."""
         history = result.get("history", [])
         held_out = any("val_accuracy" in h for h in history) if history else val_fraction > 0
-        metric, mode = default_metric(1.0 if held_out else 0.0)
+        metric, mode = default_metric(held_out)
         summary = {"status": status, "epochs": len(history), **result.get("best", {}),
                    "selection_metric": metric, "selection": selection_note(metric),
                    QUOTED: quoted_accuracy(history, metric, mode), "final": result.get("final", {})}

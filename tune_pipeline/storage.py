@@ -25,6 +25,25 @@ def is_uri(text: str | os.PathLike) -> bool:
     return "://" in str(text)
 
 
+def nearest_existing(path: str | os.PathLike) -> Path:
+    """The path itself if it exists, else its nearest existing ancestor (at
+    worst the root): where a folder about to be made would go."""
+    existing = Path(path)
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    return existing
+
+
+def check_folder_path(path: str | os.PathLike, option: str, named: str | os.PathLike | None = None) -> Path:
+    """Before any work: a folder that exists or can be made (nothing on its
+    way is a file), `named` in the message (default: the folder itself).
+    Returns the nearest existing folder."""
+    existing = nearest_existing(path)
+    if not existing.is_dir():
+        raise UserError(f"{option} {named or path}: {existing} is a file, not a folder")
+    return existing
+
+
 def location(text: str | os.PathLike) -> "Path | RemotePath":
     """A local path (made absolute) or a RemotePath for a URI."""
     if isinstance(text, RemotePath):

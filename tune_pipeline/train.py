@@ -30,8 +30,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tune_pipeline.augment import ScriptSource, TransformContext, load_transform_script
+from tune_pipeline.compile_policy import resolve_compile
 from tune_pipeline.data import Dataset, load_for_config, with_validation
 from tune_pipeline.errors import RunFailed
+from tune_pipeline.internals import cpu_has_native_bf16
+from tune_pipeline.metrics import RUNNING_BEST, best_of, goal
 from tune_pipeline.models import create_model
 from tune_pipeline.pbt import SCHEDULE_KEY, record_change
 
@@ -58,7 +61,7 @@ def cpu_has_fast_bf16() -> bool:
     """bf16 pays on a CPU only with native bf16 instructions (AVX512-BF16 or
     AMX).  Measured on this project's 2-core AVX-512 machine without them:
     small_cnn trained at 160 images/s in bf16 against 440 in fp32."""
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return cpu_has_native_bf16()
 
 
 def amp_policy(device: torch.device, enabled: bool, dtype_name: str):
@@ -78,26 +81,6 @@ def amp_policy(device: torch.device, enabled: bool, dtype_name: str):
     if device.type == "cpu" and dtype == torch.float16:
         dtype = torch.bfloat16  # CPU autocast has no fast fp16 path
     return dtype, dtype == torch.float16 and device.type == "cuda"
-
-
-# `compile: auto` compiles only where at least this many trials share each
-# cold compile (BENCHMARKS.md, "Compile paid once per sweep").
-COMPILE_AUTO_MIN_TRIALS = 4
-
-
-def resolve_compile(setting: bool | str, device: torch.device, trials_per_compile: float = 1) -> bool:
-    """Whether a run compiles its model: `compile: auto` is decided here only.
-
-    `trials_per_compile`: the runs of this graph divided by those that start
-    together, i.e. how many runs share each cold compile through the on-disk
-    cache (trials that start at once each pay a cold one).  Auto compiles on
-    CUDA when that is at least COMPILE_AUTO_MIN_TRIALS (a warm start costs a
-    twentieth of a cold one, so each run then pays under a third of one), and
-    never on CPU or MPS: on CPU the compiled step was not faster than eager
-    (BENCHMARKS.md), MPS is not measured.  A single `tune train` run has 1."""
-    if setting != "auto":
-        return bool(setting)
-    return device.type == "cuda" and trials_per_compile >= COMPILE_AUTO_MIN_TRIALS
 
 
 def build_optimizer(model: nn.Module, config: dict) -> torch.optim.Optimizer:
@@ -317,13 +300,9 @@ class _Runner:
         for key in ("train_loss", self.watched_loss, "test_loss"):
             if not math.isfinite(metrics[key]):
                 raise RunFailed(f"{key} is {metrics[key]} at epoch {self.epoch}: the run diverged")
-        for split in ("train", "val", "test"):
-            if f"{split}_accuracy" not in metrics:
-                continue
-            best_loss = "best_loss" if split == "train" else f"best_{split}_loss"
-            self.best[f"best_{split}_accuracy"] = max(self.best[f"best_{split}_accuracy"],
-                                                      metrics[f"{split}_accuracy"])
-            self.best[best_loss] = min(self.best[best_loss], metrics[f"{split}_loss"])
+        for name, best in RUNNING_BEST.items():
+            if name in metrics:
+                self.best[best] = best_of((self.best[best], metrics[name]), goal(name))
         metrics.update(self.best)
         metrics["epoch"] = self.epoch
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]

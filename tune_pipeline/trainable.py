@@ -16,7 +16,8 @@ from tune_pipeline.augment import ScriptSource
 from tune_pipeline.config import validate_config
 from tune_pipeline.data import Dataset, dataset_key
 from tune_pipeline.errors import RunFailed
-from tune_pipeline.train import fit, resolve_compile, resolve_device
+from tune_pipeline.compile_policy import COMPILED_KEY, trial_compiles
+from tune_pipeline.train import fit, resolve_device
 from tune_pipeline.watchdog import TrialStalled, Watchdog, epoch_seconds
 
 STATE_FILE = "state.pt"
@@ -69,8 +70,7 @@ def train_trial(config: dict, shared_data: dict | None = None, trials_per_compil
     # trains what this trial trained.  A continued trial compiles as it started,
     # whatever the cluster is now.
     started = resume_state["config"].get("compile") if resume_state is not None else None
-    cfg["compile"] = (started if isinstance(started, bool) else
-                      resolve_compile(cfg["compile"], resolve_device(cfg["device"]), trials_per_compile))
+    cfg["compile"] = trial_compiles(cfg["compile"], resolve_device(cfg["device"]), trials_per_compile, started)
     if cfg["compile"]:  # read by inductor at each compile, so set before fit
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(compile_cache_dir(tune.get_context().get_storage()))
 
@@ -78,7 +78,7 @@ def train_trial(config: dict, shared_data: dict | None = None, trials_per_compil
         with tempfile.TemporaryDirectory() as folder:
             torch.save(make_state(), Path(folder) / STATE_FILE)
             tune.report({**metrics, "node_id": ray.get_runtime_context().get_node_id(),
-                         "compiled": cfg["compile"]},
+                         COMPILED_KEY: cfg["compile"]},
                         checkpoint=tune.Checkpoint.from_directory(folder))
 
     watchdog = Watchdog(cfg["trial_timeout"], earlier_epochs=epoch_seconds(resume_state))

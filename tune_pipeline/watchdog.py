@@ -28,11 +28,11 @@ releases Python's lock could escape it.
 
 from __future__ import annotations
 
-import ctypes
-import sys
 import threading
 import time
 from typing import Callable, Iterable, TypeVar
+
+from tune_pipeline.internals import raise_in_thread, thread_may_be_importing
 
 STALL_FACTOR = 10.0
 MIN_STALL_S = 60.0  # an epoch of 0.1 s must not make a 1-second checkpoint save a stall
@@ -66,23 +66,13 @@ def epoch_seconds(resume_state: dict | None) -> list[float]:
             for h in history if isinstance(h, dict)]
 
 
-def _importing(thread: threading.Thread) -> bool:
-    """Whether `thread` is inside an import: an exception there leaves half a
-    module in the process (torch's lazy imports of sympy and triton then
-    failed in every later run of the same process)."""
-    frame = sys._current_frames().get(thread.ident)
-    while frame is not None:
-        if frame.f_code.co_filename.startswith("<frozen importlib"):
-            return True
-        frame = frame.f_back
-    return False
-
-
 def _raise_in(thread: threading.Thread, exc_type: type[BaseException]) -> None:
     """Ask Python to raise `exc_type` in `thread` at its next bytecode; not
-    while it imports (the next poll asks again)."""
-    if thread.ident is not None and not _importing(thread):
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exc_type))
+    while it may be inside an import (the next poll asks again): an exception
+    there leaves half a module in the process (torch's lazy imports of sympy
+    and triton then failed in every later run of the same process)."""
+    if thread.ident is not None and not thread_may_be_importing(thread.ident):
+        raise_in_thread(thread.ident, exc_type)
 
 
 class Watchdog:
