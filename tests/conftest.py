@@ -152,6 +152,38 @@ def start_tune(*args, cwd, env=None, **popen) -> subprocess.Popen:
                             env=dict(os.environ, **(env or {})), **options)
 
 
+def wait_until(predicate, timeout: float, what: str, *, process: subprocess.Popen | None = None,
+               interval: float = 0.3):
+    """Poll `predicate` until it returns something true, and return that.
+    Fails naming `what` after `timeout` seconds, or at once (with its output)
+    when `process`, the thing being waited on, has ended."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if process is not None and process.poll() is not None:
+            output = process.stdout.read() if process.stdout else ""
+            raise AssertionError(f"{what}: the process ended first (exit {process.returncode})\n{output}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+def create_bucket(client, bucket: str, server: subprocess.Popen) -> None:
+    """Create `bucket` with boto3's `client` as soon as moto's `server` answers."""
+    def made() -> bool:
+        try:
+            client.create_bucket(Bucket=bucket)
+        except Exception:  # not listening yet: botocore's connection errors vary
+            return False
+        return True
+
+    wait_until(made, 60, f"moto's server to create the bucket {bucket!r}", process=server)
+
+
 # Small enough for seconds per trial on the embedded digits dataset.
 TINY = ["--set", "max_train_images=256", "--set", "max_test_images=128", "--set", "batch_size=64"]
 

@@ -9,14 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from tune_pipeline.experiment import STATES, driver_running, load_experiment, state_name
 from tune_pipeline.lock import LOCK_FILE
 
-from conftest import TINY, run_tune, start_tune, write_sweep
+from conftest import TINY, run_tune, start_tune, wait_until, write_sweep
 from fake_experiment import QUICKSTART_GRID, make_experiment
 
 
@@ -59,10 +58,8 @@ def test_after_ctrl_c_table_status_export_and_report_say_interrupted(tmp_path):
     driver = start_tune("search", space, "--name", "stopped", "--storage-path", tmp_path,
                         "--max-concurrent", "1", *TINY, cwd=tmp_path)
     experiment_dir = tmp_path / "stopped"
-    deadline = time.time() + 300
-    while not any(p.read_text() for p in experiment_dir.glob("trial_*/result.json")):
-        assert time.time() < deadline and driver.poll() is None, "no first result"
-        time.sleep(0.5)
+    wait_until(lambda: any(p.read_text() for p in experiment_dir.glob("trial_*/result.json")), 300,
+               "the first result", process=driver)
     driver.send_signal(signal.SIGINT)
     output, _ = driver.communicate(timeout=120)
     assert driver.returncode == 130, output

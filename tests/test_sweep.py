@@ -5,14 +5,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pyarrow.parquet as pq
 import pytest
 
 from tune_pipeline.experiment import load_experiment
 
-from conftest import TINY, run_tune, start_tune, write_sweep as sweep_file
+from conftest import TINY, run_tune, start_tune, wait_until, write_sweep as sweep_file
 
 pytestmark = pytest.mark.slow
 
@@ -77,16 +76,6 @@ def test_asha_stops_some_trials_early_and_a_diverging_trial_fails(asha_experimen
     assert "stopped early" in status.stdout and "1 failed" in status.stdout and "diverged" in status.stdout
 
 
-def _wait_for(predicate, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 EPOCHS_KILLED = 10
 
 
@@ -108,7 +97,7 @@ def test_sigkill_then_resume_finishes_without_rerunning(tmp_path):
         return counts.get("TERMINATED", 0) >= 1 and any(t.history for t in exp.trials if t.status != "TERMINATED")
 
     try:
-        _wait_for(some_finished_and_one_running, 300, "a finished trial")
+        wait_until(some_finished_and_one_running, 300, "a finished trial", process=driver)
         status = run_tune("status", experiment_dir)  # on a running sweep
         assert status.returncode == 0 and "finished" in status.stdout
         assert "best so far" in status.stdout
