@@ -178,6 +178,7 @@ def test_sigterm_stops_a_sweep_and_its_resume_like_ctrl_c(tmp_path):
     assert "interrupted" in status.stdout and f"continue with: tune resume {experiment}" in status.stdout
 
 
+@pytest.mark.slow  # trains in a fresh interpreter until the first epoch: seconds
 def test_sigterm_in_tune_train_writes_the_summary(tmp_path):
     """A training run killed by SIGTERM kept no summary.json."""
     config = tmp_path / "run.yaml"
