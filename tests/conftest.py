@@ -86,6 +86,32 @@ def private_ray_tmpdir(monkeypatch):
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def ray_session():
+    """One local Ray for a module's in-process sweeps, started as `tune search`
+    starts its own (sweep.init_ray); a sweep joins a Ray already running, so
+    each test saves the seconds a start and a shutdown cost.  Its temp folder
+    is its own and lives until the module ends (each test's own is removed
+    after it); what starting it set in os.environ is undone at the end."""
+    import shutil
+    import tempfile
+
+    import ray
+
+    from tune_pipeline import sweep
+
+    saved = dict(os.environ)
+    folder = tempfile.mkdtemp(prefix="rs", dir="/tmp")
+    os.environ["RAY_TMPDIR"] = folder
+    os.environ.pop("RAY_ADDRESS", None)
+    sweep.init_ray(None, verbose=False)
+    yield ray
+    ray.shutdown()
+    os.environ.clear()
+    os.environ.update(saved)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def mounted_tmpfs(folder: Path, options: str):
     """A tmpfs at `folder` with mount `options` (size=..., ro), unmounted after;
     the test is skipped where this container may not mount (needs root rights)."""

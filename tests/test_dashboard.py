@@ -116,6 +116,7 @@ def _api(url: str, path: str, token: str | None):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # three Rays, four sweeps: 115 s in a loaded full run
 def test_dashboard_starts_and_stops_only_its_own_head_among_other_rays(tmp_path, private_ray_tmpdir):
     real_home = home_snapshot(REAL_HOME)
     port = _free_port()

@@ -155,6 +155,7 @@ def _rows(trial_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # two sweeps and a SIGKILL: 67 s in a loaded full run
 def test_pbt_sweep_exploits_records_the_schedule_and_resumes_after_sigkill(tmp_path):
     epochs = 12
     space = write_sweep(tmp_path, {
