@@ -142,8 +142,12 @@ def test_every_mutable_key_is_a_training_key_with_a_reason_and_none_is_also_refu
 
 
 def test_the_shipped_pbt_space_explains_itself():
-    result = run_tune("search", ROOT / "search_spaces" / "pbt.yaml", "--dry-run")
-    assert result.returncode == 0, result.stderr
+    from typer.testing import CliRunner
+
+    from tune_pipeline.cli import app
+
+    result = CliRunner().invoke(app, ["search", str(ROOT / "search_spaces" / "pbt.yaml"), "--dry-run"])
+    assert result.exit_code == 0, result.output
     assert "scheduler pbt (every 3 epochs" in result.stdout
 
 
