@@ -149,6 +149,7 @@ def test_report_opens_in_headless_chromium(asha_experiment, tmp_path):
         "</script></body>"), 1))
     dom = subprocess.run([chromium(), *flags, "--virtual-time-budget=10000", "--dump-dom", checked.as_uri()],
                          capture_output=True, text=True, timeout=120)
+    assert 'data-figures="' in dom.stdout, dom.stderr[-2000:]  # the page loaded and the check ran
     figures = dom.stdout.split('data-figures="', 1)[1].split('"', 1)[0].split()
     assert figures == ["drawn"] * out.read_text().count('<img alt="'), figures
     assert len(figures) >= 2
