@@ -100,6 +100,10 @@ def test_sigkill_then_resume_finishes_without_rerunning(tmp_path):
 
     try:
         wait_until(some_finished_and_one_running, 300, "a finished trial", process=driver)
+        # Frozen where it stands (the driver and its Ray: one process group), so the
+        # trials left cannot finish while `tune status` starts: 10 epochs take 3 s here,
+        # and all four had finished by the kill in a loaded run.
+        os.killpg(driver.pid, signal.SIGSTOP)
         status = run_tune("status", experiment_dir)  # on a running sweep
         assert status.returncode == 0 and "finished" in status.stdout
         assert "best so far" in status.stdout
