@@ -86,6 +86,32 @@ def private_ray_tmpdir(monkeypatch):
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def ray_session():
+    """One local Ray for a module's in-process sweeps, started as `tune search`
+    starts its own (sweep.init_ray); a sweep joins a Ray already running, so
+    each test saves the seconds a start and a shutdown cost.  Its temp folder
+    is its own and lives until the module ends (each test's own is removed
+    after it); what starting it set in os.environ is undone at the end."""
+    import shutil
+    import tempfile
+
+    import ray
+
+    from tune_pipeline import sweep
+
+    saved = dict(os.environ)
+    folder = tempfile.mkdtemp(prefix="rs", dir="/tmp")
+    os.environ["RAY_TMPDIR"] = folder
+    os.environ.pop("RAY_ADDRESS", None)
+    sweep.init_ray(None, verbose=False)
+    yield ray
+    ray.shutdown()
+    os.environ.clear()
+    os.environ.update(saved)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def mounted_tmpfs(folder: Path, options: str):
     """A tmpfs at `folder` with mount `options` (size=..., ro), unmounted after;
     the test is skipped where this container may not mount (needs root rights)."""
@@ -150,6 +176,38 @@ def start_tune(*args, cwd, env=None, **popen) -> subprocess.Popen:
     options = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
     return subprocess.Popen([sys.executable, "-m", "tune_pipeline", *map(str, args)], cwd=cwd,
                             env=dict(os.environ, **(env or {})), **options)
+
+
+def wait_until(predicate, timeout: float, what: str, *, process: subprocess.Popen | None = None,
+               interval: float = 0.3):
+    """Poll `predicate` until it returns something true, and return that.
+    Fails naming `what` after `timeout` seconds, or at once (with its output)
+    when `process`, the thing being waited on, has ended."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if process is not None and process.poll() is not None:
+            output = process.stdout.read() if process.stdout else ""
+            raise AssertionError(f"{what}: the process ended first (exit {process.returncode})\n{output}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+def create_bucket(client, bucket: str, server: subprocess.Popen) -> None:
+    """Create `bucket` with boto3's `client` as soon as moto's `server` answers."""
+    def made() -> bool:
+        try:
+            client.create_bucket(Bucket=bucket)
+        except Exception:  # not listening yet: botocore's connection errors vary
+            return False
+        return True
+
+    wait_until(made, 60, f"moto's server to create the bucket {bucket!r}", process=server)
 
 
 # Small enough for seconds per trial on the embedded digits dataset.

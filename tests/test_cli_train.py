@@ -38,8 +38,8 @@ def test_tune_train_writes_the_run(tmp_path):
     assert (run / "checkpoint.pt").exists()
     assert "best test accuracy" in result.stdout
 
-    again = run_tune("train", cfg, "--output-dir", tmp_path / "out")
-    assert again.returncode == 2 and "--resume" in again.stderr
+    again = CliRunner().invoke(app, ["train", str(cfg), "--output-dir", str(tmp_path / "out")])
+    assert again.exit_code == 2 and "--resume" in again.output
 
 
 def test_tune_train_resume_extends_nothing_and_keeps_history(tmp_path):

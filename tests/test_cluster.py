@@ -10,14 +10,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 import tune_pipeline
 
-from conftest import ROOT, TINY, TRANSFORM_SCRIPTS, install_wheel, run_tune, write_sweep
+from conftest import ROOT, TINY, TRANSFORM_SCRIPTS, install_wheel, run_tune, wait_until, write_sweep
 from test_storage import BUCKET, _objects, s3_env  # noqa: F401 - s3_env is a fixture
 
 pytestmark = pytest.mark.slow
@@ -91,14 +90,12 @@ def test_a_worker_node_with_none_of_the_drivers_files_runs_trials_and_resume(
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     uri = f"s3://{BUCKET}/apart/run"
     try:
-        deadline = time.time() + 300
-        while True:
+        def check_worker():
             checked = subprocess.run([sys.executable, "-c", CHECK_WORKER, head.address,
                                       json.dumps(driver_paths)], capture_output=True, text=True, timeout=300)
-            if checked.returncode == 0:
-                break
-            assert time.time() < deadline and worker.poll() is None, checked.stderr[-3000:]
-            time.sleep(2)
+            return checked if checked.returncode == 0 else None
+
+        checked = wait_until(check_worker, 300, "the worker node to run a task", process=worker, interval=2)
         seen = json.loads(checked.stdout.strip().splitlines()[-1])
         # On the worker none of the driver's paths exists, and the package is the wheel's.
         assert not any(seen["exists"].values()), seen
@@ -111,9 +108,8 @@ def test_a_worker_node_with_none_of_the_drivers_files_runs_trials_and_resume(
              f"s3://{BUCKET}/apart", "--address", head.address, *TINY], cwd=tmp_path,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         try:
-            while not any(k.endswith("result.json") for k in _objects("apart/run/")):
-                assert time.time() < deadline and driver.poll() is None, driver.stdout.read()
-                time.sleep(0.5)
+            wait_until(lambda: any(k.endswith("result.json") for k in _objects("apart/run/")), 300,
+                       "a result in the bucket", process=driver)
         finally:
             os.killpg(driver.pid, signal.SIGKILL)
             driver.wait()

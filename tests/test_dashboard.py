@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
@@ -20,7 +19,8 @@ import pytest
 from tune_pipeline import cluster
 from tune_pipeline.experiment import load_experiment
 
-from conftest import REAL_HOME, TINY, TRANSFORM_SCRIPTS, home_snapshot, run_tune, start_tune, write_sweep
+from conftest import (REAL_HOME, TINY, TRANSFORM_SCRIPTS, home_snapshot, run_tune, start_tune, wait_until,
+                      write_sweep)
 
 
 def _free_port() -> int:
@@ -116,6 +116,7 @@ def _api(url: str, path: str, token: str | None):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # three Rays, four sweeps: 115 s in a loaded full run
 def test_dashboard_starts_and_stops_only_its_own_head_among_other_rays(tmp_path, private_ray_tmpdir):
     real_home = home_snapshot(REAL_HOME)
     port = _free_port()
@@ -133,10 +134,8 @@ def test_dashboard_starts_and_stops_only_its_own_head_among_other_rays(tmp_path,
                          "--name", "private", "--storage-path", tmp_path, *TINY, cwd=tmp_path)
     record = None
     try:
-        deadline = time.time() + 300
-        while not list(tmp_path.glob("private/trial_*")):  # its Ray is up and a trial is running
-            assert time.time() < deadline and private.poll() is None, private.stdout.read()
-            time.sleep(0.3)
+        wait_until(lambda: list(tmp_path.glob("private/trial_*")), 300,  # its Ray is up, a trial running
+                   "the held sweep's first trial", process=private)
 
         started = run_tune("dashboard", "--port", port, "--show-token", cwd=tmp_path)
         assert started.returncode == 0, started.stdout + started.stderr

@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 
 from tune_pipeline.cli import app
 
-from conftest import TINY, mounted_tmpfs, run_tune, start_tune, write_sweep
+from conftest import TINY, create_bucket, mounted_tmpfs, run_tune, start_tune, wait_until, write_sweep
 from fake_experiment import make_experiment
 
 FAULT_CASES = [pytest.param(path, id=path.stem, marks=[pytest.mark.slow] if "\nslow: true" in path.read_text() else [])
@@ -154,14 +154,6 @@ def test_wandb_with_a_key_and_no_server_chooses_offline_and_says_so(monkeypatch)
 # ---------------------------------------------------------------- with Ray
 
 
-def _wait_for(predicate, process, seconds: float = 300):
-    deadline = time.time() + seconds
-    while not predicate():
-        assert process.poll() is None, process.stdout.read() if process.stdout else ""
-        assert time.time() < deadline
-        time.sleep(0.3)
-
-
 @pytest.mark.slow
 def test_sigterm_stops_a_sweep_and_its_resume_like_ctrl_c(tmp_path):
     """SIGTERM (a scheduler's time limit) ended the driver silently; `tune
@@ -173,8 +165,9 @@ def test_sigterm_stops_a_sweep_and_its_resume_like_ctrl_c(tmp_path):
                     ["resume", experiment]):
         before = {p: p.stat().st_size for p in experiment.glob("trial_*/result.json")}
         driver = start_tune(*command, cwd=tmp_path)
-        _wait_for(lambda: any(p.stat().st_size > before.get(p, 0)
-                              for p in experiment.glob("trial_*/result.json")), driver)
+        wait_until(lambda: any(p.stat().st_size > before.get(p, 0)
+                               for p in experiment.glob("trial_*/result.json")), 300, "a new result",
+                   process=driver)
         time.sleep(1)
         driver.send_signal(signal.SIGTERM)
         output, _ = driver.communicate(timeout=120)
@@ -185,6 +178,7 @@ def test_sigterm_stops_a_sweep_and_its_resume_like_ctrl_c(tmp_path):
     assert "interrupted" in status.stdout and f"continue with: tune resume {experiment}" in status.stdout
 
 
+@pytest.mark.slow  # trains in a fresh interpreter until the first epoch: seconds
 def test_sigterm_in_tune_train_writes_the_summary(tmp_path):
     """A training run killed by SIGTERM kept no summary.json."""
     config = tmp_path / "run.yaml"
@@ -193,7 +187,7 @@ def test_sigterm_in_tune_train_writes_the_summary(tmp_path):
     lines = []
     reader = threading.Thread(target=lambda: lines.extend(run.stdout), daemon=True)
     reader.start()
-    _wait_for(lambda: any(line.startswith("epoch 1/") for line in lines), run)
+    wait_until(lambda: any(line.startswith("epoch 1/") for line in lines), 300, "the first epoch", process=run)
     run.send_signal(signal.SIGTERM)
     run.wait(timeout=120)
     reader.join(timeout=30)
@@ -276,15 +270,7 @@ def moto_server(tmp_path):
            "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
     client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id="test",
                           aws_secret_access_key="test", region_name="us-east-1")
-    deadline = time.time() + 60
-    while True:
-        try:
-            client.create_bucket(Bucket="sweeps")
-            break
-        except Exception:
-            if time.time() > deadline or server.poll() is not None:
-                raise
-            time.sleep(0.3)
+    create_bucket(client, "sweeps", server)
     yield server, client, env
     server.kill()
     server.wait()
@@ -306,7 +292,7 @@ def test_a_bucket_lost_mid_sweep_is_one_line(tmp_path, moto_server):
         listed = client.list_objects_v2(Bucket="sweeps", Prefix="x/lost/").get("Contents", [])
         return any(o["Key"].endswith("result.json") and o["Size"] > 0 for o in listed)
 
-    _wait_for(uploaded, driver)
+    wait_until(uploaded, 300, "a result in the bucket", process=driver)
     server.kill()
     server.wait()
     output, errors = driver.communicate(timeout=300)

@@ -6,7 +6,6 @@ import json
 import os
 import random
 import signal
-import time
 
 import pytest
 import torch
@@ -17,7 +16,7 @@ from tune_pipeline.pbt import (MUTABLE, REFUSED, SCHEDULE_KEY, describe_schedule
 from tune_pipeline.space import check_tune, load_space, parse_space
 from tune_pipeline.train import fit
 
-from conftest import ROOT, digits_config, run_tune, start_tune, write_sweep
+from conftest import ROOT, digits_config, run_tune, start_tune, wait_until, write_sweep
 
 PBT = {"type": "pbt", "perturbation_interval": 2}
 
@@ -143,21 +142,16 @@ def test_every_mutable_key_is_a_training_key_with_a_reason_and_none_is_also_refu
 
 
 def test_the_shipped_pbt_space_explains_itself():
-    result = run_tune("search", ROOT / "search_spaces" / "pbt.yaml", "--dry-run")
-    assert result.returncode == 0, result.stderr
+    from typer.testing import CliRunner
+
+    from tune_pipeline.cli import app
+
+    result = CliRunner().invoke(app, ["search", str(ROOT / "search_spaces" / "pbt.yaml"), "--dry-run"])
+    assert result.exit_code == 0, result.output
     assert "scheduler pbt (every 3 epochs" in result.stdout
 
 
 # ------------------------------------------------------------ a real PBT sweep
-
-def _wait_for(condition, seconds, what):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
 
 def _rows(trial_dir):
     path = trial_dir / "result.json"
@@ -165,6 +159,7 @@ def _rows(trial_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # two sweeps and a SIGKILL: 67 s in a loaded full run
 def test_pbt_sweep_exploits_records_the_schedule_and_resumes_after_sigkill(tmp_path):
     epochs = 12
     space = write_sweep(tmp_path, {
@@ -189,7 +184,8 @@ def test_pbt_sweep_exploits_records_the_schedule_and_resumes_after_sigkill(tmp_p
                 and max(len(_rows(d)) for d in experiment.glob("trial_*")) < epochs // 2)
 
     try:
-        _wait_for(exploited_and_saved_early, 120, "an exploit in the first half of the run, saved")
+        wait_until(exploited_and_saved_early, 120, "an exploit in the first half of the run, saved",
+                   process=driver)
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()

@@ -130,14 +130,6 @@ class StopAfter:
         return _StopAfter()
 
 
-@pytest.fixture
-def ray_shutdown():
-    yield
-    import ray
-
-    ray.shutdown()
-
-
 def search(tmp_path, monkeypatch, parameters: dict, *, stop_after: int | None = None, name="exp",
            max_concurrent: int | None = 1, **top):
     """A sweep run here, stopped by Ctrl-C after `stop_after` finished trials."""
@@ -193,7 +185,7 @@ METHODS = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", list(METHODS))
-def test_ctrl_c_after_two_trials_then_resume_finishes_the_search(tmp_path, monkeypatch, ray_shutdown, method):
+def test_ctrl_c_after_two_trials_then_resume_finishes_the_search(tmp_path, monkeypatch, ray_session, method):
     parameters, top = METHODS[method]
     experiment_dir, first = search(tmp_path, monkeypatch, parameters, stop_after=2, **top)
     assert first.interrupted
@@ -218,7 +210,7 @@ def test_ctrl_c_after_two_trials_then_resume_finishes_the_search(tmp_path, monke
 
 
 @pytest.mark.slow
-def test_a_random_search_past_rays_pending_window_resumes(tmp_path, monkeypatch, ray_shutdown):
+def test_a_random_search_past_rays_pending_window_resumes(tmp_path, monkeypatch, ray_session):
     """Ray creates trials only up to its pending window (200 by default, 1
     here): those created after the resume come from the restored search."""
     monkeypatch.setenv("TUNE_MAX_PENDING_TRIALS_PG", "1")
@@ -249,7 +241,7 @@ def test_transform(images, ctx):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["random", "bayes"])
-def test_restart_errored_reruns_failed_trials_with_their_configs(tmp_path, monkeypatch, ray_shutdown, method):
+def test_restart_errored_reruns_failed_trials_with_their_configs(tmp_path, monkeypatch, ray_session, method):
     flag = tmp_path / "fail.flag"
     flag.write_text("")
     script = tmp_path / "flagged.py"
@@ -270,7 +262,7 @@ def test_restart_errored_reruns_failed_trials_with_their_configs(tmp_path, monke
 
 
 @pytest.mark.slow
-def test_an_experiment_killed_before_rays_first_state_starts_on_resume(tmp_path, monkeypatch, ray_shutdown):
+def test_an_experiment_killed_before_rays_first_state_starts_on_resume(tmp_path, monkeypatch, ray_session):
     class Killed(BaseException):
         pass
 
@@ -308,6 +300,7 @@ def test_transform(images, ctx):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # waits out two trial timeouts, twice: 52 s in a loaded full run
 def test_trials_stuck_in_one_call_fail_with_their_reason_and_resume_does_not_hang(tmp_path):
     script = tmp_path / "hang.py"
     script.write_text(HANGS_AT_EPOCH_2)

@@ -6,14 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tune_pipeline.experiment import load_experiment
 
-from conftest import TINY, run_tune, write_sweep
+from conftest import TINY, run_tune, wait_until, write_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -25,13 +24,6 @@ def _start(*args, cwd: Path) -> subprocess.Popen:
                             env=dict(os.environ, **ENV, TUNE_PIPELINE_CACHE=str(cwd / "cache")),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-
-def _wait_for(condition, what: str, limit_s: float = 300) -> None:
-    end = time.monotonic() + limit_s
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.2)
 
 
 def test_two_drivers_on_one_experiment(tmp_path):
@@ -57,7 +49,7 @@ def test_two_drivers_on_one_experiment(tmp_path):
     drivers = [_start(*args, cwd=tmp_path), _start(*args, cwd=tmp_path)]
     experiment = tmp_path / "store" / "x"
     try:
-        _wait_for(lambda: any(d.poll() is not None for d in drivers), "the losing driver to exit")
+        wait_until(lambda: any(d.poll() is not None for d in drivers), 300, "the losing driver to exit")
         loser = next(d for d in drivers if d.poll() is not None)
         winner = next(d for d in drivers if d is not loser)
         out, err = loser.communicate()
@@ -65,7 +57,7 @@ def test_two_drivers_on_one_experiment(tmp_path):
         assert "Traceback" not in err and "already exists" in err
         assert len([line for line in err.splitlines() if line.strip()]) == 1, err
 
-        _wait_for(lambda: (experiment / "driver.lock").exists(), "the winner's lock")
+        wait_until(lambda: (experiment / "driver.lock").exists(), 300, "the winner's lock")
         resume = run_tune("resume", experiment, cwd=tmp_path, env=ENV)
         assert resume.returncode == 2, resume.stdout + resume.stderr
         assert f"pid {winner.pid}" in resume.stderr and "another driver" in resume.stderr

@@ -9,14 +9,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
+from typer.testing import CliRunner
 
+from tune_pipeline.cli import app
 from tune_pipeline.experiment import STATES, driver_running, load_experiment, state_name
 from tune_pipeline.lock import LOCK_FILE
 
-from conftest import TINY, run_tune, start_tune, write_sweep
+from conftest import TINY, run_tune, start_tune, wait_until, write_sweep
 from fake_experiment import QUICKSTART_GRID, make_experiment
 
 
@@ -30,25 +31,32 @@ def test_ray_statuses_in_our_words(status, epochs, live, expected):
 
 
 def export_states(path):
-    done = run_tune("export", path, "--format", "csv")
-    assert done.returncode == 0, done.stderr
+    done = CliRunner().invoke(app, ["export", str(path), "--format", "csv"])
+    assert done.exit_code == 0, done.output
     return {r["trial_id"]: r["status"] for r in csv.DictReader(io.StringIO(done.stdout))}
+
+
+def status_of(path) -> str:
+    """`tune status`, in this process: a reader needs no fresh interpreter."""
+    shown = CliRunner().invoke(app, ["status", str(path)])
+    assert shown.exit_code == 0, shown.output
+    return shown.stdout
 
 
 def test_a_killed_driver_leaves_its_running_trials_interrupted(tmp_path):
     path = make_experiment(tmp_path, QUICKSTART_GRID, statuses={2: ("RUNNING", 1), 3: ("PENDING", 0)}, live=True)
     assert driver_running(path)
     assert load_experiment(path).state_counts() == {"pending": 1, "finished": 2, "running": 1}
-    live = run_tune("status", path)
-    assert f"driver: pid {os.getpid()} on" in live.stdout and "tune resume" not in live.stdout  # who holds it
+    live = status_of(path)
+    assert f"driver: pid {os.getpid()} on" in live and "tune resume" not in live  # who holds it
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     lock = path / LOCK_FILE
     lock.write_text(json.dumps({**json.loads(lock.read_text()), "pid": dead.pid}))
     assert not driver_running(path)
-    status = run_tune("status", path)
-    assert "interrupted ab12c_00002: epoch 1/3" in status.stdout and "running" not in status.stdout
-    assert f"tune resume {path}" in status.stdout
+    status = status_of(path)
+    assert "interrupted ab12c_00002: epoch 1/3" in status and "running" not in status
+    assert f"tune resume {path}" in status
     assert export_states(path)["ab12c_00002"] == "interrupted"
 
 
@@ -59,10 +67,8 @@ def test_after_ctrl_c_table_status_export_and_report_say_interrupted(tmp_path):
     driver = start_tune("search", space, "--name", "stopped", "--storage-path", tmp_path,
                         "--max-concurrent", "1", *TINY, cwd=tmp_path)
     experiment_dir = tmp_path / "stopped"
-    deadline = time.time() + 300
-    while not any(p.read_text() for p in experiment_dir.glob("trial_*/result.json")):
-        assert time.time() < deadline and driver.poll() is None, "no first result"
-        time.sleep(0.5)
+    wait_until(lambda: any(p.read_text() for p in experiment_dir.glob("trial_*/result.json")), 300,
+               "the first result", process=driver)
     driver.send_signal(signal.SIGINT)
     output, _ = driver.communicate(timeout=120)
     assert driver.returncode == 130, output

@@ -9,11 +9,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import TINY, run_tune, write_sweep
+from conftest import TINY, create_bucket, run_tune, wait_until, write_sweep
 
 BUCKET = "sweeps"
 
@@ -38,15 +37,7 @@ def s3_env(tmp_path_factory):
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                boto3.client("s3").create_bucket(Bucket=BUCKET)
-                break
-            except Exception:
-                if time.time() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.3)
+        create_bucket(boto3.client("s3"), BUCKET, server)
         yield env
     finally:
         server.terminate()
@@ -115,10 +106,8 @@ def test_sweep_in_a_bucket_killed_resumed_elsewhere_and_read_back(s3_env, tmp_pa
         cwd=start_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True)
     try:
-        deadline = time.time() + 300
-        while not any(k.endswith("result.json") for k in _objects("team/killed/")):
-            assert time.time() < deadline and driver.poll() is None, driver.stdout.read() if driver.poll() else ""
-            time.sleep(0.5)
+        wait_until(lambda: any(k.endswith("result.json") for k in _objects("team/killed/")), 300,
+                   "a result in the bucket", process=driver)
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
@@ -201,10 +190,8 @@ def test_two_nodes_write_one_experiment_to_the_bucket_and_resume_finishes_it(s3_
             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True)
         try:
-            deadline = time.time() + 300
-            while not any(k.endswith("result.json") for k in _objects("nodes/two/")):
-                assert time.time() < deadline and driver.poll() is None
-                time.sleep(0.5)
+            wait_until(lambda: any(k.endswith("result.json") for k in _objects("nodes/two/")), 300,
+                       "a result in the bucket", process=driver)
         finally:
             os.killpg(driver.pid, signal.SIGKILL)
             driver.wait()

@@ -177,7 +177,8 @@ def test_an_adapted_file_is_accepted_built_and_draws_inside_wandbs_range(path):
 def test_no_file_of_the_corpus_gives_a_traceback_on_the_command_line(tmp_path, monkeypatch):
     """Every file through `tune search FILE --dry-run`, in this process (a
     traceback is any exception but the SystemExit of an exit code), then the
-    first of each kind once more as a user runs it, in a fresh interpreter."""
+    first valid and the first bad file once more as a user runs them, in a
+    fresh interpreter (each costs seconds: the exit codes, not every file)."""
     monkeypatch.chdir(tmp_path)
     bad = sorted((Path(__file__).parent / "bad_spaces").glob("*.yaml"))
     for path in VERBATIM + ADAPTED + bad:
@@ -186,7 +187,7 @@ def test_no_file_of_the_corpus_gives_a_traceback_on_the_command_line(tmp_path, m
         assert result.exit_code in (0, 2) and "Traceback" not in result.output, (path, result.output)
         runs = path.parent.name == "adapted" and path.name != NO_PARAMETERS
         assert (result.exit_code == 0) == runs, (path, result.output)
-    for path in (VERBATIM[0], ADAPTED[0], bad[0]):
+    for path in (ADAPTED[0], bad[0]):
         result = run_tune("search", path, "--dry-run", cwd=tmp_path, timeout=120)
         assert result.returncode == (0 if path in ADAPTED else 2), (path, result.stderr)
         assert "Traceback" not in result.stdout + result.stderr, path
