@@ -91,6 +91,20 @@ def test_the_core_columns_show_at_every_width_and_every_value_is_a_whole_label(w
         assert re.search(r"… \d+ more \(", text)
 
 
+@pytest.mark.parametrize("width,wide", [(80, False), (60, False), (40, False), (300, True)])
+def test_a_listing_of_every_row_is_rich_s_table_without_rich_laying_out_each_cell(monkeypatch, width, wide):
+    """`tune status` to a file lists every trial: 5,000 rows through rich's
+    per-cell layout took 2.4 s (BENCHMARKS.md).  The same lines, as plain text."""
+    rows = order_rows(asha_rows(40), "max")
+    laid_out = text_of(render(rows, SWEPT, "val_accuracy", width, len(rows) + 20, header=["h"], wide=wide), width)
+    cells = []
+    monkeypatch.setattr("rich.table.Table.add_row", lambda self, *row, **kw: cells.append(row))
+    listed = text_of(render(rows, SWEPT, "val_accuracy", width, None, header=["h"], wide=wide), width)
+    assert cells == []
+    assert listed == laid_out
+    assert len(table_lines(listed)[1]) == len(rows)
+
+
 def test_labels_tell_the_shown_rows_apart_in_few_digits():
     rows = [Row(f"a_{i:05d}", "finished", {"learning_rate": lr, "epochs": 3}, 3, 0.5, 0.5)
             for i, lr in enumerate([0.0195123, 0.0201877, 0.05, 5.1234e-5])]
