@@ -17,8 +17,8 @@ import yaml
 
 from tune_pipeline.config import validate_config
 from tune_pipeline.errors import UserError
+from tune_pipeline.ray_session import concurrent_trials, trials_per_compile
 from tune_pipeline.space import parse_space
-from tune_pipeline.sweep import concurrent_trials, trials_per_compile
 from tune_pipeline.train import COMPILE_AUTO_MIN_TRIALS, resolve_compile
 from tune_pipeline.trainable import COMPILE_CACHE, compile_cache_dir
 

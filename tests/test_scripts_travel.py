@@ -12,7 +12,7 @@ from tune_pipeline.augment import (ScriptSource, TransformContext, TransformScri
                                    read_transform_script)
 from tune_pipeline.shipped import stock_script_file, stock_scripts
 from tune_pipeline.space import load_space
-from tune_pipeline.sweep import read_scripts, recorded_scripts
+from tune_pipeline.trial_inputs import read_scripts, recorded_scripts
 
 from conftest import TRANSFORM_SCRIPTS, write_sweep
 

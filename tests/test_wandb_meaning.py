@@ -12,10 +12,11 @@ from typer.testing import CliRunner
 
 from tune_pipeline.cli import app
 from tune_pipeline.experiment import Experiment, Trial
+from tune_pipeline.experiment_record import load_space_from_meta
 from tune_pipeline.export import export, grouped_rows
 from tune_pipeline.space import (REPEAT_KEY, check_tune, hyperband_cut_points, load_space, parse_space,
                                  preview_configs, sample, to_tune, trial_points)
-from tune_pipeline.sweep import load_space_from_meta, target_stopper
+from tune_pipeline.sweep import target_stopper
 
 from conftest import ROOT, TRANSFORM_SCRIPTS
 

@@ -418,7 +418,8 @@ def search(
 
     if scheduler not in (None, "asha", "fifo"):
         raise UserError(f"--scheduler: must be asha or fifo, got {scheduler!r}")
-    from tune_pipeline.sweep import check_name, check_resources, resume_warning
+    from tune_pipeline.experiment_record import check_name, resume_warning
+    from tune_pipeline.ray_session import check_resources
 
     space = load_space(space_file, set_, scheduler=scheduler, num_samples=num_samples)
     overridden = {k: v for k, v in (("cpu", cpus_per_trial), ("gpu", gpus_per_trial)) if v is not None}
