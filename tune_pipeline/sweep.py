@@ -9,25 +9,25 @@ given (trial_inputs.py), and wandb and the bucket (integrations.py).
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from tune_pipeline import retention
-from tune_pipeline.data import dataset_key
-from tune_pipeline.experiment import (FAILED, INTERRUPTED_STATE, METADATA_FILE, NEVER_STARTED, PENDING_STATE,
-                                      REPLACED_KEY, Trial, load_experiment, ray_state_saved, read_metadata)
+from tune_pipeline.experiment import (FAILED, INTERRUPTED_STATE, NEVER_STARTED, PENDING_STATE, Trial,
+                                      load_experiment, ray_state_saved)
 from tune_pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RunFailed, UserError
-from tune_pipeline.experiment_record import (RESUME_FORMAT, check_name, check_resumable, check_resume_format,
-                                             check_storage, create_experiment_dir, experiment_name,
-                                             load_space_from_meta, resolve_storage, write_metadata)
+from tune_pipeline.experiment_record import (METADATA_FILE, ExperimentRecord, check_name, check_resumable,
+                                             check_resume_format, check_storage, create_experiment_dir,
+                                             experiment_name, load_space_from_meta, read_record,
+                                             resolve_storage, write_record)
 from tune_pipeline.integrations import StorageLost, storage_lost, storage_watch, wandb_callback, wandb_environment
 from tune_pipeline.lock import ExperimentLock
 from tune_pipeline.ray_session import (Unschedulable, check_fits_cluster, check_resources, fit_resources, init_ray,
                                        trials_per_compile, unschedulable_is_an_error)
-from tune_pipeline.space import (REPEAT_KEY, SearchSpace, check_tune, to_tune)
+from tune_pipeline.space import SearchSpace, check_tune, to_tune
 from tune_pipeline.storage import location, remove_tree
 from tune_pipeline.trial_inputs import build_trainable, read_scripts, recorded_scripts, shared_dataset
 
@@ -67,16 +67,16 @@ class SweepOutcome:
         return EXIT_FAILED if self.counts.get(FAILED) else EXIT_OK
 
 
-def build_callbacks(meta: dict, name: str, console):
+def build_callbacks(record: ExperimentRecord, name: str, console):
     from tune_pipeline.progress import LiveTable
 
-    callbacks = [LiveTable(meta["swept"], meta["metric"], meta["mode"], console, meta["trial_count"]),
+    callbacks = [LiveTable(record.swept, record.metric, record.mode, console, record.trial_count),
                  # PBT's trials copy each other's checkpoints from an interval back: none go early.
-                 retention.pruner(meta["checkpoints"], while_running=meta.get("scheduler", {}).get("type") != "pbt")]
-    if meta.get("wandb") and wandb_environment(console) != "disabled":
-        callbacks.append(wandb_callback(meta.get("wandb_project") or "tune_pipeline", group=name))
-    if "://" in str(meta.get("storage_path", "")):
-        callbacks.append(storage_watch(str(location(meta["storage_path"]) / name)))
+                 retention.pruner(record.checkpoints, while_running=record.scheduler_type != "pbt")]
+    if record.wandb and wandb_environment(console) != "disabled":
+        callbacks.append(wandb_callback(record.wandb_project or "tune_pipeline", group=name))
+    if "://" in str(record.storage_path or ""):
+        callbacks.append(storage_watch(str(location(record.storage_path) / name)))
     return callbacks
 
 
@@ -106,15 +106,15 @@ def target_stopper(metric: str, mode: str, target: float):
     return TargetReached()
 
 
-def _run_config(name: str, storage: str, meta: dict, callbacks):
+def _run_config(name: str, storage: str, record: ExperimentRecord, callbacks):
     from ray import tune
 
-    stop = (target_stopper(meta["metric"], meta["mode"], meta["target"])
-            if meta.get("target") is not None else None)
+    stop = (target_stopper(record.metric, record.mode, record.target)
+            if record.target is not None else None)
     return tune.RunConfig(
         name=name, storage_path=storage, callbacks=callbacks, verbose=0, stop=stop,
         sync_config=tune.SyncConfig(sync_period=REMOTE_SYNC_SECONDS),
-        checkpoint_config=retention.checkpoint_config(meta["metric"], meta["mode"]),
+        checkpoint_config=retention.checkpoint_config(record.metric, record.mode),
         # A trial that fails is recorded with its reason; the others go on.
         failure_config=tune.FailureConfig(max_failures=0, fail_fast=False))
 
@@ -151,21 +151,10 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
                                 scripts)
     del shared  # in the object store now: the driver's own copy goes (CIFAR-10: 184 MB)
 
-    meta = {
-        "name": name, "storage_path": storage, "space_file": str(space.source), "space": space.raw,
-        # Every path absolute, every default filled: `tune resume` works from any folder.
-        "resolved_space": space.resolved(), "dataset_key": list(dataset_key(space.fixed)),
-        "overrides": list(options.overrides), "method": space.method, "metric": space.metric,
-        "mode": space.mode, "target": space.target, "swept": space.swept(),
-        "repeats": space.repeats, "repeat_key": REPEAT_KEY if space.repeats > 1 else None,
-        "scheduler": space.scheduler,
-        "resources": resources, "max_concurrent_trials": max_concurrent,
-        "num_samples": space.num_samples, "trial_count": space.trial_count(),
-        "checkpoints": dict(space.checkpoints),
-        "wandb": options.wandb, "wandb_project": options.wandb_project or space.project,
-        "created": datetime.now().isoformat(timespec="seconds"), "resume_format": RESUME_FORMAT,
-        "transform_scripts": scripts,  # {name: origin, sha256, source}: what every trial runs
-    }
+    record = ExperimentRecord.for_sweep(
+        space, name=name, storage_path=storage, resources=resources, max_concurrent_trials=max_concurrent,
+        overrides=options.overrides, wandb=options.wandb, wandb_project=options.wandb_project,
+        transform_scripts=scripts)
     experiment_dir = create_experiment_dir(storage, name)
     lock = ExperimentLock(experiment_dir, "tune search")
     try:
@@ -177,25 +166,25 @@ def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcom
             remove_tree(experiment_dir)
         raise
     try:
-        write_metadata(experiment_dir, meta)
-        tuner = new_tuner(space, meta, trainable, name, storage, console)
+        write_record(experiment_dir, record)
+        tuner = new_tuner(space, record, trainable, name, storage, console)
     except BaseException:
         lock.release()
         remove_tree(experiment_dir)  # a start that failed leaves nothing behind
         raise
     try:
         console.start(name, experiment_dir, space.trial_count(), resources)
-        return _finish(tuner, experiment_dir, meta, console, options.verbose)
+        return _finish(tuner, experiment_dir, record, console, options.verbose)
     finally:
         lock.release()
 
 
-def new_tuner(space: SearchSpace, meta: dict, trainable, name: str, storage: str, console):
+def new_tuner(space: SearchSpace, record: ExperimentRecord, trainable, name: str, storage: str, console):
     """The Tuner of a sweep that starts now (`tune search`, or `tune resume` of
     one that never started)."""
     from ray import tune
 
-    parts = to_tune(space, meta.get("max_concurrent_trials"))
+    parts = to_tune(space, record.max_concurrent_trials)
     return tune.Tuner(
         trainable, param_space=parts["param_space"],
         tune_config=tune.TuneConfig(
@@ -204,31 +193,31 @@ def new_tuner(space: SearchSpace, meta: dict, trainable, name: str, storage: str
             max_concurrent_trials=parts["max_concurrent_trials"],
             trial_dirname_creator=trial_dirname,
             reuse_actors=True),  # measured: 20 trivial trials 33 s fresh, 5 s reused
-        run_config=_run_config(name, storage, meta, build_callbacks(meta, name, console)))
+        run_config=_run_config(name, storage, record, build_callbacks(record, name, console)))
 
 
 def resume_sweep(experiment_dir, *, restart_errored: bool, address: str | None,
                  verbose: bool, console, more: int = 0) -> SweepOutcome:
     """Continue an experiment; with `more`, add that many trials (grid: repeats) first (extend.py)."""
     experiment_dir = location(experiment_dir)
-    meta = read_metadata(experiment_dir)
-    check_resumable(meta, experiment_dir)
+    record = read_record(experiment_dir)
+    check_resumable(record, experiment_dir)
     # The lock first: a driver still starting has not written Ray's state yet.
     with ExperimentLock(experiment_dir, "tune resume --more" if more else "tune resume"):
         check_storage(str(experiment_dir), "experiment folder")
         started = ray_state_saved(experiment_dir)
         if started:
-            check_resume_format(experiment_dir, meta, restart_errored)
+            check_resume_format(experiment_dir, record, restart_errored)
         if more:
             from tune_pipeline.extend import add_trials
 
             if not started:
                 raise UserError(f"--more: {experiment_dir} never started; `tune resume {experiment_dir}` "
                                 f"starts it, then --more can add to it")
-            meta = add_trials(experiment_dir, meta, load_space_from_meta(meta), more)
-            write_metadata(experiment_dir, meta)
-            console.note(f"added {meta['added'][-1]['what']}: {meta['trial_count']} trials in all")
-        return _resume_locked(experiment_dir, meta, started, restart_errored, address, verbose, console)
+            record = add_trials(experiment_dir, record, load_space_from_meta(record), more)
+            write_record(experiment_dir, record)
+            console.note(f"added {record.added[-1]['what']}: {record.trial_count} trials in all")
+        return _resume_locked(experiment_dir, record, started, restart_errored, address, verbose, console)
 
 
 def _clear_unstarted(experiment_dir) -> None:
@@ -246,36 +235,36 @@ def _clear_unstarted(experiment_dir) -> None:
             entry.unlink()
 
 
-def _resume_locked(experiment_dir: Path, meta: dict, started: bool, restart_errored: bool,
+def _resume_locked(experiment_dir: Path, record: ExperimentRecord, started: bool, restart_errored: bool,
                    address: str | None, verbose: bool, console) -> SweepOutcome:
     from ray import tune
 
-    space = load_space_from_meta(meta)
+    space = load_space_from_meta(record)
     shared = shared_dataset(space, console)
-    scripts = recorded_scripts(meta, space, console)
+    scripts = recorded_scripts(record, space, console)
     with console.phase("starting Ray", seconds=0):  # never quick: said at once
         ray = init_ray(address, verbose, console)
-    resources = fit_resources(ray, dict(meta["resources"]), console)
+    resources = fit_resources(ray, dict(record.resources), console)
     check_fits_cluster(ray, resources)
     trainable = build_trainable(shared, resources, trials_per_compile(
-        space, ray, resources, meta.get("max_concurrent_trials")), scripts)
+        space, ray, resources, record.max_concurrent_trials), scripts)
     del shared  # in the object store now
-    if meta.get("wandb"):
+    if record.wandb:
         wandb_environment(console)  # the restored callback logs in the mode chosen now
     if not started:
         # Started from its recorded space rather than refused: the user asked
         # for this sweep, its folder and name are taken, and nothing of it ran.
         console.note(f"{experiment_dir}: {NEVER_STARTED.split(';')[0]}: starting it now")
         _clear_unstarted(experiment_dir)
-        tuner = new_tuner(space, meta, trainable, experiment_dir.name, str(experiment_dir.parent), console)
-        console.start(meta["name"], experiment_dir, meta["trial_count"], resources)
-        return _finish(tuner, experiment_dir, meta, console, verbose)
+        tuner = new_tuner(space, record, trainable, experiment_dir.name, str(experiment_dir.parent), console)
+        console.start(record.name, experiment_dir, record.trial_count, resources)
+        return _finish(tuner, experiment_dir, record, console, verbose)
     if restart_errored:
         # Ray reruns them under new ids; their old folders stay, with the error.
         failed = [t.trial_id for t in load_experiment(experiment_dir).failed_trials()]
         if failed:
-            meta = {**meta, REPLACED_KEY: sorted({*(meta.get(REPLACED_KEY) or ()), *failed})}
-            write_metadata(experiment_dir, meta)
+            record = dataclasses.replace(record, replaced_trials=sorted({*record.replaced_trials, *failed}))
+            write_record(experiment_dir, record)
     # Ray restores the run config it pickled, callbacks included; our live
     # table reattaches itself to this terminal when unpickled (progress.py).
     # No param_space unless trials were added: every value the search draws is
@@ -284,13 +273,13 @@ def _resume_locked(experiment_dir: Path, meta: dict, started: bool, restart_erro
 
     tuner = tune.Tuner.restore(
         str(experiment_dir), trainable, resume_unfinished=True,
-        resume_errored=False, restart_errored=restart_errored, **restore_arguments(space, meta))
-    continue_search(tuner, space, meta, experiment_dir)  # trials added by --more, still to create
-    console.start(meta["name"], experiment_dir, meta["trial_count"], resources, resumed=True)
-    return _finish(tuner, experiment_dir, meta, console, verbose)
+        resume_errored=False, restart_errored=restart_errored, **restore_arguments(space, record))
+    continue_search(tuner, space, record, experiment_dir)  # trials added by --more, still to create
+    console.start(record.name, experiment_dir, record.trial_count, resources, resumed=True)
+    return _finish(tuner, experiment_dir, record, console, verbose)
 
 
-def _finish(tuner, experiment_dir, meta: dict, console, verbose: bool = False) -> SweepOutcome:
+def _finish(tuner, experiment_dir, record: ExperimentRecord, console, verbose: bool = False) -> SweepOutcome:
     started = time.perf_counter()
     interrupted = False
     from ray.tune import TuneError
@@ -300,8 +289,8 @@ def _finish(tuner, experiment_dir, meta: dict, console, verbose: bool = False) -
     local = isinstance(experiment_dir, Path)
     try:
         # Remote storage (s3://...) has no local folder: Ray's lines go to a local temp file.
-        log_file = experiment_dir / LOG_FILE if local else Path(tempfile.gettempdir()) / f"{meta['name']}-{LOG_FILE}"
-        with quiet_terminal(log_file, verbose), unschedulable_is_an_error(meta.get("resources", {})):
+        log_file = experiment_dir / LOG_FILE if local else Path(tempfile.gettempdir()) / f"{record.name}-{LOG_FILE}"
+        with quiet_terminal(log_file, verbose), unschedulable_is_an_error(record.resources or {}):
             try:
                 tuner.fit()  # Tune handles the first Ctrl-C itself: it saves state and returns
             except KeyboardInterrupt:
@@ -328,9 +317,9 @@ def _finish(tuner, experiment_dir, meta: dict, console, verbose: bool = False) -
     experiment.live = False  # this driver has stopped: unfinished trials are interrupted
     counts = experiment.status_counts()
     best = experiment.best_trial()
-    target = meta.get("target")
-    value = best.best_value(meta["metric"], meta["mode"]) if best is not None else None
-    reached = target is not None and value is not None and (value >= target if meta["mode"] == "max"
+    target = record.target
+    value = best.best_value(record.metric, record.mode) if best is not None else None
+    reached = target is not None and value is not None and (value >= target if record.mode == "max"
                                                             else value <= target)
     # Ray ends a Ctrl-C'd sweep quietly; between two trials nothing is left
     # running, but the trials it had not created yet are still to run.
@@ -338,5 +327,5 @@ def _finish(tuner, experiment_dir, meta: dict, console, verbose: bool = False) -
     interrupted = interrupted or (unfinished > 0 and not reached)
     console.finish(experiment, best, interrupted, time.perf_counter() - started)
     if reached:
-        console.print(f"{meta['metric']} reached its target {target:g} (metric.target): the sweep stopped there")
+        console.print(f"{record.metric} reached its target {target:g} (metric.target): the sweep stopped there")
     return SweepOutcome(experiment_dir, counts, best, interrupted)

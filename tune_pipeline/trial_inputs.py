@@ -9,7 +9,7 @@ import contextlib
 
 from tune_pipeline.data import DATA_KEYS, dataset_key, load_for_config
 from tune_pipeline.errors import UserError
-from tune_pipeline.experiment import METADATA_FILE
+from tune_pipeline.experiment_record import METADATA_FILE, ExperimentRecord
 from tune_pipeline.space import SearchSpace
 
 
@@ -53,13 +53,13 @@ def read_scripts(space: SearchSpace) -> dict:
     return scripts
 
 
-def recorded_scripts(meta: dict, space: SearchSpace, console) -> dict:
+def recorded_scripts(record: ExperimentRecord, space: SearchSpace, console) -> dict:
     """The scripts a resumed sweep runs: the text recorded when it started,
     whatever the files hold now (a changed one is noted).  An experiment from
     before the record reads them now."""
     from tune_pipeline.augment import TransformScriptError, read_transform_script
 
-    recorded = meta.get("transform_scripts")
+    recorded = record.transform_scripts
     if not recorded:
         return read_scripts(space)
     for name, record in recorded.items():
