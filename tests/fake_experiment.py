@@ -143,6 +143,7 @@ def random_search(count: int, epochs: int = 9, seed: int = 0, name: str = "rando
     import random
 
     from tune_pipeline.experiment import Experiment, Trial
+    from tune_pipeline.experiment_record import ExperimentRecord
 
     rng = random.Random(seed)
     configs, curves = [], []
@@ -181,8 +182,8 @@ def random_search(count: int, epochs: int = 9, seed: int = 0, name: str = "rando
         status = "ERROR" if diverged else "TERMINATED"
         trials.append(Trial(f"ab12c_{i:05d}", status, config, Path("/nonexistent") / name / f"trial_{i:05d}",
                             history, "RunFailed: loss diverged" if diverged else None))
-    meta = {"name": name, "metric": "val_accuracy", "mode": "max", "method": "random", "trial_count": count,
-            "swept": [k for k in configs[0] if k != "epochs"]}
-    experiment = Experiment(Path("/nonexistent") / name, meta, trials)
+    record = ExperimentRecord(name=name, metric="val_accuracy", mode="max", method="random", trial_count=count,
+                              swept=[k for k in configs[0] if k != "epochs"])
+    experiment = Experiment(Path("/nonexistent") / name, record, trials)
     experiment.live = False
     return experiment

@@ -121,7 +121,7 @@ def test_a_worker_node_with_none_of_the_drivers_files_runs_trials_and_resume(
         assert all(t.epochs == 2 for t in experiment.trials)
         nodes = {h["node_id"] for t in experiment.trials for h in t.history}
         assert seen["worker"] in nodes and len(nodes) == 2  # some trials ran on the worker
-        assert sorted(experiment.meta["transform_scripts"]) == sorted(scripts)  # what every trial ran
+        assert sorted(experiment.record.transform_scripts) == sorted(scripts)  # what every trial ran
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         try:

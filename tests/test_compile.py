@@ -19,8 +19,8 @@ from tune_pipeline import compile_policy
 from tune_pipeline.compile_policy import COMPILE_AUTO_MIN_TRIALS, resolve_compile
 from tune_pipeline.config import validate_config
 from tune_pipeline.errors import UserError
+from tune_pipeline.ray_session import concurrent_trials, trials_per_compile
 from tune_pipeline.space import parse_space
-from tune_pipeline.sweep import concurrent_trials, trials_per_compile
 from tune_pipeline.trainable import COMPILE_CACHE, compile_cache_dir
 
 from conftest import ROOT
@@ -192,13 +192,13 @@ def test_a_second_trial_loads_the_graphs_the_first_one_compiled(tmp_path):
 def test_train_from_trains_what_the_trial_resolved_auto_to(tmp_path):
     from fake_experiment import make_experiment
 
-    from tune_pipeline.cli import _config_from_experiment
+    from tune_pipeline.single_run import config_from_experiment
 
     experiment = make_experiment(tmp_path, {"compile": ["auto"], "learning_rate": [0.1]}, epochs=2)
     for results in experiment.glob("trial_*/result.json"):
         rows = [json.loads(line) for line in results.read_text().splitlines()]
         results.write_text("".join(json.dumps({**row, "compiled": True}) + "\n" for row in rows))
-    config, _, _ = _config_from_experiment(str(experiment), None)
+    config, _, _ = config_from_experiment(str(experiment), None)
     assert config["compile"] is True and config["learning_rate"] == 0.1
 
 

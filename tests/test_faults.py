@@ -133,22 +133,22 @@ class _Silent:
 
 def test_wandb_with_a_key_and_no_server_chooses_offline_and_says_so(monkeypatch):
     """It waited 90 s, then logged 'online' and kept nothing."""
-    from tune_pipeline import sweep
+    from tune_pipeline import integrations
 
     silent = _Silent()
     notes = []
-    monkeypatch.setattr(sweep, "WANDB_PROBE_SECONDS", 0.5)
+    monkeypatch.setattr(integrations, "WANDB_PROBE_SECONDS", 0.5)
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     monkeypatch.setenv("WANDB_BASE_URL", silent.url)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     try:
-        mode = sweep.wandb_environment(type("Console", (), {"note": staticmethod(notes.append)}))
+        mode = integrations.wandb_environment(type("Console", (), {"note": staticmethod(notes.append)}))
     finally:
         silent.close()
     assert mode == "offline" and os.environ["WANDB_MODE"] == "offline"
     assert len(notes) == 1 and f"{silent.url} does not answer" in notes[0] and "wandb sync" in notes[0]
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    assert sweep.wandb_environment() == "disabled"  # the user's word is kept, not made offline
+    assert integrations.wandb_environment() == "disabled"  # the user's word is kept, not made offline
 
 
 # ---------------------------------------------------------------- with Ray

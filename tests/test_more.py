@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from tune_pipeline.experiment import load_experiment
+from tune_pipeline.experiment_record import ExperimentRecord, read_record
 from tune_pipeline.extend import MoreTrials, _base, _finished_points, _searcher, configuration
 from tune_pipeline.lock import ExperimentLock
 from tune_pipeline.space import parse_space, to_tune
@@ -62,7 +63,7 @@ def test_bayes_study_holds_every_finished_trial_before_its_first_suggestion(tmp_
                          "parameters": {k: {"values": v} for k, v in QUICKSTART_GRID.items()}},
                         tmp_path / "space.yaml")
     experiment = load_experiment(path)
-    searcher = _searcher(space, experiment, {"repeats": 1})
+    searcher = _searcher(space, experiment, 1)
     more = MoreTrials(searcher, 2, str(path), _finished_points(space, experiment))
     more.set_search_properties(space.metric, space.mode, to_tune(space)["param_space"])
     study = _base(more.searcher)._ot_study
@@ -81,7 +82,7 @@ def test_more_is_refused_for_population_based_training(tmp_path):
 
     path = make_experiment(tmp_path, QUICKSTART_GRID)
     with pytest.raises(UserError, match="population is fixed"):
-        add_trials(path, {"scheduler": {"type": "pbt"}}, None, 2)
+        add_trials(path, ExperimentRecord(scheduler={"type": "pbt"}), None, 2)
 
 
 def test_a_grid_adds_repeats_with_new_seeds(tmp_path):
@@ -91,12 +92,12 @@ def test_a_grid_adds_repeats_with_new_seeds(tmp_path):
     space = parse_space(raw, tmp_path / "space.yaml")
     from tune_pipeline.extend import add_trials
 
-    meta = add_trials(path, json.loads((path / "tune_pipeline.json").read_text()), space, 2)
-    assert meta["trial_count"] == 12 and meta["repeats"] == 3 and "seed" in meta["swept"]
-    searcher = _searcher(space, load_experiment(path), meta)
+    record = add_trials(path, read_record(path), space, 2)
+    assert record.trial_count == 12 and record.repeats == 3 and "seed" in record.swept
+    searcher = _searcher(space, load_experiment(path), record.repeats)
     configs = [searcher.suggest(str(i)) for i in range(9)]
     assert configs[8] == "FINISHED"  # eight new: two seeds for each of the four points
     assert sorted({c["seed"] for c in configs[:8]}) == [1, 2]
     assert len({json.dumps(c, sort_keys=True) for c in configs[:8]}) == 8
     # The space rebuilt from the metadata runs the same repeats.
-    assert parse_space(meta["resolved_space"], tmp_path / "space.yaml").repeats == 3
+    assert parse_space(record.resolved_space, tmp_path / "space.yaml").repeats == 3

@@ -60,7 +60,7 @@ def test_importance_credits_the_parameter_that_varied(asha_experiment):
     assert set(shares) == {"learning_rate"}  # momentum had one value: not a dimension
     assert shares["learning_rate"] > 0.5  # the only thing that differed explains most
     # a column that does not vary explains nothing
-    experiment.meta["swept"] = ["learning_rate", "model"]
+    experiment.record.swept = ["learning_rate", "model"]
     assert importance(experiment)["model"] == 0.0
 
 

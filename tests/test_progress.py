@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 import tune_pipeline.progress as progress
 from tune_pipeline.cli import app
 from tune_pipeline.experiment import Experiment, Trial, load_experiment
+from tune_pipeline.experiment_record import ExperimentRecord
 from tune_pipeline.labels import labellers
 from tune_pipeline.progress import (SHORT_STATES, WIDE_COMMAND, LiveTable, Row, SweepConsole, order_rows,
                                     render, render_experiment, rows_from_experiment)
@@ -327,7 +328,8 @@ def test_the_best_epoch_is_named_where_the_metric_was_best(tmp_path):
                     _history([0.5, 0.9, 0.986, 0.97, 0.96])),
               Trial("ab12c_00001", "TERMINATED", {"learning_rate": 0.2, "epochs": 5}, tmp_path,
                     _history([0.4, 0.5, 0.6, 0.7, 0.8]))]
-    experiment = Experiment(tmp_path, {"metric": "val_accuracy", "mode": "max", "swept": ["learning_rate"]}, trials)
+    experiment = Experiment(tmp_path, ExperimentRecord(metric="val_accuracy", mode="max", swept=["learning_rate"]),
+                            trials)
     experiment.live = False
     out = io.StringIO()
     SweepConsole(stream=out, live=False).finish(experiment, experiment.best_trial(), False, 10)

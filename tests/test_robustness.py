@@ -95,7 +95,7 @@ def test_an_existing_name_is_one_line_before_anything_starts(tmp_path):
 
 
 def test_creating_the_experiment_folder_is_atomic(tmp_path):
-    from tune_pipeline.sweep import create_experiment_dir
+    from tune_pipeline.experiment_record import create_experiment_dir
 
     create_experiment_dir(str(tmp_path), "x")
     with pytest.raises(UserError, match="already exists"):
@@ -118,7 +118,7 @@ def test_cpus_per_trial_nan_is_refused(tmp_path):
 
 
 def test_check_resources_refuses_nan_overrides():
-    from tune_pipeline.sweep import check_resources
+    from tune_pipeline.ray_session import check_resources
 
     with pytest.raises(UserError, match="finite"):
         check_resources({"cpu": float("nan"), "gpu": 0.0})
@@ -126,7 +126,7 @@ def test_check_resources_refuses_nan_overrides():
 
 
 def test_a_trial_larger_than_every_node_is_named():
-    from tune_pipeline.sweep import check_fits_cluster
+    from tune_pipeline.ray_session import check_fits_cluster
 
     class FakeRay:  # two small nodes: together 4 CPUs, but a trial runs on one
         @staticmethod
@@ -144,7 +144,7 @@ def test_a_trial_larger_than_every_node_is_named():
 def test_rays_cannot_be_scheduled_warning_becomes_our_error():
     import logging
 
-    from tune_pipeline.sweep import RAY_RESOURCE_LOGGER, Unschedulable, unschedulable_is_an_error
+    from tune_pipeline.ray_session import RAY_RESOURCE_LOGGER, Unschedulable, unschedulable_is_an_error
 
     with unschedulable_is_an_error({"cpu": 64.0, "gpu": 0.0}):
         with pytest.raises(Unschedulable, match="a trial needs 64 CPUs"):

@@ -12,7 +12,8 @@ from tune_pipeline.augment import (ScriptSource, TransformContext, TransformScri
                                    read_transform_script)
 from tune_pipeline.shipped import stock_script_file, stock_scripts
 from tune_pipeline.space import load_space
-from tune_pipeline.sweep import read_scripts, recorded_scripts
+from tune_pipeline.experiment_record import ExperimentRecord
+from tune_pipeline.trial_inputs import read_scripts, recorded_scripts
 
 from conftest import TRANSFORM_SCRIPTS, write_sweep
 
@@ -57,7 +58,7 @@ def test_the_driver_reads_each_script_once_and_a_resume_runs_the_recorded_text(t
     assert list(scripts) == ["basic", str(mine)]
     assert scripts[str(mine)]["source"] == mine.read_text()
     assert scripts[str(mine)]["sha256"] == ScriptSource(str(mine), str(mine), mine.read_text()).sha256
-    meta = {"transform_scripts": scripts}
+    meta = ExperimentRecord(transform_scripts=scripts)
 
     notes = Notes()
     assert recorded_scripts(meta, space, notes) == scripts and notes.lines == []

@@ -12,10 +12,11 @@ from typer.testing import CliRunner
 
 from tune_pipeline.cli import app
 from tune_pipeline.experiment import Experiment, Trial
+from tune_pipeline.experiment_record import ExperimentRecord, load_space_from_meta
 from tune_pipeline.export import export, grouped_rows
 from tune_pipeline.space import (REPEAT_KEY, check_tune, hyperband_cut_points, load_space, parse_space,
                                  preview_configs, sample, to_tune, trial_points)
-from tune_pipeline.sweep import load_space_from_meta, target_stopper
+from tune_pipeline.sweep import target_stopper
 
 from conftest import ROOT, TRANSFORM_SCRIPTS
 
@@ -300,7 +301,7 @@ def test_resume_rebuilds_the_space_from_another_folder(tmp_path, monkeypatch):
     elsewhere = tmp_path / "home"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    again = load_space_from_meta(meta)
+    again = load_space_from_meta(ExperimentRecord.from_json(meta, "meta"))
     assert again.fixed["data_dir"] == str(home / "mydata")
     assert again.fixed["runtime_transform_script"] == str(home / "my_transform.py")
     assert again.fixed["epochs"] == 4 and again.scheduler == space.scheduler
@@ -327,8 +328,8 @@ def test_export_group_folds_repeats_into_mean_and_std(tmp_path):
         history = [{"epoch": 1, "test_accuracy": acc, "best_test_accuracy": acc, "best_train_accuracy": acc,
                     "best_loss": 1.0, "best_test_loss": 1.0}]
         trials.append(Trial(f"t{i}", "TERMINATED", {"learning_rate": lr, "seed": seed}, tmp_path, history))
-    exp = Experiment(tmp_path, {"metric": "test_accuracy", "mode": "max", "swept": ["learning_rate", "seed"],
-                                "repeat_key": "seed"}, trials)
+    exp = Experiment(tmp_path, ExperimentRecord(metric="test_accuracy", mode="max", swept=["learning_rate", "seed"],
+                                                repeat_key="seed"), trials)
     rows = grouped_rows(exp)
     assert [str(r["config"]) for r in rows] == ["learning_rate=0.1", "learning_rate=0.01"]
     assert rows[0]["trials"] == 2 and math.isclose(rows[0]["best_test_accuracy_mean"], 0.85)
@@ -499,7 +500,8 @@ def test_the_order_follows_from_the_seed_alone_and_resume_keeps_it(tmp_path):
     assert trial_points(space) == trial_points(again) != trial_points(other)
     meta = json.loads(json.dumps({"space_file": str(space.source), "space": space.raw,
                                   "resolved_space": space.resolved()}))
-    assert trial_points(load_space_from_meta(meta)) == trial_points(space)  # tune resume's space
+    resumed = load_space_from_meta(ExperimentRecord.from_json(meta, "meta"))
+    assert trial_points(resumed) == trial_points(space)  # tune resume's space
     # Ray saves what is left of the list with the experiment; restored, it goes on from there.
     from ray import cloudpickle  # as Ray saves it (tune.utils.util._atomic_save)
     from ray.tune.search import BasicVariantGenerator

@@ -17,7 +17,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from tune_pipeline.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, RunFailed,
-                                  UserError, shorten)
+                                  UserError, shorten, written)
 
 # The argument and options that every reader of an experiment takes, worded once.
 ExperimentDir = Annotated[str, typer.Argument(metavar="EXPERIMENT_DIR",
@@ -67,94 +67,6 @@ def user_errors(fn):
     return wrapper
 
 
-def _epoch_line(m: dict, epochs: int) -> str:
-    from tune_pipeline.metrics import fmt
-
-    def pair(split: str) -> str:
-        return f"loss {fmt(f'{split}_loss', m[f'{split}_loss'])} acc {fmt(f'{split}_accuracy', m[f'{split}_accuracy'])}"
-
-    parts = [pair("train")] + [f"{s} {pair(s)}" for s in ("val", "test") if f"{s}_loss" in m]
-    return (f"epoch {m['epoch']}/{epochs}  " + " | ".join(parts)
-            + f" | lr {fmt('lr', m['lr'])} | {fmt('images_per_second', m['images_per_second'])} img/s")
-
-
-def _config_from_experiment(experiment_dir: str, trial_id: str | None,
-                            overrides: list[str] = ()) -> tuple[dict, str, str]:
-    """(the trial's training keys, a run name, a line saying what was chosen and how);
-    `overrides`: the run's --set values, applied by the caller."""
-    from tune_pipeline.config import FIELDS
-    from tune_pipeline.experiment import FINISHED
-    from tune_pipeline.metrics import QUOTED, fmt, quoted_accuracy, selection_note
-
-    exp = load_experiment_noted(experiment_dir)
-    metric, mode = exp.metric, exp.mode
-    if trial_id is None:
-        # A finished trial (or one ASHA stopped early): a failed or interrupted
-        # one is trained only when named, so a crash is never silently the winner.
-        ranked = exp.ranked()
-        done = [t for t in ranked if t.status == FINISHED]
-        if not done:
-            if not ranked:
-                raise UserError(f"{exp.path}: no trial has reported {metric} yet (see tune status {exp.path})")
-            best = ranked[0]
-            raise UserError(f"{exp.path}: no trial finished; the best that reported is {best.trial_id} "
-                            f"({exp.state(best)} at epoch {best.epochs}, {metric} "
-                            f"{fmt(metric, best.best_value(metric, mode))}): train it with "
-                            f"--from {experiment_dir} --trial {best.trial_id}")
-        chosen = done[0]
-        how = f"best finished by {metric} {fmt(metric, chosen.best_value(metric, mode))}, {selection_note(metric)}"
-    else:
-        matches = [t for t in exp.trials if t.trial_id == trial_id]
-        if not matches:
-            raise UserError(f"--trial: {exp.path} has no trial {trial_id!r}; its trials are "
-                            f"{', '.join(t.trial_id for t in exp.trials) or 'none'}")
-        chosen, how = matches[0], "named by --trial"
-    # Training keys only: an experiment from an older version may hold keys since dropped.
-    raw = {k: v for k, v in chosen.config.items() if k in FIELDS}
-    # The sweep's time limit was for a sweep's trial, not for this run (often
-    # longer: --epochs); `--set trial_timeout=N` asks for one.
-    dropped = raw.pop("trial_timeout", 0)
-    # `compile: auto` was resolved by the trial (trainable.train_trial), which
-    # reports what it chose: train what it trained.
-    compiled = [h["compiled"] for h in chosen.history if isinstance(h.get("compiled"), bool)]
-    if compiled:
-        raw["compile"] = compiled[-1]
-    quoted = quoted_accuracy(chosen.history, metric, mode)
-    line = (f"from {exp.name} trial {chosen.trial_id} ({how}; its {QUOTED} {fmt(QUOTED, quoted)})")
-    if dropped and not any(o.split("=", 1)[0].strip() == "trial_timeout" for o in overrides):
-        note(f"the sweep's trial_timeout of {dropped:g} s is not applied to this run "
-             f"(--set trial_timeout={dropped:g} keeps it)")
-    return raw, f"{exp.name}-{chosen.trial_id}", line
-
-
-def _schedule_from_experiment(experiment_dir: str, trial_id: str | None, raw: dict) -> list[dict] | None:
-    """A PBT trial's schedule: the values that trained its selected epoch's
-    model, epoch by epoch, with `raw` set to the values it started from."""
-    from tune_pipeline.experiment import load_experiment
-    from tune_pipeline.metrics import best_epoch
-    from tune_pipeline.pbt import is_pbt, schedule_of, start_of
-
-    exp = load_experiment(experiment_dir)
-    if not is_pbt(exp.meta):
-        return None
-    chosen = exp.best_trial() if trial_id is None else next(t for t in exp.trials if t.trial_id == trial_id)
-    row = best_epoch(chosen.history, exp.metric, exp.mode) or chosen.last
-    if isinstance(row.get("config"), dict):  # PBT changed the trial's config: the one of that epoch
-        raw.update({k: v for k, v in row["config"].items() if k in exp.swept})
-    schedule = schedule_of(row)
-    if schedule:
-        raw.update(start_of(schedule))
-    return schedule
-
-
-def where_raised(exc: BaseException) -> str:
-    """' (at file:line)' of the innermost frame: usually the user's transform script."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return f" (at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno})" if tb is not None else ""
-
-
 def note(message: str) -> None:
     typer.secho(f"note: {message}", err=True, fg=typer.colors.YELLOW)
 
@@ -188,14 +100,6 @@ def load_experiment_noted(experiment_dir):
     return experiment
 
 
-def written(path: Path, write):
-    """Run `write()`, turning a failed write (disk full, read-only) into one line."""
-    try:
-        return write()
-    except OSError as exc:
-        raise UserError(f"cannot write {exc.filename or path} ({exc.strerror or exc})") from None
-
-
 @app.command()
 @user_errors
 def train(
@@ -211,116 +115,13 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ):
     """Train one configuration, without Ray: a YAML file, or a sweep's winner (--from)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from tune_pipeline.single_run import TrainOptions, run_training
 
-    from tune_pipeline.config import load_config_file, parse_set_option, validate_config
-    from tune_pipeline.metrics import fmt
-    from tune_pipeline.run_output import RunDirectory
-    from tune_pipeline.train import fit
-    from tune_pipeline.watchdog import TrialStalled, Watchdog, epoch_seconds
-
-    changes = [flag for flag, given in (("--set", set_), ("--epochs", epochs is not None),
-                                        ("--full-train", full_train)) if given]
-    if resume and changes:
-        # The run continues exactly as it started; a changed key would be silently ignored.
-        raise UserError(f"{' and '.join(changes)} cannot change a resumed run (it continues with its "
-                        f"saved config); start a new run with --overwrite, or under another name")
-    if resume and overwrite:
-        raise UserError("--resume and --overwrite: choose one")
-    if (config is None) == (from_ is None):
-        raise UserError("give a config file or --from EXPERIMENT_DIR (one of the two)")
-    if trial is not None and from_ is None:
-        raise UserError("--trial needs --from EXPERIMENT_DIR")
-    overrides = list(set_)
-    if epochs is not None:
-        overrides.append(f"epochs={epochs}")
-    if full_train:
-        overrides.append("val_fraction=0")
-    source = schedule = None
-    if from_ is not None:
-        raw, run_name, source = _config_from_experiment(from_, trial, overrides)
-        schedule = _schedule_from_experiment(from_, trial, raw)
-        pinned = sorted(set(parse_set_option(overrides)) & {k for s in schedule or [] for k in s} - {"epoch"})
-        if pinned:
-            raise UserError(f"--set {', '.join(pinned)}: the schedule PBT found changes "
-                            f"{' and '.join(pinned)} during the run; train it as found, or pick a config file")
-        raw.update(parse_set_option(overrides))
-        cfg = validate_config(raw, source=f"{from_} trial config")
-        run_name += "-full" if full_train else ""
-    else:
-        cfg = load_config_file(config, overrides)
-        run_name = config.stem
     check_output_folder(output_dir, "--output-dir")
-    run_dir = RunDirectory(output_dir / run_name)
-    resume_state = None
-    if resume:
-        if not run_dir.checkpoint.exists():
-            raise UserError(f"{run_dir.path}: no checkpoint to resume (run without --resume)")
-        resume_state = run_dir.load_checkpoint()
-        cfg = resume_state["config"]  # the run continues exactly as it started
-    elif run_dir.has_run() and not overwrite:
-        raise UserError(f"{run_dir.path} already holds a run; pass --resume to continue it "
-                        f"or --overwrite to start again")
-    elif overwrite:
-        written(run_dir.path, run_dir.clear)
-    if source:
-        typer.echo(f"training {source} for {cfg['epochs']} epochs"
-                   + (" on train + validation" if full_train else ""))
-        if schedule:
-            from tune_pipeline.pbt import describe_schedule
-            typer.echo(f"following the schedule PBT found: {describe_schedule(schedule)}")
-    written(run_dir.path, lambda: run_dir.start(cfg, resume_state["history"] if resume_state else []))
-
-    progress = Progress(TextColumn("epoch {task.fields[epoch]}/" + str(cfg["epochs"])), BarColumn(),
-                        MofNCompleteColumn(), TimeRemainingColumn(), transient=True,
-                        disable=quiet or not sys.stderr.isatty(), console=None)
-    task = progress.add_task("train", total=None, epoch=1)
-
-    watchdog = Watchdog(cfg["trial_timeout"], earlier_epochs=epoch_seconds(resume_state))
-
-    def on_batch(step: int, steps: int):
-        watchdog.batch_done(step, steps)
-        progress.update(task, completed=step, total=steps)
-
-    def on_epoch(metrics: dict, make_state):
-        run_dir.record_epoch(metrics, make_state())
-        progress.console.print(_epoch_line(metrics, cfg["epochs"]), soft_wrap=True)
-        progress.update(task, completed=0, epoch=min(metrics["epoch"] + 1, cfg["epochs"]))
-
-    def record_end(status: str, error: str | None = None) -> None:
-        try:
-            run_dir.finish(run_dir.partial_result(), status=status, error=error,
-                           val_fraction=cfg["val_fraction"])
-        except OSError as exc:  # a full or read-only disk: the run's own error says more
-            note(f"could not write {run_dir.path / 'summary.json'} ({exc.strerror or exc})")
-
-    try:
-        with progress:
-            result = watchdog.run(lambda: fit(cfg, resume_state=resume_state, on_batch=on_batch, schedule=schedule,
-                                              on_epoch=lambda m, state: (on_epoch(m, state), watchdog.beat())))
-    except TrialStalled as exc:
-        record_end("failed", str(exc))
-        raise RunFailed(str(exc)) from None
-    except KeyboardInterrupt:
-        record_end("interrupted")
-        raise
-    except (RunFailed, UserError) as exc:
-        record_end("failed", str(exc))
-        raise
-    except Exception as exc:  # a transform script's bug, a library's, a full disk: recorded, then one line
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
-            reason = f"cannot write {exc.filename or run_dir.path} ({exc.strerror or exc})"
-        else:
-            reason = f"{type(exc).__name__}: {exc}{where_raised(exc)}"
-        record_end("failed", reason)
-        raise RunFailed(f"the run failed: {reason}") from None
-    summary = written(run_dir.path, lambda: run_dir.finish(result, source=source, val_fraction=cfg["val_fraction"]))
-    typer.echo(f"done: {summary['epochs']} epochs, best test accuracy "
-               f"{fmt('best_test_accuracy', summary['best_test_accuracy'])}, best test loss "
-               f"{fmt('best_test_loss', summary['best_test_loss'])} -> {run_dir.path}")
-    final = summary["final"]
-    typer.echo(f"final model: test accuracy {fmt('test_accuracy', final.get('test_accuracy'))} at epoch "
-               f"{final.get('epoch')} (the last; no epoch was chosen by its test score) -> {run_dir.model_file}")
+    run_training(TrainOptions(config=config, from_experiment=from_, trial=trial, epochs=epochs,
+                              full_train=full_train, output_dir=output_dir, overrides=list(set_),
+                              resume=resume, overwrite=overwrite, quiet=quiet),
+                 echo=typer.echo, note=note)
 
 
 @app.command()
@@ -421,7 +222,8 @@ def search(
 
     if scheduler not in (None, "asha", "fifo"):
         raise UserError(f"--scheduler: must be asha or fifo, got {scheduler!r}")
-    from tune_pipeline.sweep import check_name, check_resources, resume_warning
+    from tune_pipeline.experiment_record import check_name, resume_warning
+    from tune_pipeline.ray_session import check_resources
 
     space = load_space(space_file, set_, scheduler=scheduler, num_samples=num_samples)
     overridden = {k: v for k, v in (("cpu", cpus_per_trial), ("gpu", gpus_per_trial)) if v is not None}
@@ -514,7 +316,7 @@ def status(
     from tune_pipeline.summary import winner_summary
 
     exp = load_experiment_noted(experiment_dir)
-    total = max(exp.meta.get("trial_count") or 0, len(exp.trials))
+    total = max(exp.record.trial_count or 0, len(exp.trials))
     if not exp.started and not exp.live:
         typer.echo(f"{exp.name}: {total} trials; {NEVER_STARTED}")
         typer.echo(f"start it with: tune resume {exp.path}")
@@ -554,7 +356,7 @@ def _print_schedules(exp) -> None:
     """Under PBT, the values each trial's current model was trained with, epoch by epoch."""
     from tune_pipeline.pbt import describe_schedule, is_pbt, schedule_of
 
-    if not is_pbt(exp.meta):
+    if not is_pbt(exp.record):
         return
     lines = [(t.trial_id, describe_schedule(schedule_of(t.last))) for t in exp.trials]
     changed = [(i, text) for i, text in lines if text]

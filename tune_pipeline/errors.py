@@ -7,6 +7,7 @@ invocation reports them all.  `RunFailed` is a run that started and broke
 Whatever a message holds (30,000 unknown keys, a value's repr of a megabyte,
 a library's paragraph), the line a user sees is cut to a readable length and
 says how much more there was: `shorten` and `UserError.one_line`.
+A write that fails (a full or read-only disk) is bad input too: `written`.
 """
 
 from __future__ import annotations
@@ -55,6 +56,14 @@ class UserError(Exception):
         rest = len(self.problems) - len(shown)
         more = f"; and {rest:,} more" if rest else ""
         return f"{len(self.problems):,} problems: " + "; ".join(shown) + more
+
+
+def written(path, write):
+    """Run `write()`, turning a failed write (disk full, read-only) into one line."""
+    try:
+        return write()
+    except OSError as exc:
+        raise UserError(f"cannot write {exc.filename or path} ({exc.strerror or exc})") from None
 
 
 class RunFailed(Exception):

@@ -1,7 +1,7 @@
 """Reading an experiment from disk, with no Ray running: Ray Tune's state
 file for each trial's status and config, each trial's result.json for its
-epochs, and our tune_pipeline.json for what the sweep was.  Works on
-finished, interrupted and still-running experiments."""
+epochs, and our record of what the sweep was (experiment_record.py).  Works
+on finished, interrupted and still-running experiments."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tune_pipeline.errors import UserError
+from tune_pipeline.experiment_record import ExperimentRecord, read_record
 from tune_pipeline.metrics import best_of, oriented
 from tune_pipeline.storage import location
 
-METADATA_FILE = "tune_pipeline.json"
 # Ray Tune's trial statuses, as its saved state spells them (ray.tune.experiment.Trial's
 # constants; kept here so readers of a finished experiment import no Ray).
 FINISHED = "TERMINATED"
@@ -24,7 +24,6 @@ FAILED = "ERROR"
 RUNNING = "RUNNING"
 PENDING = "PENDING"
 STALLED_FILE = "stalled.txt"  # why the watchdog ended a stuck trial's process (before it failed the trial instead)
-REPLACED_KEY = "replaced_trials"  # tune_pipeline.json: failed trials rerun under new ids by --restart-errored
 
 # The one vocabulary of trial states a person reads: the live table, the final
 # summary, `tune status`, export and the report all say these words.
@@ -192,9 +191,9 @@ NEVER_STARTED = ("never started (its driver stopped before Ray saved its first s
 
 
 class Experiment:
-    def __init__(self, path: Path, meta: dict, trials: list[Trial], notes: list[str] | None = None):
+    def __init__(self, path: Path, record: ExperimentRecord, trials: list[Trial], notes: list[str] | None = None):
         self.path = path
-        self.meta = meta
+        self.record = record  # what the sweep was (tune_pipeline.json); empty where that file is damaged
         self.trials = trials
         self.notes = notes or []  # damaged files skipped while reading, for the user to know
 
@@ -202,12 +201,12 @@ class Experiment:
     def metric(self) -> str:
         """The sweep's metric; metrics.py's default where damaged metadata lost it."""
         from tune_pipeline.metrics import default_metric
-        return self.meta.get("metric") or default_metric(held_out=False)[0]
+        return self.record.metric or default_metric(held_out=False)[0]
 
     @property
     def mode(self) -> str:
         from tune_pipeline.metrics import goal
-        return self.meta.get("mode") or goal(self.metric)
+        return self.record.mode or goal(self.metric)
 
     def mode_for(self, metric: str) -> str:
         """max or min: the sweep's own for its metric, else by the metric's nature."""
@@ -216,11 +215,11 @@ class Experiment:
 
     @property
     def swept(self) -> list[str]:
-        return list(self.meta.get("swept", []))
+        return list(self.record.swept)
 
     @property
     def name(self) -> str:
-        return self.meta.get("name", self.path.name)
+        return self.record.name or self.path.name
 
     @property
     def started(self) -> bool:
@@ -245,7 +244,7 @@ class Experiment:
         for trial in self.trials:
             counts[self.state(trial)] += 1
         # Ray creates trials lazily: those of the sweep it has not made yet are pending too.
-        counts[PENDING_STATE] += max(int(self.meta.get("trial_count") or 0) - len(self.trials), 0)
+        counts[PENDING_STATE] += max((self.record.trial_count or 0) - len(self.trials), 0)
         return {s: n for s, n in counts.items() if n}
 
     def status_counts(self) -> dict[str, int]:
@@ -268,23 +267,6 @@ class Experiment:
 
     def failed_trials(self) -> list[Trial]:
         return [t for t in self.trials if t.status == FAILED]
-
-
-def read_metadata(path, notes: list[str] | None = None) -> dict:
-    """Our tune_pipeline.json.  Damaged: a UserError, or, when the caller
-    collects `notes` (readers of a live or crashed experiment), {} and a note."""
-    meta_file = location(path) / METADATA_FILE
-    if not meta_file.exists():
-        raise UserError(f"{path}: not a tune_pipeline experiment (no {METADATA_FILE}); "
-                        f"pass the folder `tune search` printed")
-    meta = _read_json(meta_file)
-    if isinstance(meta, dict):
-        return meta
-    problem = f"{meta_file}: damaged (not a complete JSON object)"
-    if notes is None:
-        raise UserError(problem)
-    notes.append(f"{problem}; metric, mode and swept keys unknown")
-    return {}
 
 
 def _read_state(path: Path, notes: list[str]) -> tuple[list, Path | None]:
@@ -461,7 +443,7 @@ def load_experiment(path) -> Experiment:
     if not path.is_dir():
         raise UserError(f"{path}: no such experiment folder")
     notes: list[str] = []
-    meta = read_metadata(path, notes)
+    record = read_record(path, notes)
     trials: dict[str, Trial] = {}
     entries, state_file = _read_state(path, notes)
     for entry in entries:
@@ -476,7 +458,7 @@ def load_experiment(path) -> Experiment:
                      f"those trials are read from their folders")
     # Trials that started after the last state save exist only as folders;
     # so do failed ones that `--restart-errored` replaced by a rerun.
-    replaced = set(meta.get(REPLACED_KEY) or ())
+    replaced = set(record.replaced_trials)
     known = {t.path.name for t in trials.values()}
     for params in sorted(path.glob("trial_*/params.json")):
         trial_dir = params.parent
@@ -494,4 +476,4 @@ def load_experiment(path) -> Experiment:
             notes.append(f"{params}: damaged; config taken from its results" if config
                          else f"{params}: damaged; config unknown")
         trials[trial_id] = Trial(trial_id, RUNNING, config, trial_dir, history)
-    return Experiment(path, meta, sorted(trials.values(), key=lambda t: t.trial_id), notes)
+    return Experiment(path, record, sorted(trials.values(), key=lambda t: t.trial_id), notes)

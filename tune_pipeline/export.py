@@ -61,7 +61,7 @@ def best_trial_rows(experiment: Experiment, metric: str | None = None, top: int 
             row[metric] = trial.best_value(metric, mode)
         for key in experiment.swept:
             row[key] = trial.config.get(key)
-        if is_pbt(experiment.meta):  # the values that trained the ranked epoch, as JSON
+        if is_pbt(experiment.record):  # the values that trained the ranked epoch, as JSON
             schedule = trial_schedule(trial.history, metric, mode)
             row[SCHEDULE_KEY] = json.dumps(schedule) if schedule else None
         checkpoint = trial.best_checkpoint(metric, mode)
@@ -78,7 +78,7 @@ def grouped_rows(experiment: Experiment, metric: str | None = None) -> list[dict
     seed), each column's mean and standard deviation over its trials, best first."""
     metric = metric or experiment.metric
     mode = experiment.mode_for(metric)
-    repeat_key = experiment.meta.get("repeat_key") or REPEAT_KEY
+    repeat_key = experiment.record.repeat_key or REPEAT_KEY
     keys = [k for k in experiment.swept if k != repeat_key]
     columns = BEST_COLUMNS + [QUOTED] + ([metric] if own_column(metric) else [])
 

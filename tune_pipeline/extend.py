@@ -8,8 +8,8 @@ one history).
   result before its first new suggestion (failed ones as failed);
 - grid: N more repeats of the whole grid, each with a seed not used yet.
 
-How: the experiment's metadata records the added trials (`added`, and the
-new `trial_count`), and every later resume of the experiment hands Ray Tune a
+How: the experiment's record (experiment_record.py) holds the added trials
+(`added`, and the new `trial_count`), and every later resume of the experiment hands Ray Tune a
 search algorithm built here from the experiment on disk, which creates the
 trials still missing from that count.  Trials Ray restores (running,
 interrupted) continue as before; what they finish with is taught to the
@@ -32,6 +32,7 @@ from ray.tune.search.search_generator import SearchGenerator
 from tune_pipeline.config import REPEAT_KEY
 from tune_pipeline.errors import UserError
 from tune_pipeline.experiment import FAILED, FINISHED, _read_state, load_experiment
+from tune_pipeline.experiment_record import ExperimentRecord
 from tune_pipeline.internals import set_restored_search_alg
 from tune_pipeline.labels import key
 from tune_pipeline.space import SearchSpace, sample, to_tune
@@ -57,24 +58,24 @@ def space_size(space: SearchSpace) -> float:
     return size
 
 
-def add_trials(experiment_dir, meta: dict, space: SearchSpace, more: int) -> dict:
-    """The experiment's metadata with `more` trials (grid: repeats) added;
+def add_trials(experiment_dir, record: ExperimentRecord, space: SearchSpace, more: int) -> ExperimentRecord:
+    """The experiment's record with `more` trials (grid: repeats) added;
     refused, in one line, where they cannot mean anything."""
-    if meta.get("scheduler", {}).get("type") == "pbt":
+    if record.scheduler_type == "pbt":
         raise UserError(f"--more: {experiment_dir} ran population-based training, whose population "
                         f"is fixed when it starts; start a new sweep for a new population")
     experiment = load_experiment(experiment_dir)
-    meta = copy.deepcopy(meta)
+    record = copy.deepcopy(record)
     tried = {configuration(t.config, space.params) for t in experiment.trials}
-    existing = max(int(meta.get("trial_count") or 0), len(experiment.trials))
+    existing = max(record.trial_count or 0, len(experiment.trials))
     if space.method == "grid":
         points = space.trial_count() // space.repeats
         repeats = space.repeats + more
-        meta["repeats"] = repeats
-        meta["repeat_key"] = REPEAT_KEY
-        if REPEAT_KEY not in meta.get("swept", []):
-            meta["swept"] = [*meta.get("swept", []), REPEAT_KEY]
-        meta["trial_count"] = points * repeats
+        record.repeats = repeats
+        record.repeat_key = REPEAT_KEY
+        if REPEAT_KEY not in record.swept:
+            record.swept = [*record.swept, REPEAT_KEY]
+        record.trial_count = points * repeats
         what = f"{more} repeat{'s' if more != 1 else ''} of the grid ({points * more} trials)"
     else:
         size, needed = space_size(space), existing + more - len(experiment.trials)
@@ -82,46 +83,48 @@ def add_trials(experiment_dir, meta: dict, space: SearchSpace, more: int) -> dic
             left = int(size) - len(tried) - (needed - more)
             raise UserError(f"--more {more}: the space has {int(size)} configurations and {len(tried)} were "
                             f"tried; at most {max(left, 0)} more (random search never repeats one)")
-        meta["trial_count"] = existing + more
+        record.trial_count = existing + more
         what = f"{more} trial{'s' if more != 1 else ''}"
-    meta["num_samples"] = (meta.get("num_samples") or space.num_samples) + more
-    meta.setdefault("resolved_space", space.resolved()).setdefault("tune", {})["num_samples"] = meta["num_samples"]
-    meta.setdefault("added", []).append({"at": datetime.now().isoformat(timespec="seconds"), "more": more,
-                                         "what": what, "trial_count": meta["trial_count"]})
-    return meta
+    record.num_samples = (record.num_samples or space.num_samples) + more
+    if record.resolved_space is None:  # the oldest records: the space as resumed, from now on
+        record.resolved_space = space.resolved()
+    record.resolved_space.setdefault("tune", {})["num_samples"] = record.num_samples
+    record.added.append({"at": datetime.now().isoformat(timespec="seconds"), "more": more,
+                         "what": what, "trial_count": record.trial_count})
+    return record
 
 
-def restore_arguments(space: SearchSpace, meta: dict) -> dict:
+def restore_arguments(space: SearchSpace, record: ExperimentRecord) -> dict:
     """What `Tuner.restore` needs besides its defaults when trials were added:
     the search space for bayes (Optuna builds its study from it) and random
     (trials created but not started carry placeholders for its draws)."""
-    if not meta.get("added") or space.method == "grid":
+    if not record.added or space.method == "grid":
         return {}
     return {"param_space": to_tune(space)["param_space"]}
 
 
-def continue_search(tuner, space: SearchSpace, meta: dict, experiment_dir) -> int:
+def continue_search(tuner, space: SearchSpace, record: ExperimentRecord, experiment_dir) -> int:
     """Give a restored Tuner the search algorithm that creates the trials
     still missing from the experiment's count; returns how many that is.
     A no-op for an experiment that never had trials added."""
-    if not meta.get("added"):
+    if not record.added:
         return 0
     experiment = load_experiment(experiment_dir)
     entries, _ = _read_state(experiment.path, [])
-    missing = max(int(meta["trial_count"]) - len(entries), 0)
-    searcher = _searcher(space, experiment, meta)
-    if meta.get("max_concurrent_trials"):
-        searcher = ConcurrencyLimiter(searcher, max_concurrent=meta["max_concurrent_trials"])
+    missing = max(record.trial_count - len(entries), 0)
+    searcher = _searcher(space, experiment, record.repeats)
+    if record.max_concurrent_trials:
+        searcher = ConcurrencyLimiter(searcher, max_concurrent=record.max_concurrent_trials)
     set_restored_search_alg(tuner, MoreTrials(searcher, missing, str(experiment_dir),
                                               _finished_points(space, experiment)))
     return missing
 
 
-def _searcher(space: SearchSpace, experiment, meta: dict):
+def _searcher(space: SearchSpace, experiment, repeats: int):
     if space.method == "bayes":
         return to_tune(space)["search_alg"]
     if space.method == "grid":
-        return GridRepeats(space, experiment, meta["repeats"])
+        return GridRepeats(space, experiment, repeats)
     return UntriedRandom(space, {configuration(t.config, space.params) for t in experiment.trials})
 
 

@@ -243,10 +243,9 @@ def describe_schedule(schedule: list[dict] | None) -> str:
     return "; ".join(clauses)
 
 
-def is_pbt(meta: dict) -> bool:
-    """Whether an experiment's metadata says its sweep ran under PBT."""
-    scheduler = meta.get("scheduler") if isinstance(meta, dict) else None
-    return isinstance(scheduler, dict) and scheduler.get("type") == "pbt"
+def is_pbt(record) -> bool:
+    """Whether an experiment's record (experiment_record.py) says its sweep ran under PBT."""
+    return record.scheduler_type == "pbt"
 
 
 def start_of(schedule: list[dict]) -> dict:

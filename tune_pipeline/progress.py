@@ -458,8 +458,8 @@ class SweepConsole:
         for trial in experiment.failed_trials():
             where = f" ({trial.error_file})" if trial.error_file else ""
             self.print(f"failed {trial.trial_id}: {trial.error}{where}")
-        if experiment.meta.get("wandb"):
-            self.print(wandb_line(experiment.path, experiment.meta.get("wandb_project")))
+        if experiment.record.wandb:
+            self.print(wandb_line(experiment.path, experiment.record.wandb_project))
         self.print(f"experiment: {experiment.path}")
         if interrupted:
             self.print(f"interrupted: continue with `tune resume {experiment.path}`")

@@ -60,7 +60,7 @@ def _table(rows: list[dict], by: dict, metric: str, swept: list[str]) -> str:
 
 
 def _dates(experiment: Experiment) -> tuple[str, str]:
-    created = experiment.meta.get("created", "")
+    created = experiment.record.created or ""
     files = list(experiment.path.glob("trial_*/result.json")) or [experiment.path]
     latest = datetime.fromtimestamp(max(f.stat().st_mtime for f in files)).isoformat(timespec="seconds")
     return created, latest
@@ -84,8 +84,8 @@ def build_report(experiment: Experiment, metric: str | None = None, top: int = 5
     failed = experiment.failed_trials()
     failed_html = ("<ul>" + "".join(f"<li><code>{html.escape(t.trial_id)}</code>: {html.escape(t.error or '')}</li>"
                                     for t in failed) + "</ul>") if failed else "<p>None.</p>"
-    space = yaml.safe_dump(experiment.meta.get("space", {}), sort_keys=False)
-    overrides = experiment.meta.get("overrides") or []
+    space = yaml.safe_dump(experiment.record.space or {}, sort_keys=False)
+    overrides = experiment.record.overrides
     count_text = describe_counts(experiment.state_counts()) or "no trials yet"
     rows = best_trial_rows(experiment, metric)
     summary = winner_summary(experiment, metric)
@@ -97,9 +97,9 @@ def build_report(experiment: Experiment, metric: str | None = None, top: int = 5
 <body>
 <h1>{title}</h1>
 <p class="meta">metric <b>{html.escape(metric or experiment.metric)}</b> ({html.escape(experiment.mode_for(metric or experiment.metric))}) ·
-method {html.escape(str(experiment.meta.get('method', '')))} · created {html.escape(created)} ·
+method {html.escape(experiment.record.method or '')} · created {html.escape(created)} ·
 last result {html.escape(latest)}<br>
-{max(experiment.meta.get('trial_count') or 0, len(experiment.trials))} trials:
+{max(experiment.record.trial_count or 0, len(experiment.trials))} trials:
 <span id="trial-counts">{html.escape(count_text)}</span><br>
 folder <code>{html.escape(str(experiment.path))}</code></p>
 <h2>Best trials</h2>
@@ -111,7 +111,7 @@ folder <code>{html.escape(str(experiment.path))}</code></p>
 <h2>Failed trials</h2>
 {failed_html}
 <h2>Search space</h2>
-<p class="meta">from <code>{html.escape(str(experiment.meta.get('space_file', '')))}</code>
+<p class="meta">from <code>{html.escape(experiment.record.space_file or '')}</code>
 {('with --set ' + html.escape(' '.join(overrides))) if overrides else ''}</p>
 <pre>{html.escape(space)}</pre>
 </body></html>

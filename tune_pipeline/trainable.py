@@ -47,7 +47,7 @@ def train_trial(config: dict, shared_data: dict | None = None, trials_per_compil
     """`shared_data` is {"key": dataset_key, "arrays": Dataset.to_arrays()} put
     in the object store once by the driver; a trial on other data loads its own.
     `trials_per_compile`: how many of the sweep's trials share each cold compile
-    of this trial's graph (sweep.trials_per_compile), which `compile: auto` weighs.
+    of this trial's graph (ray_session.trials_per_compile), which `compile: auto` weighs.
     `scripts`: {name: ScriptSource.record()} of every transform script the
     sweep names, read once by the driver: a trial runs that text, so a node
     needs none of the driver's files."""
