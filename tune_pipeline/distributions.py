@@ -2,13 +2,13 @@
 keys a distribution takes (with wandb's defaults), how it draws a value
 (exactly as wandb's sweeps library does), the range of values it can produce,
 what a grid enumerates, and which Ray Tune domain the bayes searcher (Optuna)
-gets.  Validation, the dry-run preview and the Tune mapping all read these
+gets (named here; built by `tune_adapter.bayes_domain`).  Validation, the dry-run preview and the Tune mapping all read these
 records; nothing about a distribution is stated anywhere else.
 
 Source: wandb/sweeps, src/sweeps/params.py (HyperParameter.ppf) and
 src/sweeps/config/schema.json.  `round` below is Python's, which rounds half to
-even like numpy's `np.round` that wandb uses.  Ray is imported only inside
-`bayes_domain`, numpy only for a q_uniform grid.
+even like numpy's `np.round` that wandb uses.  No Ray; numpy only for a
+q_uniform grid.
 """
 
 from __future__ import annotations
@@ -189,17 +189,3 @@ def integral(record: Distribution, b: dict) -> bool:
         return True
     return record.quantized and float(b["q"]).is_integer()
 
-
-def bayes_domain(record: Distribution, b: dict, integer_key: bool):
-    """The Tune domain OptunaSearch converts, or None where it cannot take this one."""
-    if record.bayes is None:
-        return None
-    spec = record.bayes(b)
-    if spec is None:
-        return None
-    from ray import tune
-
-    name, args = spec
-    if integer_key and name == "quniform":
-        name, args = "qrandint", tuple(int(round(a)) for a in args)
-    return getattr(tune, name)(*args)

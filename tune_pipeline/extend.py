@@ -32,7 +32,9 @@ from ray.tune.search.search_generator import SearchGenerator
 from tune_pipeline.errors import UserError
 from tune_pipeline.experiment import FAILED, FINISHED, _read_state, load_experiment
 from tune_pipeline.labels import key
-from tune_pipeline.space import REPEAT_KEY, SearchSpace, sample, to_tune
+from tune_pipeline.sampling import sample
+from tune_pipeline.space import REPEAT_KEY, SearchSpace
+from tune_pipeline.tune_adapter import to_tune
 
 MAX_DRAWS = 10_000  # redraws for one untried configuration of a continuous space
 
@@ -143,7 +145,7 @@ def _finished_points(space: SearchSpace, experiment) -> list[tuple[dict, float |
 # ------------------------------------------------------------ Ray Tune objects
 
 class UntriedRandom(Searcher):
-    """wandb's random draws (space.sample), never a configuration tried before."""
+    """wandb's random draws (sampling.sample), never a configuration tried before."""
 
     def __init__(self, space: SearchSpace, tried: set):
         super().__init__(metric=space.metric, mode=space.mode)

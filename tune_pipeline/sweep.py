@@ -23,14 +23,14 @@ from datetime import datetime
 from pathlib import Path
 
 from tune_pipeline import retention
-from tune_pipeline.data import DATA_KEYS, dataset_key, load_for_config
 from tune_pipeline.experiment import (FAILED, INTERRUPTED_STATE, METADATA_FILE, NEVER_STARTED, PENDING_STATE,
                                       REPLACED_KEY, Trial, load_experiment, ray_state_saved, read_metadata)
 from tune_pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RunFailed, UserError
 from tune_pipeline.cluster import join_problem, native_output_captured, own_head, prepare_join
 from tune_pipeline.lock import ExperimentLock
-from tune_pipeline.space import (REPEAT_KEY, SearchSpace, check_tune, parse_space, to_tune,
-                                 with_scheduler)
+from tune_pipeline.early_stopping import with_scheduler
+from tune_pipeline.space import REPEAT_KEY, SearchSpace, parse_space
+from tune_pipeline.tune_adapter import check_tune, to_tune
 from tune_pipeline.storage import location, remove_tree
 
 # On remote storage Ray stages the experiment state locally and uploads it at
@@ -40,7 +40,7 @@ from tune_pipeline.storage import location, remove_tree
 # (Ray saves every >= 10 s) keeps the bucket as current as a local folder.
 REMOTE_SYNC_SECONDS = 0
 # tune_pipeline.json's "resume_format": 2 marks experiments whose random draws
-# Ray saves with its search state (space._wandb_draw) and whose bayes searcher
+# Ray saves with its search state (tune_adapter._wandb_draw) and whose bayes searcher
 # takes back rerun trials (searcher.py).  Older ones cannot be resumed safely.
 RESUME_FORMAT = 2
 
@@ -238,6 +238,8 @@ def shared_dataset(space: SearchSpace, console=None) -> dict | None:
     when all trials train on the same data.  Loading it before Ray starts also
     makes a missing dataset a one-line error rather than a trial failure.  The
     validation split is made here too, so every trial holds out the same images."""
+    from tune_pipeline.data import DATA_KEYS, dataset_key, load_for_config  # torch: not for a dry run
+
     if any(k in space.params for k in DATA_KEYS):
         return None  # trials differ in their data: each loads its own
     fixed = space.fixed
@@ -326,7 +328,7 @@ def build_trainable(shared: dict | None, resources: dict, per_compile: float, sc
 
 
 def build_callbacks(meta: dict, name: str, console):
-    from tune_pipeline.progress import LiveTable
+    from tune_pipeline.live_table import LiveTable
 
     callbacks = [LiveTable(meta["swept"], meta["metric"], meta["mode"], console, meta["trial_count"]),
                  # PBT's trials copy each other's checkpoints from an interval back: none go early.
@@ -629,6 +631,8 @@ def write_metadata(experiment_dir, meta: dict) -> None:
 
 
 def run_sweep(space: SearchSpace, options: SweepOptions, console) -> SweepOutcome:
+    from tune_pipeline.data import dataset_key
+
     check_tune(space)  # what Ray or Optuna would refuse, refused before anything exists
     name = experiment_name(space, options.name)
     check_name(name)
@@ -804,7 +808,7 @@ def _resume_locked(experiment_dir: Path, meta: dict, started: bool, restart_erro
             meta = {**meta, REPLACED_KEY: sorted({*(meta.get(REPLACED_KEY) or ()), *failed})}
             write_metadata(experiment_dir, meta)
     # Ray restores the run config it pickled, callbacks included; our live
-    # table reattaches itself to this terminal when unpickled (progress.py).
+    # table reattaches itself to this terminal when unpickled (live_table.py).
     # No param_space unless trials were added: every value the search draws is
     # saved with it (RESUME_FORMAT).
     from tune_pipeline.extend import continue_search, restore_arguments
@@ -840,13 +844,13 @@ def load_space_from_meta(meta: dict) -> SearchSpace:
     changed since, and the working directory too: its paths were stored absolute)."""
     if "resolved_space" in meta:
         # Scripts run from the recorded text (recorded_scripts), wherever the files are now.
-        return parse_space(meta["resolved_space"], Path(meta["space_file"]), build=False,
+        return parse_space(meta["resolved_space"], Path(meta["space_file"]),
                            check_paths="transform_scripts" not in meta)
     # Experiments from before the resolved space was stored: their Tune settings were top-level.
     raw = {"method": "grid", **meta["space"]}
     raw["tune"] = {k: raw.pop(k) for k in ("resources", "max_concurrent_trials", "num_samples", "scheduler")
                    if k in raw}
-    space = parse_space(raw, Path(meta["space_file"]), meta.get("overrides", []), build=False)
+    space = parse_space(raw, Path(meta["space_file"]), meta.get("overrides", []))
     space.num_samples = meta.get("num_samples", space.num_samples)
     return with_scheduler(space, meta["scheduler"]["type"])
 
