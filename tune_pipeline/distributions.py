@@ -44,10 +44,23 @@ class Distribution:
     integral: bool = False     # draws are integers whatever the bounds
     doc: str = ""              # README's line
     deprecated: bool = False   # wandb's engine warns: exponent bounds (use the _values form)
+    positive: bool = False     # min and max are values on a log scale: both must be > 0
 
     @property
     def quantized(self) -> bool:
         return "q" in self.keys
+
+    @property
+    def constant(self) -> bool:
+        return "value" in self.keys
+
+    @property
+    def categorical(self) -> bool:
+        return "values" in self.keys
+
+    @property
+    def weighted(self) -> bool:
+        return "probabilities" in self.keys
 
     @property
     def numeric(self) -> bool:
@@ -140,14 +153,14 @@ RECORDS = [
                      "as wandb warns."),
     Distribution("log_uniform_values", MINMAX, "values",
                  lambda b, rng: _log_uniform(math.log(b["min"]), math.log(b["max"]), rng), _values,
-                 bayes=lambda b: ("loguniform", _values(b)),
+                 bayes=lambda b: ("loguniform", _values(b)), positive=True,
                  doc="log-uniform between the values min and max (> 0)."),
     Distribution("q_log_uniform", {**MINMAX, **Q}, "exponents",
                  lambda b, rng: _log_uniform(b["min"], b["max"], rng), _exponents, deprecated=True,
                  doc="round(log_uniform / q) * q (exponent bounds, a note as for log_uniform); not for bayes."),
     Distribution("q_log_uniform_values", {**MINMAX, **Q}, "values",
                  lambda b, rng: _log_uniform(math.log(b["min"]), math.log(b["max"]), rng), _values,
-                 doc="round(log_uniform_values / q) * q: rounded to the nearest multiple of q, so "
+                 positive=True, doc="round(log_uniform_values / q) * q: rounded to the nearest multiple of q, so "
                      "min 1, q 8 can give 0; not for bayes."),
     Distribution("inv_log_uniform", MINMAX, "exponents", lambda b, rng: safe_exp(-rng.uniform(b["min"], b["max"])),
                  _inv_exponents, bayes=lambda b: ("loguniform", _inv_exponents(b)), deprecated=True,
@@ -155,7 +168,7 @@ RECORDS = [
                      "for log_uniform."),
     Distribution("inv_log_uniform_values", MINMAX, "values",
                  lambda b, rng: safe_exp(-rng.uniform(-math.log(b["max"]), -math.log(b["min"]))), _values,
-                 bayes=lambda b: ("loguniform", _values(b)),
+                 bayes=lambda b: ("loguniform", _values(b)), positive=True,
                  doc="values in [min, max] whose log(1/x) is uniform (min, max > 0)."),
     Distribution("normal", MUSIGMA, "none", lambda b, rng: rng.gauss(b["mu"], b["sigma"]),
                  lambda b: (-math.inf, math.inf),

@@ -109,13 +109,13 @@ def parse_param(key, spec, where: str, method: str, bases: list[Path], problems:
                 if extra == "probabilities" else f" (its keys: {', '.join(record.keys)})")
         problems.append(f"{where}.{extra}: {distribution} takes no {extra}{hint}")
         return None
-    if distribution == "constant":
+    if record.constant:
         if "value" not in spec:
             problems.append(f"{where}: constant needs value")
             return None
         value_where = where if where.startswith("--set") else f"{where}.value"
         return (key, _check_param_value(key, spec["value"], value_where, bases, problems))
-    if distribution.startswith("categorical"):
+    if record.categorical:
         return _parse_categorical(key, spec, where, method, bases, problems, notes, distribution)
     return _parse_numeric(key, spec, where, method, bases, problems, notes, record)
 
@@ -140,7 +140,8 @@ def _parse_categorical(key, spec, where, method, bases, problems, notes, distrib
     checked = [_check_param_value(key, v, f"{where}.values[{i}]", bases, problems)
                for i, v in enumerate(values)]
     out = {"values": checked}
-    if distribution == "categorical_w_probabilities":
+    weighted = DISTRIBUTIONS[distribution].weighted
+    if weighted:
         probs = spec.get("probabilities") if isinstance(spec.get("probabilities"), list) else None
         if method == "grid":
             problems.append(f"{where}.probabilities: method grid runs every value once; probabilities "
@@ -161,7 +162,7 @@ def _parse_categorical(key, spec, where, method, bases, problems, notes, distrib
         return None
     if method == "grid":
         checked = out["values"] = _distinct(checked, where, notes)
-    if distribution == "categorical" or len(checked) > 1:
+    if not weighted or len(checked) > 1:
         return Param(key, distribution, out, values=checked)
     return Param(key, "categorical", {"values": checked}, values=checked)
 
@@ -187,10 +188,10 @@ def _parse_numeric(key, spec, where, method, bases, problems, notes, record) -> 
     if "min" in b and b["min"] >= b["max"]:
         problems.append(f"{where}: min {fmt(b['min'])} is not less than max {fmt(b['max'])} (wandb "
                         f"refuses min >= max; for one value write value: {fmt(b['min'])})")
-    if record.name == "int_uniform" and not all(isinstance(b[k], int) for k in ("min", "max")):
+    if record.integral and not all(isinstance(b[k], int) for k in ("min", "max")):
         problems.append(f"{where}: int_uniform needs integer min and max, got {b['min']!r} and "
                         f"{b['max']!r} (wandb refuses 16.0 for 16; use uniform for real numbers)")
-    if record.name.endswith("_values") and min(b["min"], b["max"]) <= 0:
+    if record.positive and min(b["min"], b["max"]) <= 0:
         problems.append(f"{where}: {record.name} needs min and max > 0 (log scale), got min {fmt(b['min'])}")
     if b.get("sigma", 0) < 0 or b.get("q", 1) <= 0 or min(b.get("a", 1), b.get("b", 1)) <= 0:
         problems.append(f"{where}: sigma must be >= 0, q, a and b > 0")

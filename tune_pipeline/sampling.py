@@ -40,7 +40,7 @@ def sample(param: Param, rng: random.Random):
 def _finite_axis(param: Param) -> Axis | None:
     """The parameter's distinct values with their weights, or None when it draws
     from a continuum (or a quantized range, whose values are not equally likely)."""
-    if param.distribution.startswith("categorical"):
+    if param.record.categorical:
         probabilities = param.spec.get("probabilities") or [1.0] * len(param.values)
         weights: dict = {}
         for value, probability in zip(param.values, probabilities):
