@@ -119,10 +119,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--counts", type=int, nargs="+", default=[50, 500, 5000])
     args = parser.parse_args()
-    base_source = subprocess.run(["git", "-C", str(ROOT), "show", f"{args.base}:tune_pipeline/progress.py"],
-                                 capture_output=True, text=True, check=True).stdout
+    # The table lives in live_table.py (older trees: in progress.py); a
+    # live_table.py imports the rendering from this tree's progress.py.
+    base_source = next(run.stdout for run in (
+        subprocess.run(["git", "-C", str(ROOT), "show", f"{args.base}:tune_pipeline/{name}"],
+                       capture_output=True, text=True) for name in ("live_table.py", "progress.py"))
+        if run.returncode == 0)
     trees = {args.base: load_progress(base_source, "progress_base"),
-             "this tree": load_progress((ROOT / "tune_pipeline" / "progress.py").read_text(), "progress_new")}
+             "this tree": load_progress((ROOT / "tune_pipeline" / "live_table.py").read_text(), "progress_new")}
     print(f"ms of driver time per event (median of {args.repeats}), {WINDOW} trials x "
           f"({EPOCHS} epochs + start + end) timed once N trials exist")
     print(f"{'mode':<9} {'N':>6} " + " ".join(f"{name:>12}" for name in trees))

@@ -115,7 +115,8 @@ def replay(space_file: Path, table: Table, replay_seed: int, storage: Path, name
     import numpy as np
 
     from tune_pipeline.config import read_yaml
-    from tune_pipeline.space import parse_space, space_file as find_space, to_tune
+    from tune_pipeline.space import parse_space, space_file as find_space
+    from tune_pipeline.tune_adapter import to_tune
     from tune_pipeline.sweep import trial_dirname
 
     path = find_space(space_file)

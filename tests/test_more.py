@@ -5,13 +5,13 @@ every finished trial; a grid adds repeats)."""
 import json
 
 import pytest
-import yaml
 
 from tune_pipeline.experiment import load_experiment
 from tune_pipeline.experiment_record import ExperimentRecord, read_record
 from tune_pipeline.extend import MoreTrials, _base, _finished_points, _searcher, configuration
 from tune_pipeline.lock import ExperimentLock
-from tune_pipeline.space import parse_space, to_tune
+from tune_pipeline.space import parse_space
+from tune_pipeline.tune_adapter import to_tune
 
 from conftest import TINY, run_tune, write_sweep
 from fake_experiment import QUICKSTART_GRID, make_experiment

@@ -8,12 +8,12 @@ import random
 import signal
 
 import pytest
-import torch
 
 from tune_pipeline.errors import UserError
 from tune_pipeline.pbt import (MUTABLE, REFUSED, SCHEDULE_KEY, describe_schedule, explore,
                                record_change, schedule_of)
-from tune_pipeline.space import check_tune, load_space, parse_space
+from tune_pipeline.space import parse_space
+from tune_pipeline.tune_adapter import check_tune
 from tune_pipeline.train import fit
 
 from conftest import ROOT, digits_config, run_tune, start_tune, wait_until, write_sweep

@@ -21,8 +21,9 @@ from tune_pipeline.cli import app
 from tune_pipeline.experiment import Experiment, Trial, load_experiment
 from tune_pipeline.experiment_record import ExperimentRecord
 from tune_pipeline.labels import labellers
-from tune_pipeline.progress import (SHORT_STATES, WIDE_COMMAND, LiveTable, Row, SweepConsole, order_rows,
-                                    render, render_experiment, rows_from_experiment)
+from tune_pipeline.live_table import LiveTable
+from tune_pipeline.progress import (SHORT_STATES, WIDE_COMMAND, Row, SweepConsole, order_rows, render,
+                                    render_experiment, rows_from_experiment)
 
 from fake_experiment import QUICKSTART_GRID, SCRIPTS, make_experiment
 

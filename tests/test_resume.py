@@ -16,13 +16,13 @@ import signal
 from collections import defaultdict
 
 import pytest
-import yaml
 
 from tune_pipeline import sweep
 from tune_pipeline.distributions import DISTRIBUTIONS
 from tune_pipeline.experiment import FINISHED, NEVER_STARTED, load_experiment, ray_state_saved
 from tune_pipeline.progress import SweepConsole
-from tune_pipeline.space import load_space, to_tune
+from tune_pipeline.space import load_space
+from tune_pipeline.tune_adapter import to_tune
 
 from conftest import run_tune, write_sweep
 

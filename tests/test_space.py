@@ -1,6 +1,7 @@
 """Search-space files: the shipped ones load, wandb's format maps to Tune,
 and every bad file of the corpus is refused with all its problems at once."""
 
+import importlib.util
 import math
 import random
 import re
@@ -13,7 +14,9 @@ from typer.testing import CliRunner
 from tune_pipeline.cli import app
 from tune_pipeline.errors import UserError
 from tune_pipeline.distributions import DISTRIBUTIONS
-from tune_pipeline.space import load_space, preview_configs, sample, to_tune
+from tune_pipeline.sampling import preview_configs, sample
+from tune_pipeline.space import load_space
+from tune_pipeline.tune_adapter import to_tune
 
 from conftest import ROOT, SEARCH_SPACES, TRANSFORM_SCRIPTS
 
@@ -209,9 +212,7 @@ def test_set_pins_a_parameter_and_paths_resolve_beside_the_file(tmp_path):
 def test_bayes_needs_optuna_or_says_so(tmp_path):
     path = write_space(tmp_path, {"method": "bayes", "run_cap": 3, "parameters": {
         "learning_rate": {"distribution": "log_uniform_values", "min": 1.0e-4, "max": 0.1}}})
-    try:
-        import optuna  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("optuna") is None:
         with pytest.raises(UserError, match="pip install"):
             load_space(path)
     else:

@@ -16,7 +16,9 @@ from tune_pipeline.cli import app
 from tune_pipeline.config import FIELDS
 from tune_pipeline.errors import UserError
 from tune_pipeline.metrics import REPORTED_METRICS
-from tune_pipeline.space import check_tune, load_space, sample
+from tune_pipeline.sampling import sample
+from tune_pipeline.space import load_space
+from tune_pipeline.tune_adapter import check_tune
 
 from conftest import run_tune
 

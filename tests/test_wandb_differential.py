@@ -27,7 +27,10 @@ import pytest
 
 from tune_pipeline.errors import UserError
 from tune_pipeline.hyperband import runs_to_stop
-from tune_pipeline.space import hyperband_cut_points, parse_space, to_tune, trial_points
+from tune_pipeline.early_stopping import hyperband_cut_points
+from tune_pipeline.sampling import trial_points
+from tune_pipeline.space import parse_space
+from tune_pipeline.tune_adapter import to_tune
 
 SWEEPS = "sweeps==0.3.0"
 

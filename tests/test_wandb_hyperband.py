@@ -33,7 +33,9 @@ from ray.tune.schedulers import TrialScheduler
 
 from tune_pipeline.errors import UserError
 from tune_pipeline.hyperband import runs_to_stop
-from tune_pipeline.space import hyperband_cut_points, parse_space, to_tune
+from tune_pipeline.early_stopping import hyperband_cut_points
+from tune_pipeline.space import parse_space
+from tune_pipeline.tune_adapter import to_tune
 
 WANDB_SWEEPS = Path(__file__).parent / "wandb_sweeps"
 DATA = json.loads((WANDB_SWEEPS / "hyper-data.json").read_text())["data"]

@@ -14,8 +14,10 @@ from tune_pipeline.cli import app
 from tune_pipeline.experiment import Experiment, Trial
 from tune_pipeline.experiment_record import ExperimentRecord, load_space_from_meta
 from tune_pipeline.export import export, grouped_rows
-from tune_pipeline.space import (REPEAT_KEY, check_tune, hyperband_cut_points, load_space, parse_space,
-                                 preview_configs, sample, to_tune, trial_points)
+from tune_pipeline.early_stopping import hyperband_cut_points
+from tune_pipeline.sampling import preview_configs, sample, trial_points
+from tune_pipeline.space import REPEAT_KEY, load_space, parse_space
+from tune_pipeline.tune_adapter import check_tune, to_tune
 from tune_pipeline.sweep import target_stopper
 
 from conftest import ROOT, TRANSFORM_SCRIPTS
@@ -290,10 +292,10 @@ def test_resume_rebuilds_the_space_from_another_folder(tmp_path, monkeypatch):
     home = tmp_path / "project"
     (home / "mydata").mkdir(parents=True)
     (home / "my_transform.py").write_text(TRANSFORM_SCRIPTS[-1].read_text())
-    path = space_file(home, {"data_dir": {"value": "mydata"},
-                             "runtime_transform_script": {"value": "my_transform.py"},
-                             "learning_rate": {"values": [0.1, 0.01]}},
-                      early_terminate={"type": "hyperband", "min_iter": 1})
+    space_file(home, {"data_dir": {"value": "mydata"},
+                      "runtime_transform_script": {"value": "my_transform.py"},
+                      "learning_rate": {"values": [0.1, 0.01]}},
+               early_terminate={"type": "hyperband", "min_iter": 1})
     monkeypatch.chdir(home)
     space = load_space("space.yaml", ["epochs=4"])
     meta = json.loads(json.dumps({"space_file": str(space.source), "space": space.raw,

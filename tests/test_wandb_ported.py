@@ -26,7 +26,9 @@ import pytest
 
 from tune_pipeline.distributions import DISTRIBUTIONS
 from tune_pipeline.errors import UserError
-from tune_pipeline.space import parse_space, sample, to_tune, trial_points
+from tune_pipeline.sampling import sample, trial_points
+from tune_pipeline.space import parse_space
+from tune_pipeline.tune_adapter import to_tune
 
 from conftest import ROOT
 

@@ -184,7 +184,7 @@ PREVIEW_TRIALS = 3
 
 
 def _print_preview(space, resources: dict, max_concurrent: int | None) -> None:
-    from tune_pipeline.space import preview_configs
+    from tune_pipeline.sampling import preview_configs
 
     for line in describe_space(space, resources):
         typer.echo(line)
@@ -219,6 +219,7 @@ def search(
 ):
     """Run a sweep: one Ray Tune trial per configuration of SPACE.yaml."""
     from tune_pipeline.space import load_space
+    from tune_pipeline.tune_adapter import check_tune
 
     if scheduler not in (None, "asha", "fifo"):
         raise UserError(f"--scheduler: must be asha or fifo, got {scheduler!r}")
@@ -226,6 +227,7 @@ def search(
     from tune_pipeline.ray_session import check_resources
 
     space = load_space(space_file, set_, scheduler=scheduler, num_samples=num_samples)
+    check_tune(space)  # what Ray or Optuna would refuse, refused before the preview or the run
     overridden = {k: v for k, v in (("cpu", cpus_per_trial), ("gpu", gpus_per_trial)) if v is not None}
     resources = {**space.resources, **overridden}
     check_resources(resources, "resources")

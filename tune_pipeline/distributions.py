@@ -2,13 +2,13 @@
 keys a distribution takes (with wandb's defaults), how it draws a value
 (exactly as wandb's sweeps library does), the range of values it can produce,
 what a grid enumerates, and which Ray Tune domain the bayes searcher (Optuna)
-gets.  Validation, the dry-run preview and the Tune mapping all read these
+gets (named here; built by `tune_adapter.bayes_domain`).  Validation, the dry-run preview and the Tune mapping all read these
 records; nothing about a distribution is stated anywhere else.
 
 Source: wandb/sweeps, src/sweeps/params.py (HyperParameter.ppf) and
 src/sweeps/config/schema.json.  `round` below is Python's, which rounds half to
-even like numpy's `np.round` that wandb uses.  Ray is imported only inside
-`bayes_domain`, numpy only for a q_uniform grid.
+even like numpy's `np.round` that wandb uses.  No Ray; numpy only for a
+q_uniform grid.
 """
 
 from __future__ import annotations
@@ -44,10 +44,23 @@ class Distribution:
     integral: bool = False     # draws are integers whatever the bounds
     doc: str = ""              # docs/search-spaces.md's line
     deprecated: bool = False   # wandb's engine warns: exponent bounds (use the _values form)
+    positive: bool = False     # min and max are values on a log scale: both must be > 0
 
     @property
     def quantized(self) -> bool:
         return "q" in self.keys
+
+    @property
+    def constant(self) -> bool:
+        return "value" in self.keys
+
+    @property
+    def categorical(self) -> bool:
+        return "values" in self.keys
+
+    @property
+    def weighted(self) -> bool:
+        return "probabilities" in self.keys
 
     @property
     def numeric(self) -> bool:
@@ -140,14 +153,14 @@ RECORDS = [
                      "as wandb warns."),
     Distribution("log_uniform_values", MINMAX, "values",
                  lambda b, rng: _log_uniform(math.log(b["min"]), math.log(b["max"]), rng), _values,
-                 bayes=lambda b: ("loguniform", _values(b)),
+                 bayes=lambda b: ("loguniform", _values(b)), positive=True,
                  doc="log-uniform between the values min and max (> 0)."),
     Distribution("q_log_uniform", {**MINMAX, **Q}, "exponents",
                  lambda b, rng: _log_uniform(b["min"], b["max"], rng), _exponents, deprecated=True,
                  doc="round(log_uniform / q) * q (exponent bounds, a note as for log_uniform); not for bayes."),
     Distribution("q_log_uniform_values", {**MINMAX, **Q}, "values",
                  lambda b, rng: _log_uniform(math.log(b["min"]), math.log(b["max"]), rng), _values,
-                 doc="round(log_uniform_values / q) * q: rounded to the nearest multiple of q, so "
+                 positive=True, doc="round(log_uniform_values / q) * q: rounded to the nearest multiple of q, so "
                      "min 1, q 8 can give 0; not for bayes."),
     Distribution("inv_log_uniform", MINMAX, "exponents", lambda b, rng: safe_exp(-rng.uniform(b["min"], b["max"])),
                  _inv_exponents, bayes=lambda b: ("loguniform", _inv_exponents(b)), deprecated=True,
@@ -155,7 +168,7 @@ RECORDS = [
                      "for log_uniform."),
     Distribution("inv_log_uniform_values", MINMAX, "values",
                  lambda b, rng: safe_exp(-rng.uniform(-math.log(b["max"]), -math.log(b["min"]))), _values,
-                 bayes=lambda b: ("loguniform", _values(b)),
+                 bayes=lambda b: ("loguniform", _values(b)), positive=True,
                  doc="values in [min, max] whose log(1/x) is uniform (min, max > 0)."),
     Distribution("normal", MUSIGMA, "none", lambda b, rng: rng.gauss(b["mu"], b["sigma"]),
                  lambda b: (-math.inf, math.inf),
@@ -189,17 +202,3 @@ def integral(record: Distribution, b: dict) -> bool:
         return True
     return record.quantized and float(b["q"]).is_integer()
 
-
-def bayes_domain(record: Distribution, b: dict, integer_key: bool):
-    """The Tune domain OptunaSearch converts, or None where it cannot take this one."""
-    if record.bayes is None:
-        return None
-    spec = record.bayes(b)
-    if spec is None:
-        return None
-    from ray import tune
-
-    name, args = spec
-    if integer_key and name == "quniform":
-        name, args = "qrandint", tuple(int(round(a)) for a in args)
-    return getattr(tune, name)(*args)

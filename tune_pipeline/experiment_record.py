@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 METADATA_FILE = "tune_pipeline.json"
 # The record's version, kept as "resume_format".  2 marks experiments whose
-# random draws Ray saves with its search state (space._wandb_draw) and whose
+# random draws Ray saves with its search state (tune_adapter._wandb_draw) and whose
 # bayes searcher takes back rerun trials (searcher.py).  Older ones cannot be
 # resumed safely (check_resume_format); a newer one is refused by from_json.
 RESUME_FORMAT = 2
@@ -287,7 +287,7 @@ def load_space_from_meta(record: ExperimentRecord) -> SearchSpace:
 
     if record.resolved_space is not None:
         # Scripts run from the recorded text (recorded_scripts), wherever the files are now.
-        return parse_space(record.resolved_space, Path(record.space_file), build=False,
+        return parse_space(record.resolved_space, Path(record.space_file),
                            check_paths=record.transform_scripts is None)
     # Experiments from before the resolved space was stored: their Tune settings
     # were top-level, and the scheduler they ran (--scheduler may have chosen it)
@@ -295,10 +295,10 @@ def load_space_from_meta(record: ExperimentRecord) -> SearchSpace:
     raw = {"method": "grid", **record.space}
     raw["tune"] = {k: raw.pop(k) for k in ("resources", "max_concurrent_trials", "num_samples", "scheduler")
                    if k in raw}
-    space = parse_space(raw, Path(record.space_file), record.overrides, build=False)
+    space = parse_space(raw, Path(record.space_file), record.overrides)
     ran = record.scheduler_type
     if ran in ("asha", "fifo") and ran != space.scheduler["type"]:
-        space = parse_space(raw, Path(record.space_file), record.overrides, scheduler=ran, build=False)
+        space = parse_space(raw, Path(record.space_file), record.overrides, scheduler=ran)
     if record.num_samples is not None:
         space.num_samples = record.num_samples
     return space

@@ -35,7 +35,9 @@ from tune_pipeline.experiment import FAILED, FINISHED, _read_state, load_experim
 from tune_pipeline.experiment_record import ExperimentRecord
 from tune_pipeline.internals import set_restored_search_alg
 from tune_pipeline.labels import key
-from tune_pipeline.space import SearchSpace, sample, to_tune
+from tune_pipeline.sampling import sample
+from tune_pipeline.space import SearchSpace
+from tune_pipeline.tune_adapter import to_tune
 
 MAX_DRAWS = 10_000  # redraws for one untried configuration of a continuous space
 
@@ -146,7 +148,7 @@ def _finished_points(space: SearchSpace, experiment) -> list[tuple[dict, float |
 # ------------------------------------------------------------ Ray Tune objects
 
 class UntriedRandom(Searcher):
-    """wandb's random draws (space.sample), never a configuration tried before."""
+    """wandb's random draws (sampling.sample), never a configuration tried before."""
 
     def __init__(self, space: SearchSpace, tried: set):
         super().__init__(metric=space.metric, mode=space.mode)

@@ -97,7 +97,7 @@ def runs_to_stop(histories: Mapping[Hashable, Sequence], running: Iterable[Hasha
 class WandbHyperband(FIFOScheduler):
     """`early_terminate: {type: hyperband}` with wandb's stop decisions.
 
-    `bands` are the epochs to judge at (space.hyperband_cut_points); one Tune
+    `bands` are the epochs to judge at (early_stopping.hyperband_cut_points); one Tune
     result is one epoch (`training_iteration`).  Each result costs a sorted
     insert and a look at the running trials, whatever the sweep's size."""
 

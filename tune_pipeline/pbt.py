@@ -136,10 +136,10 @@ def describe(s: dict) -> str:
 
 def explore(config: dict, mutate: dict, rng: random.Random, resample_probability: float,
             factors: list[float]) -> tuple[dict, dict]:
-    """A copy of `config` with each key of `mutate` (name -> space.Param)
+    """A copy of `config` with each key of `mutate` (name -> parameters.Param)
     changed as the module docstring says; and what was done to each."""
     from tune_pipeline.config import FIELDS
-    from tune_pipeline.space import sample
+    from tune_pipeline.sampling import sample
 
     new, operations = dict(config), {}
     for name, param in mutate.items():

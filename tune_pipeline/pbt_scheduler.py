@@ -23,13 +23,13 @@ class _Redraw:
         self.param = param
 
     def __call__(self):
-        from tune_pipeline.space import sample
+        from tune_pipeline.sampling import sample
         return sample(self.param, random.Random())
 
 
 class PbtScheduler(PopulationBasedTraining):
     def __init__(self, settings: dict, mutate: dict):
-        """`settings`: the parsed block (pbt.parse); `mutate`: name -> space.Param."""
+        """`settings`: the parsed block (pbt.parse); `mutate`: name -> parameters.Param."""
         super().__init__(
             time_attr="training_iteration",
             perturbation_interval=settings["perturbation_interval"],

@@ -27,9 +27,10 @@ from tune_pipeline.integrations import StorageLost, storage_lost, storage_watch,
 from tune_pipeline.lock import ExperimentLock
 from tune_pipeline.ray_session import (Unschedulable, check_fits_cluster, check_resources, fit_resources, init_ray,
                                        trials_per_compile, unschedulable_is_an_error)
-from tune_pipeline.space import SearchSpace, check_tune, to_tune
+from tune_pipeline.space import SearchSpace
 from tune_pipeline.storage import location, remove_tree
 from tune_pipeline.trial_inputs import build_trainable, read_scripts, recorded_scripts, shared_dataset
+from tune_pipeline.tune_adapter import check_tune, to_tune
 
 # On remote storage Ray stages the experiment state locally and uploads it at
 # most every sync period (default 300 s).  After a SIGKILL the bucket then held
@@ -68,7 +69,7 @@ class SweepOutcome:
 
 
 def build_callbacks(record: ExperimentRecord, name: str, console):
-    from tune_pipeline.progress import LiveTable
+    from tune_pipeline.live_table import LiveTable
 
     callbacks = [LiveTable(record.swept, record.metric, record.mode, console, record.trial_count),
                  # PBT's trials copy each other's checkpoints from an interval back: none go early.
@@ -266,7 +267,7 @@ def _resume_locked(experiment_dir: Path, record: ExperimentRecord, started: bool
             record = dataclasses.replace(record, replaced_trials=sorted({*record.replaced_trials, *failed}))
             write_record(experiment_dir, record)
     # Ray restores the run config it pickled, callbacks included; our live
-    # table reattaches itself to this terminal when unpickled (progress.py).
+    # table reattaches itself to this terminal when unpickled (live_table.py).
     # No param_space unless trials were added: every value the search draws is
     # saved with it (RESUME_FORMAT).
     from tune_pipeline.extend import continue_search, restore_arguments

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 
-from tune_pipeline.data import DATA_KEYS, dataset_key, load_for_config
 from tune_pipeline.errors import UserError
 from tune_pipeline.experiment_record import METADATA_FILE, ExperimentRecord
 from tune_pipeline.space import SearchSpace
@@ -18,6 +17,8 @@ def shared_dataset(space: SearchSpace, console=None) -> dict | None:
     when all trials train on the same data.  Loading it before Ray starts also
     makes a missing dataset a one-line error rather than a trial failure.  The
     validation split is made here too, so every trial holds out the same images."""
+    from tune_pipeline.data import DATA_KEYS, dataset_key, load_for_config  # torch: not for a dry run
+
     if any(k in space.params for k in DATA_KEYS):
         return None  # trials differ in their data: each loads its own
     fixed = space.fixed
