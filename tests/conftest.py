@@ -89,7 +89,7 @@ def private_ray_tmpdir(monkeypatch):
 @pytest.fixture(scope="module")
 def ray_session():
     """One local Ray for a module's in-process sweeps, started as `tune search`
-    starts its own (sweep.init_ray); a sweep joins a Ray already running, so
+    starts its own (ray_session.init_ray); a sweep joins a Ray already running, so
     each test saves the seconds a start and a shutdown cost.  Its temp folder
     is its own and lives until the module ends (each test's own is removed
     after it); what starting it set in os.environ is undone at the end."""
@@ -98,13 +98,13 @@ def ray_session():
 
     import ray
 
-    from tune_pipeline import sweep
+    from tune_pipeline.ray_session import init_ray
 
     saved = dict(os.environ)
     folder = tempfile.mkdtemp(prefix="rs", dir="/tmp")
     os.environ["RAY_TMPDIR"] = folder
     os.environ.pop("RAY_ADDRESS", None)
-    sweep.init_ray(None, verbose=False)
+    init_ray(None, verbose=False)
     yield ray
     ray.shutdown()
     os.environ.clear()

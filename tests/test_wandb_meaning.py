@@ -16,7 +16,8 @@ from tune_pipeline.experiment_record import ExperimentRecord, load_space_from_me
 from tune_pipeline.export import export, grouped_rows
 from tune_pipeline.early_stopping import hyperband_cut_points
 from tune_pipeline.sampling import preview_configs, sample, trial_points
-from tune_pipeline.space import REPEAT_KEY, load_space, parse_space
+from tune_pipeline.config import REPEAT_KEY
+from tune_pipeline.space import load_space, parse_space
 from tune_pipeline.tune_adapter import check_tune, to_tune
 from tune_pipeline.sweep import target_stopper
 

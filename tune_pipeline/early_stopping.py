@@ -9,14 +9,9 @@ scheduler from.  No Ray.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from tune_pipeline.config import FIELDS, suggest
-from tune_pipeline.errors import UserError
 from tune_pipeline.parameters import fmt, is_number
-
-if TYPE_CHECKING:
-    from tune_pipeline.space import SearchSpace
 
 HYPERBAND_KEYS = {"type", "min_iter", "max_iter", "eta", "s", "strict"}
 SCHEDULER_KEYS = {"type", "grace_period", "max_t", "reduction_factor"}
@@ -180,16 +175,3 @@ def _parse_hyperband(et, src: str, max_epochs: float, problems: list[str], ignor
     return {"type": "hyperband", "cut_points": cuts, "eta": et["eta"], "strict": et.get("strict", True),
             "max_t": int(max_epochs), "source": "early_terminate"}
 
-
-def with_scheduler(space: SearchSpace, kind: str | None) -> SearchSpace:
-    """`--scheduler asha|fifo` over the file's choice (or the scheduler a sweep
-    ran with, on resume); max_t and hyperband's cut points from the same source."""
-    if kind is None or kind == space.scheduler["type"]:
-        return space
-    problems: list[str] = []
-    raw = {"early_terminate": space.early_terminate} if space.early_terminate is not None else {}
-    space.scheduler = parse_scheduler(raw, {}, kind, str(space.source), space.max_epochs(), problems, [],
-                                       space.notes)
-    if problems:
-        raise UserError(problems)
-    return space

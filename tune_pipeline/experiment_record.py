@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tune_pipeline.errors import UserError
-from tune_pipeline.storage import location
+from tune_pipeline.storage import check_folder_path, is_uri, location
 
 if TYPE_CHECKING:
     from tune_pipeline.space import SearchSpace
@@ -76,7 +76,7 @@ class ExperimentRecord:
                   transform_scripts: dict) -> ExperimentRecord:
         """The record of a sweep that starts now: what the space says, and the run's own choices."""
         from tune_pipeline.data import dataset_key
-        from tune_pipeline.space import REPEAT_KEY
+        from tune_pipeline.config import REPEAT_KEY
 
         return cls(
             name=name, storage_path=storage_path, space_file=str(space.source), space=space.raw,
@@ -175,7 +175,7 @@ def check_name(name: str) -> None:
 def check_storage(storage: str, option: str = "--storage-path") -> None:
     """A local storage path that can hold an experiment: a folder (or one that
     can be made) where a file can be written, with free space left."""
-    if "://" in storage:  # what Ray does first, but here as one line, before Ray starts
+    if is_uri(storage):  # what Ray does first, but here as one line, before Ray starts
         probe = location(storage) / f".tune-write-probe-{os.getpid()}"
         try:
             probe.write_text("")
@@ -183,14 +183,7 @@ def check_storage(storage: str, option: str = "--storage-path") -> None:
         except OSError as exc:
             raise UserError(f"{option}: cannot write to {storage} ({str(exc).splitlines()[0]})") from None
         return
-    path = Path(storage)
-    existing = path
-    while not existing.exists():
-        if existing.parent == existing:
-            break
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserError(f"{option}: {existing} is a file, not a folder")
+    existing = check_folder_path(storage, option)
     try:
         with tempfile.NamedTemporaryFile(dir=existing, prefix=".tune-write-probe-"):
             pass

@@ -22,10 +22,11 @@ from pathlib import Path
 
 from ray import tune
 
-from tune_pipeline.experiment import (FAILED_STATE, PENDING_STATE, RUNNING_STATE, STATES, _error_reason,
+from tune_pipeline.experiment import (FAILED, FAILED_STATE, FINISHED, PENDING_STATE, RUNNING_STATE, STATES, _error_reason,
                                       state_name)
 from tune_pipeline.labels import Labeller, describe
-from tune_pipeline.metrics import RUNNING_BEST, fmt, goal, selection_note
+from tune_pipeline.metrics import RUNNING_BEST, best_of, fmt, goal, selection_note
+from tune_pipeline.storage import is_uri
 from tune_pipeline.progress import (DONE_STATES, EPOCH_LINE_SECONDS, LIVE_TABLES, PHASE_SECONDS, REFRESH_SECONDS,
                                     Row, SweepConsole, _duration, _score, count_line, pack, render)
 
@@ -135,7 +136,7 @@ class LiveTable(tune.Callback):
         self._counts[PENDING_STATE] += 1
         self._pending[trial.trial_id] = live
         status = trial.status
-        if status in ("TERMINATED", "ERROR"):
+        if status in (FINISHED, FAILED):
             self._move(live, state_name(status, epoch, planned, live=True))
         elif status == "RUNNING":
             self._move(live, RUNNING_STATE)
@@ -148,11 +149,7 @@ class LiveTable(tune.Callback):
         return self._planned[0] / self._planned[1] if self._planned[1] else 0.0
 
     def _better(self, a, b):
-        if a is None:
-            return b
-        if b is None:
-            return a
-        return max(a, b) if self.mode == "max" else min(a, b)
+        return best_of((a, b), self.mode)
 
     def _move(self, live: _Live, state: str) -> None:
         row = live.row
@@ -188,7 +185,7 @@ class LiveTable(tune.Callback):
         """A trial Ray ended without telling a callback still ends in the table."""
         for live in list(self._running.values()):
             status = live.trial.status
-            if status in ("TERMINATED", "ERROR"):
+            if status in (FINISHED, FAILED):
                 self._move(live, state_name(status, live.row.epoch, live.row.planned, live=True))
 
     # ------------------------------------------------------------ what is shown
@@ -332,7 +329,7 @@ class LiveTable(tune.Callback):
         self._take_new(trials)
         result = trial.last_result or {}
         epoch = _int(result.get("epoch"))
-        state = state_name("TERMINATED", epoch, trial.config.get("epochs"), live=True)
+        state = state_name(FINISHED, epoch, trial.config.get("epochs"), live=True)
         live = self._trials.get(trial.trial_id)
         if live is not None:
             self._move(live, state)
@@ -358,7 +355,7 @@ class LiveTable(tune.Callback):
         if state == FAILED_STATE:
             error_file = Path(trial.error_file) if trial.error_file else None
             reason = _error_reason(error_file.read_text()) if error_file and error_file.exists() else "failed"
-            if error_file is not None and trial.path and "://" not in str(trial.path):
+            if error_file is not None and trial.path and not is_uri(trial.path):
                 error_file = Path(trial.path) / error_file.name  # where it is kept, not Ray's temp copy
             line = f"failed {trial.trial_id} at epoch {result.get('epoch', 0)}: {reason}" + (
                 f" ({error_file})" if error_file else "")

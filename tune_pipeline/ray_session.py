@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import signal
 import socket
@@ -18,6 +17,8 @@ from typing import TYPE_CHECKING
 
 from tune_pipeline.cluster import join_problem, native_output_captured, own_head, prepare_join
 from tune_pipeline.errors import RunFailed, UserError
+from tune_pipeline.internals import RAY_RESOURCE_LOGGER, is_unschedulable_warning
+from tune_pipeline.resources import resource_problem
 
 if TYPE_CHECKING:
     from tune_pipeline.space import SearchSpace
@@ -140,14 +141,10 @@ def check_head_answers(address: str | None, what: str) -> None:
     if reason is None:
         # Something accepts connections there: ask it as Ray does, but with a
         # time limit (a silent listener held ray.init for good).
-        from ray._raylet import InnerGcsClient  # no public API; Ray is pinned in pyproject
+        from tune_pipeline.internals import gcs_silent
 
-        try:
-            InnerGcsClient.standalone(target, None, int(JOIN_PROBE_SECONDS * 1000))
-            return
-        except Exception as exc:  # noqa: BLE001 - only a timeout is ours to name; Ray words the rest
-            if "Timed out" not in str(exc):
-                return
+        if not gcs_silent(target, JOIN_PROBE_SECONDS):
+            return  # it answers, or refuses in Ray's own words at the join
         reason = f"it takes connections but does not answer as a Ray head in {JOIN_PROBE_SECONDS:g} s"
     raise UserError(f"{what}: no Ray head answers at {target} ({reason}); start one with `tune dashboard` "
                     f"or `ray start --head`, or leave out the address to run on a private local Ray")
@@ -189,19 +186,17 @@ def concurrent_trials(ray, resources: dict, max_concurrent: int | None) -> int:
 
 
 def trials_per_compile(space: SearchSpace, ray, resources: dict, max_concurrent: int | None) -> float:
-    """How many trials share each cold compile of one graph: trials that start
-    together each compile cold; later ones find the graphs in the cache."""
-    return space.trials_per_graph() / concurrent_trials(ray, resources, max_concurrent)
+    """compile_policy.trials_per_compile for this space on this cluster."""
+    from tune_pipeline import compile_policy
+
+    return compile_policy.trials_per_compile(space.trials_per_graph(),
+                                             concurrent_trials(ray, resources, max_concurrent))
 
 
 def check_resources(resources: dict, where: str = "resources") -> None:
     """Finite shares: a NaN CPU count passes every `>` test and leaves trials pending forever."""
-    problems = []
-    for key, value in resources.items():
-        least = "> 0" if key == "cpu" else ">= 0"
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        if not ok or (value <= 0 if key == "cpu" else value < 0):
-            problems.append(f"{where}.{key}: must be a finite number {least}, got {value!r}")
+    problems = [f"{where}.{key}: {problem}" for key, value in resources.items()
+                if (problem := resource_problem(key, value))]
     if problems:
         raise UserError(problems)
 
@@ -240,7 +235,7 @@ class _UnschedulableHandler(logging.Handler):
         self.resources = resources
 
     def emit(self, record: logging.LogRecord) -> None:
-        if "cluster not having enough resources" not in record.getMessage():
+        if not is_unschedulable_warning(record):
             return
         import ray
 
@@ -249,9 +244,6 @@ class _UnschedulableHandler(logging.Handler):
             f"no trial can be scheduled: a trial needs {self.resources.get('cpu', 0):g} CPUs and "
             f"{self.resources.get('gpu', 0):g} GPUs; the largest node now has {largest['cpu']:g} CPUs "
             f"and {largest['gpu']:g} GPUs (did a node leave?)")
-
-
-RAY_RESOURCE_LOGGER = "ray.tune.execution.insufficient_resources_manager"
 
 
 @contextlib.contextmanager

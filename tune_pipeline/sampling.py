@@ -12,7 +12,8 @@ import random
 from tune_pipeline.config import FIELDS
 from tune_pipeline.parameters import Param
 from tune_pipeline.points import Axis, grid_points, random_points
-from tune_pipeline.space import REPEAT_KEY, SearchSpace
+from tune_pipeline.config import REPEAT_KEY
+from tune_pipeline.space import SearchSpace
 
 # Beyond this many points Ray Tune keeps no resumable search state (basic_variant's
 # SERIALIZATION_THRESHOLD): such a grid runs as Ray's own grid_search, in Ray's order.

@@ -165,6 +165,7 @@ def config_from_experiment(experiment_dir: str, trial_id: str | None, overrides:
                            note: Callable[[str], None] = _print_to_stderr) -> tuple[dict, str, str]:
     """(the trial's training keys, a run name, a line saying what was chosen and how);
     `overrides`: the run's --set values, applied by the caller."""
+    from tune_pipeline.compile_policy import compiled_as_run
     from tune_pipeline.config import FIELDS
     from tune_pipeline.experiment import FINISHED, load_experiment
     from tune_pipeline.metrics import QUOTED, fmt, quoted_accuracy, selection_note
@@ -201,9 +202,9 @@ def config_from_experiment(experiment_dir: str, trial_id: str | None, overrides:
     dropped = raw.pop("trial_timeout", 0)
     # `compile: auto` was resolved by the trial (trainable.train_trial), which
     # reports what it chose: train what it trained.
-    compiled = [h["compiled"] for h in chosen.history if isinstance(h.get("compiled"), bool)]
-    if compiled:
-        raw["compile"] = compiled[-1]
+    compiled = compiled_as_run(chosen.history)
+    if compiled is not None:
+        raw["compile"] = compiled
     quoted = quoted_accuracy(chosen.history, metric, mode)
     line = (f"from {exp.name} trial {chosen.trial_id} ({how}; its {QUOTED} {fmt(QUOTED, quoted)})")
     if dropped and not any(o.split("=", 1)[0].strip() == "trial_timeout" for o in overrides):

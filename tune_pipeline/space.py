@@ -21,15 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tune_pipeline.config import (DATASET_DEFAULTS, FIELDS, PATH_KEYS, default_for, parse_set_option,
+from tune_pipeline import compile_policy, retention
+from tune_pipeline.config import (DATASET_DEFAULTS, FIELDS, PATH_KEYS, REPEAT_KEY, default_for, parse_set_option,
                                   path_bases, read_yaml, suggest)
-from tune_pipeline import retention
 from tune_pipeline.early_stopping import SCHEDULER_KEYS, max_epochs, parse_scheduler
 from tune_pipeline.errors import UserError
-from tune_pipeline.metrics import REPORTED_METRICS, VALIDATION_METRICS, default_metric
+from tune_pipeline.metrics import MAX, REPORTED_METRICS, VALIDATION_METRICS, WANDB_GOALS, default_metric, goal_word
 from tune_pipeline.parameters import (Param, apply_rename, check_path_value, flatten_parameters, is_number,
                                       parse_param, parse_rename)
 from tune_pipeline.pbt import KEYS as PBT_KEYS
+from tune_pipeline.resources import DEFAULT_RESOURCES, resource_problem
 
 METHODS = ("grid", "random", "bayes")
 # wandb keys that mean nothing here: accepted and listed once as ignored.
@@ -47,9 +48,6 @@ TUNE_KEYS = {"resources", "max_concurrent_trials", "num_samples", "scheduler", "
              "method", "sample_seed"}
 TOP_LEVEL = WANDB_KEYS | {"tune"}
 METRIC_KEYS = {"name", "goal", "target", "impute", "impute_while_running"}
-# Keys whose values change the graphs torch.compile builds (see trials_per_graph).
-GRAPH_KEYS = ("model", "dataset", "image_size", "batch_size", "channels_last", "amp", "amp_dtype", "device")
-REPEAT_KEY = "seed"  # grid repeats differ by this key, one value per repeat
 
 
 @dataclass
@@ -85,12 +83,8 @@ class SearchSpace:
         """Trials that compile the same graphs (model, input shape, precision)
         and so can share one compile: what `compile: auto` weighs.  Values of a
         numeric distribution over one of these keys count as all different."""
-        count = self.trial_count()
-        for key in GRAPH_KEYS:
-            if key in self.params:
-                values = self.params[key].values
-                count //= len(values) if values else count
-        return max(1, count)
+        return compile_policy.trials_per_graph(self.trial_count(),
+                                               {key: p.values for key, p in self.params.items()})
 
     @property
     def repeats(self) -> int:
@@ -111,7 +105,7 @@ class SearchSpace:
                 parameters[name] = {"values": list(p.values)}
             else:
                 parameters[name] = {"distribution": p.distribution, **p.spec}
-        metric = {"name": self.metric, "goal": "maximize" if self.mode == "max" else "minimize"}
+        metric = {"name": self.metric, "goal": goal_word(self.mode)}
         if self.target is not None:
             metric["target"] = self.target
         tune: dict = {"num_samples": self.num_samples, "resources": dict(self.resources),
@@ -259,7 +253,7 @@ def parse_space(raw, path: Path, overrides: list[str] | None = None, *, schedule
 
     _check_selection(raw, src, fixed, params, metric, problems)
     if "metric" not in raw and not _holds_out_validation(fixed, params):
-        metric, mode = default_metric(0.0)
+        metric, mode = default_metric(held_out=False)
     run_cap = _positive_int(raw, "run_cap", f"{src}: ", problems)
     if run_cap is not None and method == "grid":
         ignored.append("run_cap (grid runs every combination)")
@@ -336,10 +330,10 @@ def _parse_metric(raw: dict, src: str, problems: list[str], notes: list[str], ig
                   rename: dict):
     spec = raw.get("metric")
     if spec is None:  # wandb needs no metric for grid/random; we rank trials by one
-        return (*default_metric(0.1), None)  # (test_accuracy when no validation split: parse_space)
+        return (*default_metric(held_out=True), None)  # (test_accuracy when no validation split: parse_space)
     if not isinstance(spec, dict) or "name" not in spec:
         problems.append(f"{src}: metric: expected {{name: ..., goal: maximize|minimize}}")
-        return (*default_metric(0.1), None)
+        return (*default_metric(held_out=True), None)
     for key in sorted(map(str, set(spec) - METRIC_KEYS)):
         problems.append(f"{src}: metric.{key}: unknown key{suggest(key, METRIC_KEYS)}")
     for key in ("impute", "impute_while_running"):
@@ -361,29 +355,25 @@ def _parse_metric(raw: dict, src: str, problems: list[str], notes: list[str], ig
         if "accuracy" in name:
             notes.append(f"metric.goal is not given: minimizing {name}, as wandb does; "
                          f"write goal: maximize to maximize it")
-    elif goal not in ("maximize", "minimize"):
+    elif not isinstance(goal, str) or goal not in WANDB_GOALS:
         problems.append(f"{src}: metric.goal: must be maximize or minimize, got {goal!r}")
     target = spec.get("target")
     if target is not None and (not is_number(target) or not math.isfinite(target)):
         problems.append(f"{src}: metric.target: must be a finite number, got {target!r}")
         target = None
-    return name, ("min" if goal == "minimize" else "max"), target
+    return name, WANDB_GOALS.get(goal, MAX) if isinstance(goal, str) else MAX, target
 
 
 def _parse_resources(tune: dict, src: str, problems: list[str]) -> dict:
-    # One CPU (one torch thread, trainable._use_assigned_cpus) per trial packs
-    # a trial on every core, which trained more images/s in all than one trial
-    # with every core's threads (BENCHMARKS.md, "CPU packing: threads per trial").
-    resources = {"cpu": 1.0, "gpu": 0.0}
+    resources = dict(DEFAULT_RESOURCES)
     res = tune.get("resources", {})
     if not isinstance(res, dict):
         problems.append(f"{src}: tune.resources: expected {{cpu: N, gpu: F}}")
         return resources
     for key, value in res.items():
-        if key not in resources:
-            problems.append(f"{src}: tune.resources.{key}: unknown resource; use cpu and gpu")
-        elif not is_number(value) or not math.isfinite(value) or value < 0 or (key == "cpu" and value == 0):
-            problems.append(f"{src}: tune.resources.{key}: must be a number > 0 (gpu may be 0), got {value!r}")
+        problem = resource_problem(key, value)
+        if problem:
+            problems.append(f"{src}: tune.resources.{key}: {problem}")
         else:
             resources[key] = float(value)
     return resources

@@ -28,7 +28,8 @@ from tune_pipeline.lock import ExperimentLock
 from tune_pipeline.ray_session import (Unschedulable, check_fits_cluster, check_resources, fit_resources, init_ray,
                                        trials_per_compile, unschedulable_is_an_error)
 from tune_pipeline.space import SearchSpace
-from tune_pipeline.storage import location, remove_tree
+from tune_pipeline.metrics import reaches
+from tune_pipeline.storage import is_uri, location, remove_tree
 from tune_pipeline.trial_inputs import build_trainable, read_scripts, recorded_scripts, shared_dataset
 from tune_pipeline.tune_adapter import check_tune, to_tune
 
@@ -76,7 +77,7 @@ def build_callbacks(record: ExperimentRecord, name: str, console):
                  retention.pruner(record.checkpoints, while_running=record.scheduler_type != "pbt")]
     if record.wandb and wandb_environment(console) != "disabled":
         callbacks.append(wandb_callback(record.wandb_project or "tune_pipeline", group=name))
-    if "://" in str(record.storage_path or ""):
+    if is_uri(record.storage_path or ""):
         callbacks.append(storage_watch(str(location(record.storage_path) / name)))
     return callbacks
 
@@ -97,7 +98,7 @@ def target_stopper(metric: str, mode: str, target: float):
 
         def __call__(self, trial_id, result) -> bool:
             value = result.get(metric)
-            if isinstance(value, (int, float)) and (value >= target if mode == "max" else value <= target):
+            if isinstance(value, (int, float)) and reaches(value, target, mode):
                 self.reached = True
             return False
 
@@ -320,8 +321,7 @@ def _finish(tuner, experiment_dir, record: ExperimentRecord, console, verbose: b
     best = experiment.best_trial()
     target = record.target
     value = best.best_value(record.metric, record.mode) if best is not None else None
-    reached = target is not None and value is not None and (value >= target if record.mode == "max"
-                                                            else value <= target)
+    reached = target is not None and value is not None and reaches(value, target, record.mode)
     # Ray ends a Ctrl-C'd sweep quietly; between two trials nothing is left
     # running, but the trials it had not created yet are still to run.
     unfinished = sum(n for s, n in experiment.state_counts().items() if s in (INTERRUPTED_STATE, PENDING_STATE))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 
+from tune_pipeline.config import EMBEDDED_DATASET
 from tune_pipeline.errors import UserError
 from tune_pipeline.experiment_record import METADATA_FILE, ExperimentRecord
 from tune_pipeline.space import SearchSpace
@@ -22,7 +23,7 @@ def shared_dataset(space: SearchSpace, console=None) -> dict | None:
     if any(k in space.params for k in DATA_KEYS):
         return None  # trials differ in their data: each loads its own
     fixed = space.fixed
-    where = "" if fixed["dataset"] == "digits" else f" from {fixed['data_dir']}"
+    where = "" if fixed["dataset"] == EMBEDDED_DATASET else f" from {fixed['data_dir']}"
     with console.phase(f"reading dataset {fixed['dataset']}{where}") if console else contextlib.nullcontext() as step:
         data = load_for_config(fixed)
         if step is not None:

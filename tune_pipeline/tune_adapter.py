@@ -17,7 +17,8 @@ from tune_pipeline.distributions import Distribution
 from tune_pipeline.errors import UserError
 from tune_pipeline.parameters import Param
 from tune_pipeline.sampling import repeat_axis, sample, trial_points
-from tune_pipeline.space import REPEAT_KEY, SearchSpace
+from tune_pipeline.config import REPEAT_KEY
+from tune_pipeline.space import SearchSpace
 
 
 def _wandb_draw(param: Param):
