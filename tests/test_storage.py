@@ -213,7 +213,8 @@ def test_a_change_in_rays_state_format_is_one_plain_line(tmp_path):
     """experiment.py reads Ray's private experiment state; if a Ray upgrade
     changes it, the user gets the file and the key, not a KeyError."""
     from tune_pipeline.errors import UserError
-    from tune_pipeline.experiment import METADATA_FILE, RAY_FORMAT_TESTED, load_experiment
+    from tune_pipeline.experiment import RAY_FORMAT_TESTED, load_experiment
+    from tune_pipeline.experiment_record import METADATA_FILE
 
     (tmp_path / METADATA_FILE).write_text('{"name": "x"}')
     state = tmp_path / "experiment_state-2026-01-01_00-00-00.json"

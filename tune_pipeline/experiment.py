@@ -168,9 +168,14 @@ RAY_FORMAT_TESTED = "2.60"
 
 
 def _format_changed(source, key: str) -> UserError:
-    import ray
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        installed = f"Ray {version('ray')} is installed"  # the package's metadata: no import of Ray
+    except PackageNotFoundError:
+        installed = "Ray is not installed"
     return UserError(f"{source}: {key}: not in the layout this tool reads (Ray {RAY_FORMAT_TESTED}; "
-                     f"Ray {ray.__version__} is installed); install the Ray version pyproject.toml names")
+                     f"{installed}); install the Ray version pyproject.toml names")
 
 
 def _state_files(path: Path) -> list[Path]:
