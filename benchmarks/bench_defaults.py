@@ -1,4 +1,4 @@
-"""The defaults where a new user starts (issue 17): a run with every key at
+"""The defaults where a new user starts: a run with every key at
 its default, on the embedded digits (the default dataset), with the digits
 defaults (config.DATASET_DEFAULTS) against the general CIFAR-10 recipe's
 (the baseline: what an empty config trained before), over a few seeds; then

@@ -1,4 +1,4 @@
-"""The live table's driver time per event as a sweep grows (issue 20, item 3).
+"""The live table's driver time per event as a sweep grows.
 
 A sweep's trials are fed through the table's Ray hooks without Ray: a window
 of the same events (20 trials made, started, 3 epochs each with a refresh

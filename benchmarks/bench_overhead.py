@@ -1,4 +1,4 @@
-"""Where a sweep's time goes beyond the training loop (issue 12's breakdown).
+"""Where a sweep's time goes beyond the training loop.
 
 N trivial trials (digits, 64 images, 1 epoch) run twice in this one script:
 first one after another in this process with `tune train`'s loop (the

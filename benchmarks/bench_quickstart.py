@@ -37,7 +37,7 @@ PHASES = ("to sweep line", "to first epoch", "training", "summary", "shutdown + 
 
 
 def quickstart_file(tree: Path) -> Path:
-    """The tree's quickstart: in the package since issue 17, beside it before."""
+    """The tree's quickstart: in the package now, beside it in older trees."""
     return next(p for p in (tree / "tune_pipeline" / "search_spaces" / "quickstart.yaml",
                             tree / "search_spaces" / "quickstart.yaml") if p.exists())
 

@@ -148,7 +148,7 @@ def test_every_shipped_config_validates(path):
     assert config["runtime_transform_script"] in ("basic", "advanced")  # stock: no checkout needed
 
 
-# ---------------------------------------------------------------- issue 18, item 12
+# ---------------------------------------------------------------- tune train --from
 
 def _sweep_with(tmp_path, statuses, timeout=0.5):
     from fake_experiment import make_experiment

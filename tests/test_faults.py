@@ -1,4 +1,4 @@
-"""Faults outside the input file, as a user meets them (issue 18, items 7-11):
+"""Faults outside the input file, as a user meets them:
 a Ray address that is gone, wandb without its server, a bucket that goes
 away mid-sweep, a read-only HOME, output nobody can read, SIGTERM, a damaged
 tune_pipeline.json, and input past every sane size.  Each ends in one line

@@ -1,4 +1,4 @@
-"""The driver lock (issue 18, items 6 and 12): a holder whose process lives
+"""The driver lock: a holder whose process lives
 on this host keeps it whatever its heartbeat says; a lock is taken over only
 when its process is gone (same host) or its heartbeat is stale (another
 host); every refusal names driver.lock, its holder and how to clear it.

@@ -171,7 +171,7 @@ def _work_per_window(count: int, live: bool) -> tuple[int, int]:
 
 @pytest.mark.parametrize("live", [False, True], ids=["log", "table"])
 def test_the_live_table_does_the_same_work_per_event_at_50_and_5000_trials(live):
-    """Issue 20: labels recomputed over every trial at each event cost 71-82 ms
+    """Labels recomputed over every trial at each event cost 71-82 ms
     at 5,000 trials.  Counted, not timed: the same events read the same trial
     attributes and label the same values whatever the number of trials."""
     small, large = _work_per_window(50, live), _work_per_window(5000, live)

@@ -1,4 +1,4 @@
-"""`tune resume` restores the search, not only its trials (issue 18, items 1-3):
+"""`tune resume` restores the search, not only its trials:
 every method, a random space over every distribution family, a sweep past
 Ray's pending-trial window, `--restart-errored`, an experiment killed before
 Ray's first state, and a sweep whose trials hung.  Sweeps run in-process on

@@ -1,6 +1,6 @@
 """Hostile and careless input, without Ray: every case is one line and exit 2
-(bad input) or a recorded failure, never a traceback.  The cases follow
-issue 10's list; the sweep-level ones that need Ray are in test_robustness_ray.py."""
+(bad input) or a recorded failure, never a traceback.  The
+sweep-level ones that need Ray are in test_robustness_ray.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 10's cases that need real drivers on Ray: one driver per experiment,
+"""Hostile and careless input that needs real drivers on Ray: one driver per experiment,
 a trial larger than any node, a trial past its time limit."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """A sweep file means what it means to wandb, and the dry run refuses what the
-run would: one fast test per defect of issue 8 (no Ray started)."""
+run would: one fast test per rule (no Ray started)."""
 
 import collections
 import json
@@ -384,7 +384,7 @@ def test_a_first_cut_point_beyond_every_epoch_runs_without_early_stopping(tmp_pa
     assert "runs without early stopping" in dry_run(space_file(tmp_path, early_terminate=early))
 
 
-# 11. wandb's refusals, each one line naming the file and key (issue 21, items 1-7).
+# 11. wandb's refusals, each one line naming the file and key.
 
 MIN_MAX = ["int_uniform", "uniform", "q_uniform", "log_uniform", "log_uniform_values", "q_log_uniform",
            "q_log_uniform_values", "inv_log_uniform", "inv_log_uniform_values"]

@@ -1,4 +1,4 @@
-"""The watchdog (issue 18, items 4 and 5): armed from the first batch, a
+"""The watchdog: armed from the first batch, a
 first epoch is measured against a bound; `trial_timeout` ends a run in every
 case, also when code swallows the exception that stops it or sits in one C
 call.  In-process, without Ray: the Ray side is in test_resume.py."""
