@@ -308,7 +308,7 @@ def status(
     experiment_dir: ExperimentDir,
     wide: bool = typer.Option(False, "--wide", help="every swept value in the table, however wide"),
 ):
-    """Trials per state, the table of trials, the best so far, and why failed
+    """Trials per state, the table of trials, the best trial, and why failed
     trials failed (reads disk only)."""
     from rich.console import Console
 
