@@ -120,7 +120,9 @@ def test_a_worker_node_with_none_of_the_drivers_files_runs_trials_and_resume(
         assert experiment.status_counts() == {"TERMINATED": 4}
         assert all(t.epochs == 2 for t in experiment.trials)
         nodes = {h["node_id"] for t in experiment.trials for h in t.history}
-        assert seen["worker"] in nodes and len(nodes) == 2  # some trials ran on the worker
+        # Some trials ran on the worker that has none of the driver's files.  Which node
+        # takes the rest is Ray's choice: under load the worker may take them all.
+        assert seen["worker"] in nodes
         assert sorted(experiment.record.transform_scripts) == sorted(scripts)  # what every trial ran
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
