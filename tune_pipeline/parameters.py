@@ -192,7 +192,8 @@ def _parse_numeric(key, spec, where, method, bases, problems, notes, record) -> 
         problems.append(f"{where}: int_uniform needs integer min and max, got {b['min']!r} and "
                         f"{b['max']!r} (wandb refuses 16.0 for 16; use uniform for real numbers)")
     if record.positive and min(b["min"], b["max"]) <= 0:
-        problems.append(f"{where}: {record.name} needs min and max > 0 (log scale), got min {fmt(b['min'])}")
+        problems.append(f"{where}: {record.name} needs min and max > 0 (log scale), "
+                        f"got min {fmt(b['min'])} and max {fmt(b['max'])}")
     if b.get("sigma", 0) < 0 or b.get("q", 1) <= 0 or min(b.get("a", 1), b.get("b", 1)) <= 0:
         problems.append(f"{where}: sigma must be >= 0, q, a and b > 0")
     if "mu" in b and "log" in record.name and b["mu"] + 10 * b["sigma"] > 700:
