@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -176,6 +178,16 @@ def start_tune(*args, cwd, env=None, **popen) -> subprocess.Popen:
     options = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
     return subprocess.Popen([sys.executable, "-m", "tune_pipeline", *map(str, args)], cwd=cwd,
                             env=dict(os.environ, **(env or {})), **options)
+
+
+def kill_group(process: subprocess.Popen, sig=signal.SIGKILL) -> None:
+    """Signal a process started with start_new_session=True and everything it
+    started (a driver and its Ray); a group that has ended already is no error
+    (a sweep that finished first: the test's own assertion says so)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+    if sig == signal.SIGKILL:
+        process.wait()
 
 
 def wait_until(predicate, timeout: float, what: str, *, process: subprocess.Popen | None = None,

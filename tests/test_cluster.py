@@ -16,7 +16,7 @@ import pytest
 
 import tune_pipeline
 
-from conftest import ROOT, TINY, TRANSFORM_SCRIPTS, install_wheel, run_tune, wait_until, write_sweep
+from conftest import ROOT, TINY, TRANSFORM_SCRIPTS, install_wheel, kill_group, run_tune, wait_until, write_sweep
 from test_storage import BUCKET, _objects, s3_env  # noqa: F401 - s3_env is a fixture
 
 pytestmark = pytest.mark.slow
@@ -106,13 +106,13 @@ def test_a_worker_node_with_none_of_the_drivers_files_runs_trials_and_resume(
         driver = subprocess.Popen(
             [sys.executable, "-m", "tune_pipeline", "search", str(space), "--name", "run", "--storage-path",
              f"s3://{BUCKET}/apart", "--address", head.address, *TINY], cwd=tmp_path,
+            env=dict(os.environ, TUNE_GLOBAL_CHECKPOINT_S="0"),  # results in the bucket at every step
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         try:
             wait_until(lambda: any(k.endswith("result.json") for k in _objects("apart/run/")), 300,
                        "a result in the bucket", process=driver)
         finally:
-            os.killpg(driver.pid, signal.SIGKILL)
-            driver.wait()
+            kill_group(driver)
         resumed = run_tune("resume", uri, "--address", head.address, cwd=tmp_path)
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
 

@@ -3,9 +3,7 @@ change applied to the running optimizer, and a real PBT sweep on digits that
 exploits, records each trial's schedule, and resumes after SIGKILL."""
 
 import json
-import os
 import random
-import signal
 
 import pytest
 
@@ -16,7 +14,7 @@ from tune_pipeline.space import parse_space
 from tune_pipeline.tune_adapter import check_tune
 from tune_pipeline.train import fit
 
-from conftest import ROOT, digits_config, run_tune, start_tune, wait_until, write_sweep
+from conftest import ROOT, digits_config, kill_group, run_tune, start_tune, wait_until, write_sweep
 
 PBT = {"type": "pbt", "perturbation_interval": 2}
 
@@ -184,11 +182,10 @@ def test_pbt_sweep_exploits_records_the_schedule_and_resumes_after_sigkill(tmp_p
                 and max(len(_rows(d)) for d in experiment.glob("trial_*")) < epochs // 2)
 
     try:
-        wait_until(exploited_and_saved_early, 120, "an exploit in the first half of the run, saved",
+        wait_until(exploited_and_saved_early, 300, "an exploit in the first half of the run, saved",
                    process=driver)
     finally:
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait()
+        kill_group(driver)
 
     resumed = run_tune("resume", experiment, env=env)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

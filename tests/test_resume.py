@@ -12,6 +12,7 @@ import io
 import json
 import os
 import pickle
+import re
 import signal
 from collections import defaultdict
 
@@ -282,6 +283,51 @@ def test_an_experiment_killed_before_rays_first_state_starts_on_resume(tmp_path,
     after = load_experiment(experiment_dir)
     assert outcome.exit_code == 0 and after.status_counts() == {FINISHED: 3}
     assert sorted(t.config["learning_rate"] for t in after.trials) == [0.02, 0.05, 0.1]  # never `{}`
+    assert_counted(experiment_dir, 3)
+
+
+
+def _search_state(experiment_dir, files=False) -> dict:
+    """Ray's newest saved search state, by kind of file (its name without the
+    session's date): the files, or their bytes."""
+    newest = {}
+    for path in sorted(experiment_dir.iterdir()):
+        kind = re.match(r"(basic-variant-state|search_gen_state|searcher-state)-", path.name)
+        if kind:
+            newest[kind.group(1)] = path
+    return newest if files else {k: p.read_bytes() for k, p in newest.items()}
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["grid", "bayes"])
+def test_a_search_state_older_than_its_trials_and_lost_results_resume_to_the_full_count(
+        tmp_path, monkeypatch, capsys, ray_session, method):
+    """A driver killed while Ray saved its state leaves the search state older
+    than the trial list (two writes here; many uploads to a bucket), and
+    finished trials whose results never reached the folder.  Restored as saved,
+    the search waits forever on a trial it thinks runs (max-concurrent 1)."""
+    parameters, top = {"grid": ({"learning_rate": {"values": [0.02, 0.05, 0.1]}}, {}),
+                       "bayes": (METHODS["bayes"][0], {"method": "bayes", "run_cap": 3})}[method]
+    experiment_dir, first = search(tmp_path, monkeypatch, parameters, stop_after=1, **top)
+    assert first.interrupted
+    saved_search = _search_state(experiment_dir)  # created one or two trials, one of them running
+    assert saved_search and resume(experiment_dir).exit_code == 0
+    for kind, newest in _search_state(experiment_dir, files=True).items():
+        newest.write_bytes(saved_search[kind])
+    done = load_experiment(experiment_dir)
+    assert done.status_counts() == {FINISHED: 3}
+    lost = done.trials[-1]
+    (lost.path / "result.json").unlink()  # finished, its results never copied
+
+    capsys.readouterr()
+    outcome = resume(experiment_dir)
+    assert outcome.exit_code == 0
+    said = capsys.readouterr()
+    assert f"({lost.trial_id}) had not saved its results" in said.err
+    after = load_experiment(experiment_dir)
+    assert after.status_counts() == {FINISHED: 3} and lost.trial_id not in {t.trial_id for t in after.trials}
+    assert all(t.epochs == 1 and t.history for t in after.trials)
+    if method == "grid":  # the lost configuration ran again, and nothing twice
+        assert sorted(t.config["learning_rate"] for t in after.trials) == [0.02, 0.05, 0.1]
     assert_counted(experiment_dir, 3)
 
 

@@ -5,14 +5,13 @@ resumed from another folder, and every reader works from the bucket."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
 
 import pytest
 
-from conftest import TINY, create_bucket, run_tune, wait_until, write_sweep
+from conftest import TINY, create_bucket, kill_group, run_tune, wait_until, write_sweep
 
 BUCKET = "sweeps"
 
@@ -99,7 +98,9 @@ def test_sweep_in_a_bucket_killed_resumed_elsewhere_and_read_back(s3_env, tmp_pa
     start_dir.mkdir()
     other_dir.mkdir()
     space = write_sweep(start_dir, {"learning_rate": {"values": [0.01, 0.02, 0.05]}, "epochs": {"value": 2}})
-    env = dict(os.environ, TUNE_PIPELINE_CACHE=str(tmp_path / "cache"), **s3_env)
+    # Ray's state saved (and uploaded) at every step, not every 10 s: results reach the
+    # bucket while the sweep runs, however fast its trials are.
+    env = dict(os.environ, TUNE_PIPELINE_CACHE=str(tmp_path / "cache"), TUNE_GLOBAL_CHECKPOINT_S="0", **s3_env)
     driver = subprocess.Popen(
         [sys.executable, "-m", "tune_pipeline", "search", str(space), "--name", "killed",
          "--storage-path", f"s3://{BUCKET}/team", "--max-concurrent", "1", *TINY],
@@ -109,8 +110,7 @@ def test_sweep_in_a_bucket_killed_resumed_elsewhere_and_read_back(s3_env, tmp_pa
         wait_until(lambda: any(k.endswith("result.json") for k in _objects("team/killed/")), 300,
                    "a result in the bucket", process=driver)
     finally:
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait()
+        kill_group(driver)
 
     resumed = run_tune("resume", uri, cwd=other_dir, env={"TUNE_PIPELINE_CACHE": str(tmp_path / "cache")})
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
@@ -183,7 +183,7 @@ def test_two_nodes_write_one_experiment_to_the_bucket_and_resume_finishes_it(s3_
     try:
         space = write_sweep(tmp_path, {"learning_rate": {"values": [0.01, 0.02, 0.05, 0.1]},
                                        "epochs": {"value": 2}})
-        env = dict(os.environ, TUNE_PIPELINE_CACHE=str(tmp_path / "cache"))
+        env = dict(os.environ, TUNE_PIPELINE_CACHE=str(tmp_path / "cache"), TUNE_GLOBAL_CHECKPOINT_S="0")
         driver = subprocess.Popen(
             [sys.executable, "-m", "tune_pipeline", "search", str(space), "--name", "two",
              "--storage-path", f"s3://{BUCKET}/nodes", "--address", cluster.address, *TINY],
@@ -193,8 +193,7 @@ def test_two_nodes_write_one_experiment_to_the_bucket_and_resume_finishes_it(s3_
             wait_until(lambda: any(k.endswith("result.json") for k in _objects("nodes/two/")), 300,
                        "a result in the bucket", process=driver)
         finally:
-            os.killpg(driver.pid, signal.SIGKILL)
-            driver.wait()
+            kill_group(driver)
         resumed = run_tune("resume", uri, "--address", cluster.address, cwd=tmp_path,
                            env={"TUNE_PIPELINE_CACHE": str(tmp_path / "cache")})
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr

@@ -11,7 +11,7 @@ import pytest
 
 from tune_pipeline.experiment import load_experiment
 
-from conftest import TINY, run_tune, start_tune, wait_until, write_sweep as sweep_file
+from conftest import TINY, kill_group, run_tune, start_tune, wait_until, write_sweep as sweep_file
 
 pytestmark = pytest.mark.slow
 
@@ -82,13 +82,15 @@ EPOCHS_KILLED = 10
 
 
 def test_sigkill_then_resume_finishes_without_rerunning(tmp_path):
-    # Long enough that a trial finishes and another runs at one of Ray's state
-    # saves (every 10 s or more), when results reach the experiment folder.
+    # A trial's status reaches the experiment folder at Ray's state saves, every
+    # 10 s by default: the whole sweep can finish between two (4 trials in 14 s in
+    # a CI run).  Saved at every step here, so the moment waited for is seen.
     space = sweep_file(tmp_path, {"learning_rate": {"values": [0.01, 0.02, 0.05, 0.1]},
                                   "epochs": {"value": EPOCHS_KILLED}})
     driver = start_tune("search", space, "--name", "killed", "--storage-path", tmp_path,
                         "--max-concurrent", "1", *TINY, cwd=tmp_path,
-                        env={"TUNE_PIPELINE_CACHE": str(tmp_path / "cache")}, start_new_session=True)
+                        env={"TUNE_PIPELINE_CACHE": str(tmp_path / "cache"), "TUNE_GLOBAL_CHECKPOINT_S": "0"},
+                        start_new_session=True)
     experiment_dir = tmp_path / "killed"
 
     def some_finished_and_one_running():
@@ -103,13 +105,12 @@ def test_sigkill_then_resume_finishes_without_rerunning(tmp_path):
         # Frozen where it stands (the driver and its Ray: one process group), so the
         # trials left cannot finish while `tune status` starts: 10 epochs take 3 s here,
         # and all four had finished by the kill in a loaded run.
-        os.killpg(driver.pid, signal.SIGSTOP)
+        kill_group(driver, signal.SIGSTOP)
         status = run_tune("status", experiment_dir)  # on a running sweep
         assert status.returncode == 0 and "finished" in status.stdout
         assert "best so far" in status.stdout
     finally:
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait()
+        kill_group(driver)
     before = load_experiment(experiment_dir)
     finished = {t.trial_id: (t.path / "result.json").read_text() for t in before.trials
                 if t.status == "TERMINATED"}

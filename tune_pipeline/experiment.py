@@ -451,12 +451,15 @@ def load_experiment(path) -> Experiment:
     record = read_record(path, notes)
     trials: dict[str, Trial] = {}
     entries, state_file = _read_state(path, notes)
+    lost = set(record.lost_trials)  # rerun under new ids: the reruns are the trials
+    unread = 0
     for entry in entries:
         trial = _trial_from_state(path, entry)
-        if trial is not None:
+        if trial is None:
+            unread += 1
+        elif trial.trial_id not in lost:
             trials[trial.trial_id] = trial
-    unread = len(entries) - len(trials)
-    if unread and not trials:  # not one entry in the layout we know: Ray's format changed
+    if unread and unread == len(entries):  # not one entry in the layout we know: Ray's format changed
         raise _format_changed(state_file, "trial_data[]: [trial JSON with trial_id, runtime JSON]")
     if unread:
         notes.append(f"{state_file.name}: {unread} trial entr{'y' if unread == 1 else 'ies'} unreadable; "
@@ -473,7 +476,7 @@ def load_experiment(path) -> Experiment:
         trial_id = history[0].get("trial_id") if history else None
         if not isinstance(trial_id, str):
             trial_id = trial_dir.name.removeprefix("trial_")
-        if trial_id in trials or trial_id in replaced:
+        if trial_id in trials or trial_id in replaced or trial_id in lost:
             continue
         config = _read_json(params)
         if not isinstance(config, dict):  # being written, or cut short by a crash

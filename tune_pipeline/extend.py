@@ -15,6 +15,14 @@ trials still missing from that count.  Trials Ray restores (running,
 interrupted) continue as before; what they finish with is taught to the
 bayes study when they end.  Ray's own searcher state from before is not
 used: the trials on disk are what was tried.
+
+The same search, built from the trials on disk, continues any resume whose
+saved search state disagrees with its trial list (`search_to_rebuild`): a
+driver killed while Ray saved them (two writes locally, many uploads to a
+bucket) leaves one older than the other, and Ray's searcher, restored as it
+is, waits forever on a trial it thinks still runs or creates trials that
+exist.  Finished trials whose results never reached storage are rerun the
+same way (`find_lost_trials`).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from tune_pipeline.internals import set_restored_search_alg
 from tune_pipeline.labels import key
 from tune_pipeline.sampling import sample
 from tune_pipeline.space import SearchSpace
+from tune_pipeline.storage import location as location_of
 from tune_pipeline.tune_adapter import to_tune
 
 MAX_DRAWS = 10_000  # redraws for one untried configuration of a continuous space
@@ -96,24 +105,67 @@ def add_trials(experiment_dir, record: ExperimentRecord, space: SearchSpace, mor
     return record
 
 
-def restore_arguments(space: SearchSpace, record: ExperimentRecord) -> dict:
-    """What `Tuner.restore` needs besides its defaults when trials were added:
-    the search space for bayes (Optuna builds its study from it) and random
-    (trials created but not started carry placeholders for its draws)."""
-    if not record.added or space.method == "grid":
+def find_lost_trials(experiment_dir) -> list[str]:
+    """Trials Ray's saved state calls finished whose results are not in the
+    experiment folder: their driver was killed before it copied them there
+    (a bucket gets a trial's files some seconds after Ray's state)."""
+    return [t.trial_id for t in load_experiment(experiment_dir).trials if t.status == FINISHED and not t.history]
+
+
+def search_to_rebuild(experiment_dir, record: ExperimentRecord) -> bool:
+    """Whether a resume builds its search from the trials on disk rather
+    than restoring Ray's: trials were added or rerun, or Ray's saved search
+    state counts other trials than its saved trial list."""
+    if record.added or record.lost_trials:
+        return True
+    entries, _ = _read_state(location_of(experiment_dir), [])
+    created = _trials_created_by_saved_search(location_of(experiment_dir))
+    return created is not None and created != len(entries)
+
+
+def _trials_created_by_saved_search(experiment_dir) -> int | None:
+    """How many trials Ray's newest saved search state had created (None: no
+    state of a kind known here).  Read with Ray's own pickle, as Ray does."""
+    import ray.cloudpickle as cloudpickle
+
+    for template in (SearchGenerator.CKPT_FILE_TMPL, BasicVariantGenerator.CKPT_FILE_TMPL):
+        files = sorted(experiment_dir.glob(template.format("*")), key=lambda p: p.name)
+        if not files:
+            continue
+        try:
+            state = cloudpickle.loads(files[-1].read_bytes())
+        except Exception:  # noqa: BLE001 - a damaged state: Ray's restore says what it is
+            return None
+        if isinstance(state, dict) and isinstance(state.get("counter"), int):
+            return state["counter"]  # SearchGenerator (bayes)
+        iterators = state.get("_iterators") if isinstance(state, dict) else None
+        if iterators:
+            return getattr(iterators[-1], "counter", None)  # BasicVariantGenerator: ids count up
+        return 0 if isinstance(state, dict) else None
+    return None
+
+
+def restore_arguments(space: SearchSpace, rebuild: bool) -> dict:
+    """What `Tuner.restore` needs besides its defaults when the search is
+    rebuilt: the search space for bayes (Optuna builds its study from it) and
+    random (trials created but not started carry placeholders for its draws)."""
+    if not rebuild or space.method == "grid":
         return {}
     return {"param_space": to_tune(space)["param_space"]}
 
 
-def continue_search(tuner, space: SearchSpace, record: ExperimentRecord, experiment_dir) -> int:
+def continue_search(tuner, space: SearchSpace, record: ExperimentRecord, experiment_dir, rebuild: bool) -> int:
     """Give a restored Tuner the search algorithm that creates the trials
     still missing from the experiment's count; returns how many that is.
-    A no-op for an experiment that never had trials added."""
-    if not record.added:
+    A no-op unless the search is rebuilt (`search_to_rebuild`)."""
+    if not rebuild:
         return 0
     experiment = load_experiment(experiment_dir)
     entries, _ = _read_state(experiment.path, [])
-    missing = max(record.trial_count - len(entries), 0)
+    # Finished trials rerun because their results were lost stay in Ray's list.
+    rerun = set(record.lost_trials)
+    kept = sum(1 for entry in entries if entry is None or entry[0]["trial_id"] not in rerun)
+    missing = max((record.trial_count or len(entries)) - kept, 0)
     searcher = _searcher(space, experiment, record.repeats)
     if record.max_concurrent_trials:
         searcher = ConcurrencyLimiter(searcher, max_concurrent=record.max_concurrent_trials)

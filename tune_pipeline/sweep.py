@@ -34,10 +34,11 @@ from tune_pipeline.trial_inputs import build_trainable, read_scripts, recorded_s
 from tune_pipeline.tune_adapter import check_tune, to_tune
 
 # On remote storage Ray stages the experiment state locally and uploads it at
-# most every sync period (default 300 s).  After a SIGKILL the bucket then held
-# a searcher state that disagreed with the trial list, and `tune resume` waited
-# forever for a trial that would never come.  Uploading at each state save
-# (Ray saves every >= 10 s) keeps the bucket as current as a local folder.
+# most every sync period (default 300 s): a driver killed outright lost up to
+# five minutes of results.  Uploading at each state save (Ray saves every >= 10 s)
+# keeps the bucket about as current as a local folder.  An upload is one file at
+# a time, so a kill can still land between the trial list and the search state:
+# the resume reconciles them (extend.search_to_rebuild).
 REMOTE_SYNC_SECONDS = 0
 
 
@@ -271,12 +272,20 @@ def _resume_locked(experiment_dir: Path, record: ExperimentRecord, started: bool
     # table reattaches itself to this terminal when unpickled (live_table.py).
     # No param_space unless trials were added: every value the search draws is
     # saved with it (RESUME_FORMAT).
-    from tune_pipeline.extend import continue_search, restore_arguments
+    from tune_pipeline.extend import continue_search, find_lost_trials, restore_arguments, search_to_rebuild
 
+    lost = find_lost_trials(experiment_dir)
+    if lost:
+        record = dataclasses.replace(record, lost_trials=sorted({*record.lost_trials, *lost}))
+        write_record(experiment_dir, record)
+        console.note(f"{len(lost)} finished trial{'s' if len(lost) != 1 else ''} "
+                     f"({', '.join(lost)}) had not saved {'their' if len(lost) != 1 else 'its'} results "
+                     f"to {experiment_dir} when the sweep stopped: run again")
+    rebuild = search_to_rebuild(experiment_dir, record)
     tuner = tune.Tuner.restore(
         str(experiment_dir), trainable, resume_unfinished=True,
-        resume_errored=False, restart_errored=restart_errored, **restore_arguments(space, record))
-    continue_search(tuner, space, record, experiment_dir)  # trials added by --more, still to create
+        resume_errored=False, restart_errored=restart_errored, **restore_arguments(space, rebuild))
+    continue_search(tuner, space, record, experiment_dir, rebuild)  # trials still to create
     console.start(record.name, experiment_dir, record.trial_count, resources, resumed=True)
     return _finish(tuner, experiment_dir, record, console, verbose)
 
