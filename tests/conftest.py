@@ -88,6 +88,18 @@ def private_ray_tmpdir(monkeypatch):
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.fixture
+def home_without_ray_token(tmp_path_factory, monkeypatch):
+    """A HOME with no ~/.ray/auth_token.  The suite's HOME gets one from the
+    first local Ray a test starts; a head started by Ray's cluster utility in
+    this process and a driver that joins it then disagree on the token, and
+    every trial's actor is cancelled before it starts.  Tests of those heads
+    get the clean HOME they would have run first."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
 @pytest.fixture(scope="module")
 def ray_session():
     """One local Ray for a module's in-process sweeps, started as `tune search`
