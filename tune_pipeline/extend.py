@@ -41,7 +41,7 @@ from tune_pipeline.config import REPEAT_KEY
 from tune_pipeline.errors import UserError
 from tune_pipeline.experiment import FAILED, FINISHED, _read_state, load_experiment
 from tune_pipeline.experiment_record import ExperimentRecord
-from tune_pipeline.internals import set_restored_search_alg
+from tune_pipeline.internals import set_restored_search_alg, trials_created_by_saved_search
 from tune_pipeline.labels import key
 from tune_pipeline.sampling import sample
 from tune_pipeline.space import SearchSpace
@@ -119,30 +119,8 @@ def search_to_rebuild(experiment_dir, record: ExperimentRecord) -> bool:
     if record.added or record.lost_trials:
         return True
     entries, _ = _read_state(location_of(experiment_dir), [])
-    created = _trials_created_by_saved_search(location_of(experiment_dir))
+    created = trials_created_by_saved_search(location_of(experiment_dir))
     return created is not None and created != len(entries)
-
-
-def _trials_created_by_saved_search(experiment_dir) -> int | None:
-    """How many trials Ray's newest saved search state had created (None: no
-    state of a kind known here).  Read with Ray's own pickle, as Ray does."""
-    import ray.cloudpickle as cloudpickle
-
-    for template in (SearchGenerator.CKPT_FILE_TMPL, BasicVariantGenerator.CKPT_FILE_TMPL):
-        files = sorted(experiment_dir.glob(template.format("*")), key=lambda p: p.name)
-        if not files:
-            continue
-        try:
-            state = cloudpickle.loads(files[-1].read_bytes())
-        except Exception:  # noqa: BLE001 - a damaged state: Ray's restore says what it is
-            return None
-        if isinstance(state, dict) and isinstance(state.get("counter"), int):
-            return state["counter"]  # SearchGenerator (bayes)
-        iterators = state.get("_iterators") if isinstance(state, dict) else None
-        if iterators:
-            return getattr(iterators[-1], "counter", None)  # BasicVariantGenerator: ids count up
-        return 0 if isinstance(state, dict) else None
-    return None
 
 
 def restore_arguments(space: SearchSpace, rebuild: bool) -> dict:

@@ -134,6 +134,35 @@ def set_restored_search_alg(tuner, search_alg) -> None:
     tuner._local_tuner._tune_config.search_alg = search_alg
 
 
+def trials_created_by_saved_search(experiment_dir) -> int | None:
+    """How many trials the newest search state Ray saved in `experiment_dir`
+    (a Path or storage.RemotePath) had created; None where there is none of
+    a kind known here, or it does not read.  Ray saves it beside its trial
+    list but not with it, and restores it without comparing the two; its
+    layout (SearchGenerator's `counter`, BasicVariantGenerator's iterators'
+    `counter`) is private, read with Ray's own pickle as Ray reads it."""
+    import ray.cloudpickle as cloudpickle
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+    from ray.tune.search.search_generator import SearchGenerator
+
+    for template in (SearchGenerator.CKPT_FILE_TMPL, BasicVariantGenerator.CKPT_FILE_TMPL):
+        files = sorted(experiment_dir.glob(template.format("*")), key=lambda p: p.name)
+        if not files:
+            continue
+        try:
+            state = cloudpickle.loads(files[-1].read_bytes())
+        except Exception:  # noqa: BLE001 - damaged: Ray's own restore says how
+            return None
+        if not isinstance(state, dict):
+            return None
+        if isinstance(state.get("counter"), int):
+            return state["counter"]  # SearchGenerator (bayes, and searches rebuilt on resume)
+        iterators = state.get("_iterators") or []
+        # BasicVariantGenerator (grid, random): trial ids count up across its iterators.
+        return getattr(iterators[-1], "counter", None) if iterators else 0
+    return None
+
+
 # --- CPython: ending a process and stopping a thread --------------------------
 
 

@@ -270,8 +270,9 @@ def _resume_locked(experiment_dir: Path, record: ExperimentRecord, started: bool
             write_record(experiment_dir, record)
     # Ray restores the run config it pickled, callbacks included; our live
     # table reattaches itself to this terminal when unpickled (live_table.py).
-    # No param_space unless trials were added: every value the search draws is
-    # saved with it (RESUME_FORMAT).
+    # No param_space unless the search is rebuilt (trials added, a search state
+    # older than the trial list, lost results): every value Ray's search draws
+    # is saved with it (RESUME_FORMAT).
     from tune_pipeline.extend import continue_search, find_lost_trials, restore_arguments, search_to_rebuild
 
     lost = find_lost_trials(experiment_dir)
