@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -311,3 +313,60 @@ def install_wheel(wheel: Path, *, target: Path | None = None, venv: Path | None 
     done = subprocess.run([*pip, "install", "--no-deps", "--no-index", "--quiet", *where, str(wheel)],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# ------------------------------------------------------------ ports, S3, a browser
+
+BUCKET = "sweeps"  # the one bucket s3_env's server holds
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_env(tmp_path_factory):
+    """AWS_* variables pointing at a fresh moto S3 server with one bucket."""
+    pytest.importorskip("moto.server", reason="moto[server] is a test dependency")
+    boto3 = pytest.importorskip("boto3")
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=log, stderr=subprocess.STDOUT)
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "test",
+           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        create_bucket(boto3.client("s3"), BUCKET, server)
+        yield env
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def s3_objects(prefix: str) -> list[str]:
+    """The keys under `prefix` in the suite's bucket (s3_env's server)."""
+    import boto3
+
+    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+def chromium() -> str:
+    """Headless Chromium's path; CI must have it, elsewhere its tests are skipped."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    if os.environ.get("CI"):
+        pytest.fail("CI must install chromium (.ci/run does)")
+    pytest.skip("headless Chromium is not installed")

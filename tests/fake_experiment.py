@@ -20,8 +20,12 @@ import json
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from conftest import ROOT
+
+if TYPE_CHECKING:
+    from tune_pipeline.experiment import Experiment
 
 SCRIPTS = [str(ROOT / "tune_pipeline" / "transforms" / "runtime_transform_basic.py"),
            str(ROOT / "tune_pipeline" / "transforms" / "runtime_transform_advanced.py")]

@@ -1,7 +1,6 @@
 import csv
 import json
 import shutil
-import textwrap
 
 import pytest
 import yaml

@@ -16,8 +16,8 @@ import pytest
 
 import tune_pipeline
 
-from conftest import ROOT, TINY, TRANSFORM_SCRIPTS, install_wheel, kill_group, run_tune, wait_until, write_sweep
-from test_storage import BUCKET, _objects, s3_env  # noqa: F401 - s3_env is a fixture
+from conftest import (BUCKET, ROOT, TINY, TRANSFORM_SCRIPTS, install_wheel, kill_group, run_tune, s3_objects,
+                      wait_until, write_sweep)
 
 pytestmark = pytest.mark.slow
 
@@ -109,7 +109,7 @@ def test_a_worker_node_with_none_of_the_drivers_files_runs_trials_and_resume(
             env=dict(os.environ, TUNE_GLOBAL_CHECKPOINT_S="0"),  # results in the bucket at every step
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         try:
-            wait_until(lambda: any(k.endswith("result.json") for k in _objects("apart/run/")), 300,
+            wait_until(lambda: any(k.endswith("result.json") for k in s3_objects("apart/run/")), 300,
                        "a result in the bucket", process=driver)
         finally:
             kill_group(driver)

@@ -19,14 +19,8 @@ import pytest
 from tune_pipeline import cluster
 from tune_pipeline.experiment import load_experiment
 
-from conftest import (REAL_HOME, TINY, TRANSFORM_SCRIPTS, home_snapshot, run_tune, start_tune, wait_until,
+from conftest import (REAL_HOME, free_port, TINY, TRANSFORM_SCRIPTS, home_snapshot, run_tune, start_tune, wait_until,
                       write_sweep)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_the_suite_runs_under_its_own_home():
@@ -119,8 +113,8 @@ def _api(url: str, path: str, token: str | None):
 @pytest.mark.timeout(600)  # three Rays, four sweeps: 115 s in a loaded full run
 def test_dashboard_starts_and_stops_only_its_own_head_among_other_rays(tmp_path, private_ray_tmpdir):
     real_home = home_snapshot(REAL_HOME)
-    port = _free_port()
-    foreign_address, foreign_temp = _start_foreign_head(tmp_path / "other-user", _free_port())
+    port = free_port()
+    foreign_address, foreign_temp = _start_foreign_head(tmp_path / "other-user", free_port())
     # A sweep on its own private Ray, held mid-trial (its script waits for a file) while
     # `tune dashboard` starts and stops.
     release = tmp_path / "release"

@@ -14,7 +14,7 @@ from tune_pipeline.experiment import load_experiment
 from tune_pipeline.export import best_trial_rows, to_markdown, value_labels
 from tune_pipeline.report import build_report
 
-from conftest import run_tune
+from conftest import chromium, run_tune
 from fake_experiment import QUICKSTART_GRID, SCRIPTS, make_experiment
 
 
@@ -112,7 +112,6 @@ def test_the_report_shows_trial_metric_and_the_number_to_quote_at_1280_px(tmp_pa
     table's columns fall."""
     import subprocess
 
-    from test_plots import chromium
 
     grid = {"model": ["resnet18", "preact_resnet18"], "runtime_transform_script": SCRIPTS,
             "optimizer": ["sgd", "adamw"], "learning_rate": [0.0123456, 0.1], "momentum": [0.9],

@@ -26,17 +26,11 @@ from typer.testing import CliRunner
 
 from tune_pipeline.cli import app
 
-from conftest import TINY, create_bucket, mounted_tmpfs, run_tune, start_tune, wait_until, write_sweep
+from conftest import TINY, create_bucket, free_port, mounted_tmpfs, run_tune, start_tune, wait_until, write_sweep
 from fake_experiment import make_experiment
 
 FAULT_CASES = [pytest.param(path, id=path.stem, marks=[pytest.mark.slow] if "\nslow: true" in path.read_text() else [])
                for path in sorted((Path(__file__).parent / "fault_cases").glob("*.yaml"))]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _fill(value, names: dict):
@@ -74,7 +68,7 @@ def test_fault_case(path, tmp_path):
     config.write_text("dataset: digits\nepochs: 1\nmax_train_images: 128\nmax_test_images: 64\nbatch_size: 64\n")
     names = {"tmp": str(tmp_path), "experiment": str(experiment), "config": str(config),
              "space": str(write_sweep(tmp_path, {"epochs": {"value": 1}})),
-             "dead_address": f"127.0.0.1:{_free_port()}"}
+             "dead_address": f"127.0.0.1:{free_port()}"}
     case = _fill(case, names)
     stdout, to_close = _stdout_for(case.get("stdout"))
     try:
@@ -263,7 +257,7 @@ def moto_server(tmp_path):
     """A moto S3 server of this test's own (the test kills it), with a bucket."""
     pytest.importorskip("moto.server", reason="moto[server] is a test dependency")
     boto3 = pytest.importorskip("boto3")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "test",

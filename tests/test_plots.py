@@ -1,7 +1,6 @@
 """tune plot and tune report on real small experiments, and their edge cases."""
 
 import json
-import os
 import shutil
 import struct
 import subprocess
@@ -11,7 +10,7 @@ import pytest
 from tune_pipeline.experiment import load_experiment
 from tune_pipeline.plots import FIGURE_FILES, importance
 
-from conftest import TINY, run_tune, write_sweep
+from conftest import TINY, chromium, run_tune, write_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -116,15 +115,6 @@ def test_every_trial_failed_gives_a_message_not_a_picture(failed_experiment, tmp
     assert report.returncode == 0
     text = (tmp_path / "r.html").read_text()
     assert "No plots" in text and "diverged" in text and "data:image/png" not in text
-
-
-def chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    if os.environ.get("CI"):
-        pytest.fail("CI must install chromium (.ci/run does)")
-    pytest.skip("headless Chromium is not installed")
 
 
 def test_report_opens_in_headless_chromium(asha_experiment, tmp_path):

@@ -2,7 +2,6 @@
 a sweep says it needs before it starts."""
 
 import io
-import subprocess
 from pathlib import Path
 
 import pytest

@@ -5,56 +5,12 @@ resumed from another folder, and every reader works from the bucket."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
 
-from conftest import TINY, create_bucket, kill_group, run_tune, wait_until, write_sweep
-
-BUCKET = "sweeps"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3_env(tmp_path_factory):
-    """AWS_* variables pointing at a fresh moto S3 server with one bucket."""
-    pytest.importorskip("moto.server", reason="moto[server] is a test dependency")
-    boto3 = pytest.importorskip("boto3")
-    port = _free_port()
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=log, stderr=subprocess.STDOUT)
-    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "test",
-           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        create_bucket(boto3.client("s3"), BUCKET, server)
-        yield env
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _objects(prefix: str) -> list[str]:
-    import boto3
-
-    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
-    return [o["Key"] for page in pages for o in page.get("Contents", [])]
-
+from conftest import BUCKET, TINY, free_port, kill_group, run_tune, s3_objects, wait_until, write_sweep
 
 def test_remote_path_reads_like_a_local_folder(s3_env):
     import boto3
@@ -107,7 +63,7 @@ def test_sweep_in_a_bucket_killed_resumed_elsewhere_and_read_back(s3_env, tmp_pa
         cwd=start_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True)
     try:
-        wait_until(lambda: any(k.endswith("result.json") for k in _objects("team/killed/")), 300,
+        wait_until(lambda: any(k.endswith("result.json") for k in s3_objects("team/killed/")), 300,
                    "a result in the bucket", process=driver)
     finally:
         kill_group(driver)
@@ -116,7 +72,7 @@ def test_sweep_in_a_bucket_killed_resumed_elsewhere_and_read_back(s3_env, tmp_pa
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert uri in resumed.stdout
 
-    keys = _objects("team/killed/")
+    keys = s3_objects("team/killed/")
     assert "team/killed/tune_pipeline.json" in keys
     assert sum(k.endswith("/result.json") for k in keys) == 3
     assert any("/checkpoint_" in k for k in keys)  # checkpoints live in the bucket
@@ -158,7 +114,7 @@ def test_a_stale_ray_address_does_not_hang_the_sweep(private_ray_tmpdir, tmp_pat
     address_file = os.path.join(private_ray_tmpdir, "ray", "ray_current_cluster")
     os.makedirs(os.path.dirname(address_file))
     with open(address_file, "w") as f:
-        f.write(f"127.0.0.1:{_free_port()}")  # nothing listens there
+        f.write(f"127.0.0.1:{free_port()}")  # nothing listens there
     space = write_sweep(tmp_path, {"learning_rate": {"values": [0.05]}, "epochs": {"value": 1}})
     result = run_tune("search", space, "--name", "stale", "--storage-path", tmp_path, *TINY, cwd=tmp_path,
                       timeout=300)
@@ -190,7 +146,7 @@ def test_two_nodes_write_one_experiment_to_the_bucket_and_resume_finishes_it(s3_
             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True)
         try:
-            wait_until(lambda: any(k.endswith("result.json") for k in _objects("nodes/two/")), 300,
+            wait_until(lambda: any(k.endswith("result.json") for k in s3_objects("nodes/two/")), 300,
                        "a result in the bucket", process=driver)
         finally:
             kill_group(driver)
