@@ -3,12 +3,14 @@ same experiment (random never repeats a configuration; bayes starts from
 every finished trial; a grid adds repeats)."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
 from tune_pipeline.experiment import load_experiment
 from tune_pipeline.experiment_record import ExperimentRecord, read_record
-from tune_pipeline.extend import MoreTrials, _base, _finished_points, _searcher, configuration
+from tune_pipeline.extend import (GridRepeats, MoreTrials, _base, _finished_points, _searcher, configuration,
+                                  find_lost_trials)
 from tune_pipeline.lock import ExperimentLock
 from tune_pipeline.space import parse_space
 from tune_pipeline.tune_adapter import to_tune
@@ -101,3 +103,26 @@ def test_a_grid_adds_repeats_with_new_seeds(tmp_path):
     assert len({json.dumps(c, sort_keys=True) for c in configs[:8]}) == 8
     # The space rebuilt from the metadata runs the same repeats.
     assert parse_space(record.resolved_space, tmp_path / "space.yaml").repeats == 3
+
+
+def test_a_grid_that_sweeps_the_seed_runs_its_missing_points_with_their_own_seeds(tmp_path):
+    space = parse_space({"method": "grid", "metric": {"name": "test_accuracy", "goal": "maximize"},
+                         "parameters": {"learning_rate": {"values": [0.1, 0.2]}, "seed": {"values": [1, 2]}}},
+                        tmp_path / "space.yaml")
+    ran = SimpleNamespace(trials=[SimpleNamespace(config={"learning_rate": 0.1, "seed": 1})])
+    todo = GridRepeats(space, ran, 1).todo
+    assert sorted((c["learning_rate"], c["seed"]) for c in todo) == [(0.1, 2), (0.2, 1), (0.2, 2)]
+
+
+def test_lost_trials_trained_and_left_no_results(tmp_path):
+    """A resume reruns a finished trial whose results are missing only if it
+    trained (its checkpoints are there): a trial Ray ended unstarted (a
+    target reached) has neither, and a PBT trial is never rerun."""
+    path = make_experiment(tmp_path, {"learning_rate": [0.01, 0.02, 0.05]}, statuses={2: ("TERMINATED", 0)})
+    record = read_record(path)
+    assert find_lost_trials(path, record) == []
+    trained = load_experiment(path).trials[0]
+    (trained.path / "result.json").unlink()
+    assert find_lost_trials(path, record) == [trained.trial_id]
+    pbt = ExperimentRecord.from_json({**record.to_json(), "scheduler": {"type": "pbt"}}, path)
+    assert find_lost_trials(path, pbt) == []

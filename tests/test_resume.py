@@ -322,7 +322,7 @@ def test_a_search_state_older_than_its_trials_and_lost_results_resume_to_the_ful
     outcome = resume(experiment_dir)
     assert outcome.exit_code == 0
     said = capsys.readouterr()
-    assert f"({lost.trial_id}) had not saved its results" in said.err
+    assert f"({lost.trial_id}) finished, but the results never reached" in said.err
     after = load_experiment(experiment_dir)
     assert after.status_counts() == {FINISHED: 3} and lost.trial_id not in {t.trial_id for t in after.trials}
     assert all(t.epochs == 1 and t.history for t in after.trials)

@@ -68,7 +68,8 @@ class ExperimentRecord:
     transform_scripts: dict | None = None  # {name: origin, sha256, source}: what every trial runs
     added: list = field(default_factory=list)            # `tune resume --more`'s additions
     replaced_trials: list = field(default_factory=list)  # failed trials rerun by --restart-errored
-    lost_trials: list = field(default_factory=list)  # finished, results never saved: rerun by resume
+    lost_trials: list = field(default_factory=list)  # trials a resume ran again under new ids (sweep.py)
+    search_rebuilt: bool = False  # resumes build the search from the trials on disk (extend.py)
     extra: dict = field(default_factory=dict)  # keys this version does not know, kept as they were
 
     @classmethod
@@ -125,7 +126,7 @@ _KINDS = {"name": str, "storage_path": str, "space_file": str, "space": dict, "r
           "resources": dict, "max_concurrent_trials": int, "num_samples": int, "trial_count": int,
           "checkpoints": dict, "wandb": bool, "wandb_project": str, "created": str, "resume_format": int,
           "transform_scripts": dict, "added": list, "replaced_trials": list,
-          "lost_trials": list}
+          "lost_trials": list, "search_rebuilt": bool}
 _KIND_NAMES = {key: "number" if isinstance(kind, tuple) else kind.__name__ for key, kind in _KINDS.items()}
 
 

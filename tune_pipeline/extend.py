@@ -41,7 +41,7 @@ from tune_pipeline.config import REPEAT_KEY
 from tune_pipeline.errors import UserError
 from tune_pipeline.experiment import FAILED, FINISHED, _read_state, load_experiment
 from tune_pipeline.experiment_record import ExperimentRecord
-from tune_pipeline.internals import set_restored_search_alg, trials_created_by_saved_search
+from tune_pipeline.internals import saved_search_progress, set_restored_search_alg
 from tune_pipeline.labels import key
 from tune_pipeline.sampling import sample
 from tune_pipeline.space import SearchSpace
@@ -105,22 +105,45 @@ def add_trials(experiment_dir, record: ExperimentRecord, space: SearchSpace, mor
     return record
 
 
-def find_lost_trials(experiment_dir) -> list[str]:
-    """Trials Ray's saved state calls finished whose results are not in the
-    experiment folder: their driver was killed before it copied them there
-    (a bucket gets a trial's files some seconds after Ray's state)."""
-    return [t.trial_id for t in load_experiment(experiment_dir).trials if t.status == FINISHED and not t.history]
+def find_lost_trials(experiment_dir, record: ExperimentRecord) -> list[str]:
+    """Trials that trained (a checkpoint is there) and that Ray's saved state
+    calls finished, with no result.json: their driver was killed before it
+    copied the results (a bucket gets a trial's files after Ray's state).
+    Trials Ray ended unstarted (a target reached) have no checkpoint, and an
+    unreachable bucket raises rather than counting as absent.  Not for PBT:
+    its population changes configs mid-run, so no rerun is the same trial."""
+    if record.scheduler_type == "pbt":
+        return []
+    return [t.trial_id for t in load_experiment(experiment_dir).trials
+            if t.status == FINISHED and not t.history and not (t.path / "result.json").exists()
+            and any(t.path.glob("checkpoint_*"))]
 
 
 def search_to_rebuild(experiment_dir, record: ExperimentRecord) -> bool:
-    """Whether a resume builds its search from the trials on disk rather
-    than restoring Ray's: trials were added or rerun, or Ray's saved search
-    state counts other trials than its saved trial list."""
-    if record.added or record.lost_trials:
+    """Whether a resume builds its search from the trials on disk rather than
+    restoring Ray's: it did before (trials added, lost or rebuilt), or Ray's
+    saved search state disagrees with its saved trial list: another count of
+    trials, or one held as running that the list says ended (with a limit of
+    concurrent trials, restored as saved, that search waits for it forever)."""
+    if record.added or record.lost_trials or record.search_rebuilt:
         return True
+    experiment_dir = location_of(experiment_dir)
+    progress = saved_search_progress(experiment_dir)
+    if progress is None:
+        return False
+    created, live, finished = progress
+    entries, _ = _read_state(experiment_dir, [])
+    ended = {info["trial_id"] for info, _ in filter(None, entries) if info.get("status") in (FINISHED, FAILED)}
+    return created != len(entries) or (not finished and bool(live & ended))
+
+
+def trials_not_in_rays_list(experiment_dir) -> list[str]:
+    """Trials that exist only as folders: started after Ray's last state save.
+    A restored search recreates them under the same ids; a rebuilt one does
+    not, so they are run again under new ones."""
     entries, _ = _read_state(location_of(experiment_dir), [])
-    created = trials_created_by_saved_search(location_of(experiment_dir))
-    return created is not None and created != len(entries)
+    listed = {info["trial_id"] for info, _ in filter(None, entries)}
+    return [t.trial_id for t in load_experiment(experiment_dir).trials if t.trial_id not in listed]
 
 
 def restore_arguments(space: SearchSpace, rebuild: bool) -> dict:
@@ -207,12 +230,18 @@ class GridRepeats(Searcher):
     def __init__(self, space: SearchSpace, experiment, repeats: int):
         super().__init__(metric=space.metric, mode=space.mode)
         names = list(space.params)
-        base = space.fixed.get(REPEAT_KEY, 0) if REPEAT_KEY not in space.params else 0
+        points = list(itertools.product(*(space.params[n].values for n in names)))
+        if REPEAT_KEY in names:  # the seed is swept: the grid's own points, each once
+            planned = [dict(zip(names, point)) for point in points]
+            keys = names
+        else:  # grid by grid, each with the next seed
+            base = space.fixed.get(REPEAT_KEY, 0)
+            planned = [{**dict(zip(names, point)), REPEAT_KEY: base + r} for r in range(repeats) for point in points]
+            keys = [*names, REPEAT_KEY]
         # A trial config without a seed trained with the default one.
-        present = {configuration({REPEAT_KEY: base, **t.config}, [*names, REPEAT_KEY]) for t in experiment.trials}
-        planned = [{**dict(zip(names, point)), REPEAT_KEY: base + r} for r in range(repeats)
-                   for point in itertools.product(*(space.params[n].values for n in names))]
-        self.todo = [c for c in planned if configuration(c, [*names, REPEAT_KEY]) not in present]
+        default = {REPEAT_KEY: space.fixed.get(REPEAT_KEY, 0)}
+        present = {configuration({**default, **t.config}, keys) for t in experiment.trials}
+        self.todo = [c for c in planned if configuration(c, keys) not in present]
 
     def set_search_properties(self, metric, mode, config, **spec):
         return True

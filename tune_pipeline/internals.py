@@ -134,13 +134,15 @@ def set_restored_search_alg(tuner, search_alg) -> None:
     tuner._local_tuner._tune_config.search_alg = search_alg
 
 
-def trials_created_by_saved_search(experiment_dir) -> int | None:
-    """How many trials the newest search state Ray saved in `experiment_dir`
-    (a Path or storage.RemotePath) had created; None where there is none of
-    a kind known here, or it does not read.  Ray saves it beside its trial
-    list but not with it, and restores it without comparing the two; its
-    layout (SearchGenerator's `counter`, BasicVariantGenerator's iterators'
-    `counter`) is private, read with Ray's own pickle as Ray reads it."""
+def saved_search_progress(experiment_dir) -> tuple[int, set, bool] | None:
+    """What the newest search state Ray saved in `experiment_dir` (a Path or
+    storage.RemotePath) says: how many trials it had created, the ids it
+    holds as running (its concurrency limit counts them), and whether it had
+    finished; None where there is none of a kind known here, or it does not
+    read.  Ray saves it beside its trial list, not with it, and restores it
+    without comparing the two.  The layout (SearchGenerator's `counter` and
+    its ConcurrencyLimiter's `live_trials`; BasicVariantGenerator's iterators'
+    `counter` and `_live_trials`) is private, read with Ray's own pickle."""
     import ray.cloudpickle as cloudpickle
     from ray.tune.search.basic_variant import BasicVariantGenerator
     from ray.tune.search.search_generator import SearchGenerator
@@ -155,11 +157,15 @@ def trials_created_by_saved_search(experiment_dir) -> int | None:
             return None
         if not isinstance(state, dict):
             return None
-        if isinstance(state.get("counter"), int):
-            return state["counter"]  # SearchGenerator (bayes, and searches rebuilt on resume)
+        if isinstance(state.get("counter"), int):  # SearchGenerator (bayes, and searches rebuilt on resume)
+            limiter = state.get("name:ConcurrencyLimiter") or {}
+            return state["counter"], set(limiter.get("live_trials") or ()), bool(state.get("finished"))
         iterators = state.get("_iterators") or []
         # BasicVariantGenerator (grid, random): trial ids count up across its iterators.
-        return getattr(iterators[-1], "counter", None) if iterators else 0
+        created = getattr(iterators[-1], "counter", None) if iterators else 0
+        if not isinstance(created, int):
+            return None
+        return created, set(state.get("_live_trials") or ()), bool(state.get("_finished"))
     return None
 
 

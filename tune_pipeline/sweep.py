@@ -273,16 +273,23 @@ def _resume_locked(experiment_dir: Path, record: ExperimentRecord, started: bool
     # No param_space unless the search is rebuilt (trials added, a search state
     # older than the trial list, lost results): every value Ray's search draws
     # is saved with it (RESUME_FORMAT).
-    from tune_pipeline.extend import continue_search, find_lost_trials, restore_arguments, search_to_rebuild
+    from tune_pipeline.extend import (continue_search, find_lost_trials, restore_arguments, search_to_rebuild,
+                                      trials_not_in_rays_list)
 
-    lost = find_lost_trials(experiment_dir)
-    if lost:
+    lost = find_lost_trials(experiment_dir, record)
+    if lost:  # decided on first: a rerun means a rebuilt search
         record = dataclasses.replace(record, lost_trials=sorted({*record.lost_trials, *lost}))
-        write_record(experiment_dir, record)
-        console.note(f"{len(lost)} finished trial{'s' if len(lost) != 1 else ''} "
-                     f"({', '.join(lost)}) had not saved {'their' if len(lost) != 1 else 'its'} results "
-                     f"to {experiment_dir} when the sweep stopped: run again")
     rebuild = search_to_rebuild(experiment_dir, record)
+    abandoned = trials_not_in_rays_list(experiment_dir) if rebuild else []
+    if rebuild:
+        record = dataclasses.replace(record, search_rebuilt=True,
+                                     lost_trials=sorted({*record.lost_trials, *abandoned}))
+        write_record(experiment_dir, record)
+    for ids, why in ((lost, "finished, but the results never reached the experiment folder"),
+                     (abandoned, "started after Ray's last save of the sweep")):
+        if ids:
+            console.note(f"{len(ids)} trial{'s' if len(ids) != 1 else ''} ({', '.join(ids)}) {why}: "
+                         f"a new trial runs in {'their' if len(ids) != 1 else 'its'} place")
     tuner = tune.Tuner.restore(
         str(experiment_dir), trainable, resume_unfinished=True,
         resume_errored=False, restart_errored=restart_errored, **restore_arguments(space, rebuild))
