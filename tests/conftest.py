@@ -91,14 +91,18 @@ def private_ray_tmpdir(monkeypatch):
 
 
 @pytest.fixture
-def home_without_ray_token(tmp_path_factory, monkeypatch):
-    """A HOME with no ~/.ray/auth_token.  The suite's HOME gets one from the
-    first local Ray a test starts; a head started by Ray's cluster utility in
-    this process and a driver that joins it then disagree on the token, and
-    every trial's actor is cancelled before it starts.  Tests of those heads
-    get the clean HOME they would have run first."""
+def cluster_utils_environment(tmp_path_factory, monkeypatch):
+    """What a head started by Ray's cluster utility in this process needs
+    that `tune` sets for its own (ray_session.py): a HOME with no
+    ~/.ray/auth_token (the suite's gets one from the first local Ray; the
+    utility's head and a driver that joins it then disagree on the token, and
+    every trial's actor is cancelled before it starts), and a patient wait
+    for its GCS server (30 s ran out in a full run beside a busy process)."""
+    from tune_pipeline.ray_session import GCS_START_WAIT_S
+
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("RAY_gcs_server_port_wait_time_s", str(GCS_START_WAIT_S))
     return home
 
 

@@ -53,7 +53,7 @@ print(json.dumps({"worker": workers[0], **seen}))
 
 
 def test_a_worker_node_with_none_of_the_drivers_files_runs_trials_and_resume(
-        built_wheel, s3_env, private_ray_tmpdir, home_without_ray_token, tmp_path, tmp_path_factory):
+        built_wheel, s3_env, private_ray_tmpdir, cluster_utils_environment, tmp_path, tmp_path_factory):
     if not _can_hide_paths():
         pytest.skip("hiding the driver's paths needs a private mount namespace (root)")
     from ray.cluster_utils import Cluster

@@ -124,7 +124,7 @@ def test_a_stale_ray_address_does_not_hang_the_sweep(private_ray_tmpdir, tmp_pat
 
 @pytest.mark.slow
 def test_two_nodes_write_one_experiment_to_the_bucket_and_resume_finishes_it(s3_env, private_ray_tmpdir,
-                                                                            home_without_ray_token, tmp_path):
+                                                                            cluster_utils_environment, tmp_path):
     """Two Ray nodes on loopback (Ray's own cluster utility) and the experiment
     on S3, driven as a user would: `tune search --address`, the driver killed,
     `tune resume --address`.  Trials run on both nodes, the dataset reaches

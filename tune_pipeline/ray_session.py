@@ -24,11 +24,18 @@ if TYPE_CHECKING:
     from tune_pipeline.space import SearchSpace
 
 
-def _quiet_ray_env(verbose: bool) -> None:
+GCS_START_WAIT_S = 120  # Ray's own default for a head whose GCS state is on disk
+
+
+def _ray_environment(verbose: bool) -> None:
     # Read by Ray when it starts: keep its banners and dedup notices off the terminal.
     # The old console engine honours verbose=0; the new one prints its banner regardless.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
+    # A new head waits 30 s for its GCS server to say its port, then raises: on a
+    # machine busy with other work that start took longer (a full test run beside
+    # a busy process).  Slow is better than a traceback; the user's own value wins.
+    os.environ.setdefault("RAY_gcs_server_port_wait_time_s", str(GCS_START_WAIT_S))
     if not verbose:
         # A failed trial's result that no one fetched is printed with its whole
         # traceback when Ray shuts down; Tune has recorded the failure already.
@@ -38,7 +45,7 @@ def _quiet_ray_env(verbose: bool) -> None:
 def init_ray(address: str | None, verbose: bool, console=None):
     import ray
 
-    _quiet_ray_env(verbose)
+    _ray_environment(verbose)
     if ray.is_initialized():
         return ray
     if address and address.startswith("ray://"):
