@@ -128,3 +128,18 @@ def test_epochs_run_again_after_a_resume_replace_the_first_run(tmp_path):
     history = load_experiment(path).trials[0].history
     assert [row["epoch"] for row in history] == [1, 2, 3]
     assert [row["test_accuracy"] for row in history][1:] == [0.99, 0.99]
+
+
+def test_rows_ray_writes_with_nan_and_infinity_read_as_json_reads_them(tmp_path):
+    """The fast parser refuses NaN and Infinity, which Ray writes (a loss that
+    diverged); such a file is read by json, whole, not dropped."""
+    import math
+
+    from tune_pipeline.experiment import _read_history
+
+    rows = [{"training_iteration": 1, "train_loss": 2.3, "val_accuracy": 0.1},
+            {"training_iteration": 2, "train_loss": float("nan"), "val_accuracy": float("-inf")}]
+    (tmp_path / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    history = _read_history(tmp_path)
+    assert [h["training_iteration"] for h in history] == [1, 2]
+    assert math.isnan(history[1]["train_loss"]) and history[1]["val_accuracy"] == float("-inf")

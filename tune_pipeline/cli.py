@@ -337,10 +337,11 @@ def status(
     for line in summary.lines() if summary else ():
         typer.echo(line)
     _print_schedules(exp)
-    by = labellers((t.config for t in exp.trials), exp.swept)
+    by = None  # labels of every trial's values: only for the lines that show them
     for trial in exp.trials:
         state = exp.state(trial)
         if state in (RUNNING_STATE, INTERRUPTED_STATE):
+            by = by or labellers((t.config for t in exp.trials), exp.swept)
             typer.echo(f"{state} {trial.trial_id}: epoch {trial.epochs}/{trial.config.get('epochs', '?')}  "
                        f"{describe(trial.config, exp.swept, by)}")
         elif state == FAILED_STATE:

@@ -6,6 +6,7 @@ on finished, interrupted and still-running experiments."""
 from __future__ import annotations
 
 import codecs
+import gc
 import json
 import math
 import re
@@ -68,6 +69,8 @@ class Trial:
     path: Path
     history: list[dict] = field(default_factory=list)
     error: str | None = None
+    # best_value by (metric, mode): the table, the ranking and the summary each ask.
+    _bests: dict = field(default_factory=dict, repr=False)
 
     @property
     def last(self) -> dict:
@@ -84,11 +87,11 @@ class Trial:
         return int(epoch) if isinstance(epoch, (int, float)) and math.isfinite(epoch) else 0
 
     def best_value(self, metric: str, mode: str) -> float | None:
-        values = [h[metric] for h in self.history if isinstance(h.get(metric), (int, float))
-                  and math.isfinite(h[metric])]
-        if not values:
-            return None
-        return best_of(values, mode)
+        if (metric, mode) not in self._bests:
+            values = [h[metric] for h in self.history if isinstance(h.get(metric), (int, float))
+                      and math.isfinite(h[metric])]
+            self._bests[metric, mode] = best_of(values, mode) if values else None
+        return self._bests[metric, mode]
 
     def best_checkpoint(self, metric: str, mode: str) -> Path | None:
         """The kept checkpoint of the best epoch, else the newest kept one."""
@@ -120,6 +123,25 @@ def _read_json(path: Path):
         return None
 
 
+try:  # optional: 3.8x json's speed on result rows (BENCHMARKS.md, "Readers at 5,000 trials")
+    from orjson import JSONDecodeError as _FastError
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover - a dependency, but the readers work without it
+    _fast_loads, _FastError = None, ValueError
+
+
+def _loads(text: str):
+    """json.loads, by orjson where it is installed.  orjson refuses NaN and
+    Infinity, which Ray writes (a diverged loss, a time never set): such a
+    text is parsed by json, as before."""
+    if _fast_loads is not None:
+        try:
+            return _fast_loads(text)
+        except _FastError:
+            pass
+    return json.loads(text)
+
+
 def _read_history(trial_dir: Path, config: dict | None = None) -> list[dict]:
     """The trial's result rows, without the copy of its config Ray writes
     into every row (the trial keeps one, `config`): cut out of the text
@@ -132,7 +154,7 @@ def _read_history(trial_dir: Path, config: dict | None = None) -> list[dict]:
     if config:
         text = text.replace(', "config": ' + json.dumps(config), "")
     try:  # one parse for the whole file: rows share their keys' strings
-        rows = json.loads("[" + text.rstrip("\n").replace("\n", ",") + "]")
+        rows = _loads("[" + text.rstrip("\n").replace("\n", ",") + "]")
     except (ValueError, RecursionError):
         rows = []
         for line in text.splitlines():
@@ -390,7 +412,7 @@ def _entry_record(entry) -> tuple[dict, str | None] | None:
     the entry is not in the layout we know."""
     try:
         trial_json, runtime_json = entry
-        info = json.loads(trial_json)
+        info = _loads(trial_json)
     except (TypeError, ValueError, RecursionError):
         return None
     if not isinstance(info, dict) or not isinstance(info.get("trial_id"), str) or not isinstance(runtime_json, str):
@@ -444,6 +466,19 @@ def _config_from_results(trial_dir: Path) -> dict:
 
 def load_experiment(path) -> Experiment:
     """`path`: a local folder or a URI (s3://bucket/prefix/NAME)."""
+    # Every object read here is a row of parsed JSON: nothing refers back, so
+    # the cycle collector's passes over the growing heap (100,000 rows at
+    # 5,000 trials) find nothing; off while reading, 10-20% of `tune status`.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _load_experiment(path)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _load_experiment(path) -> Experiment:
     path = location(path)
     if not path.is_dir():
         raise UserError(f"{path}: no such experiment folder")
