@@ -17,7 +17,7 @@ import pytest
 import tune_pipeline
 
 from conftest import (BUCKET, ROOT, TINY, TRANSFORM_SCRIPTS, install_wheel, kill_group, run_tune, s3_objects,
-                      wait_until, write_sweep)
+                      start_cluster_head, wait_until, write_sweep)
 
 pytestmark = pytest.mark.slow
 
@@ -56,8 +56,6 @@ def test_a_worker_node_with_none_of_the_drivers_files_runs_trials_and_resume(
         built_wheel, s3_env, private_ray_tmpdir, cluster_utils_environment, tmp_path, tmp_path_factory):
     if not _can_hide_paths():
         pytest.skip("hiding the driver's paths needs a private mount namespace (root)")
-    from ray.cluster_utils import Cluster
-
     from tune_pipeline.experiment import load_experiment
 
     package = tmp_path_factory.mktemp("worker-package")  # outside every hidden folder
@@ -78,7 +76,7 @@ def test_a_worker_node_with_none_of_the_drivers_files_runs_trials_and_resume(
                               *(str(folder / "driver-only") for folder in folders)]
     assert all(map(os.path.exists, driver_paths))
 
-    head = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    head = start_cluster_head(private_ray_tmpdir)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(PYTHONPATH=str(package), **s3_env)
     # The worker node: its own mount namespace, every hidden folder an empty tmpfs there.

@@ -22,7 +22,7 @@ RAY_SIDE = {"cluster", "extend", "hyperband", "integrations", "live_table", "pbt
 RAY_FREE = {"augment", "cli", "compile_policy", "config", "cpu_share", "data", "distributions", "early_stopping",
             "errors", "experiment", "experiment_record", "export", "internals", "labels", "lock", "metrics",
             "models", "models.convnet", "models.preact_resnet", "models.resnet", "models.vgg", "parameters", "pbt",
-            "plots", "points", "progress", "report", "resources", "retention", "run_output", "sampling", "shipped",
+            "plots", "points", "progress", "ray_state", "report", "resources", "retention", "run_output", "sampling", "shipped",
             "single_run", "space", "storage", "summary", "train", "watchdog"}
 ENTRY_POINT = "__main__"  # runs the CLI when imported: checked by running commands below
 

@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from conftest import BUCKET, TINY, free_port, kill_group, run_tune, s3_objects, wait_until, write_sweep
+from conftest import (BUCKET, TINY, free_port, kill_group, run_tune, s3_objects, start_cluster_head, wait_until,
+                      write_sweep)
 
 def test_remote_path_reads_like_a_local_folder(s3_env):
     import boto3
@@ -129,11 +130,9 @@ def test_two_nodes_write_one_experiment_to_the_bucket_and_resume_finishes_it(s3_
     on S3, driven as a user would: `tune search --address`, the driver killed,
     `tune resume --address`.  Trials run on both nodes, the dataset reaches
     the second node through the object store, checkpoints land in the bucket."""
-    from ray.cluster_utils import Cluster
-
     from tune_pipeline.experiment import load_experiment
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster = start_cluster_head(private_ray_tmpdir)
     cluster.add_node(num_cpus=1)
     uri = f"s3://{BUCKET}/nodes/two"
     try:
@@ -168,7 +167,8 @@ def test_a_change_in_rays_state_format_is_one_plain_line(tmp_path):
     """experiment.py reads Ray's private experiment state; if a Ray upgrade
     changes it, the user gets the file and the key, not a KeyError."""
     from tune_pipeline.errors import UserError
-    from tune_pipeline.experiment import RAY_FORMAT_TESTED, load_experiment
+    from tune_pipeline.experiment import load_experiment
+    from tune_pipeline.ray_state import RAY_FORMAT_TESTED
     from tune_pipeline.experiment_record import METADATA_FILE
 
     (tmp_path / METADATA_FILE).write_text('{"name": "x"}')

@@ -39,10 +39,11 @@ from ray.tune.search.search_generator import SearchGenerator
 
 from tune_pipeline.config import REPEAT_KEY
 from tune_pipeline.errors import UserError
-from tune_pipeline.experiment import FAILED, FINISHED, _read_state, load_experiment
+from tune_pipeline.experiment import FAILED, FINISHED, load_experiment
 from tune_pipeline.experiment_record import ExperimentRecord
 from tune_pipeline.internals import saved_search_progress, set_restored_search_alg
 from tune_pipeline.labels import key
+from tune_pipeline.ray_state import read_state
 from tune_pipeline.sampling import sample
 from tune_pipeline.space import SearchSpace
 from tune_pipeline.storage import location as location_of
@@ -132,7 +133,7 @@ def search_to_rebuild(experiment_dir, record: ExperimentRecord) -> bool:
     if progress is None:
         return False
     created, live, finished = progress
-    entries, _ = _read_state(experiment_dir, [])
+    entries, _ = read_state(experiment_dir, [])
     ended = {info["trial_id"] for info, _ in filter(None, entries) if info.get("status") in (FINISHED, FAILED)}
     return created != len(entries) or (not finished and bool(live & ended))
 
@@ -141,7 +142,7 @@ def trials_not_in_rays_list(experiment_dir) -> list[str]:
     """Trials that exist only as folders: started after Ray's last state save.
     A restored search recreates them under the same ids; a rebuilt one does
     not, so they are run again under new ones."""
-    entries, _ = _read_state(location_of(experiment_dir), [])
+    entries, _ = read_state(location_of(experiment_dir), [])
     listed = {info["trial_id"] for info, _ in filter(None, entries)}
     return [t.trial_id for t in load_experiment(experiment_dir).trials if t.trial_id not in listed]
 
@@ -162,7 +163,7 @@ def continue_search(tuner, space: SearchSpace, record: ExperimentRecord, experim
     if not rebuild:
         return 0
     experiment = load_experiment(experiment_dir)
-    entries, _ = _read_state(experiment.path, [])
+    entries, _ = read_state(experiment.path, [])
     # Finished trials rerun because their results were lost stay in Ray's list.
     rerun = set(record.lost_trials)
     kept = sum(1 for entry in entries if entry is None or entry[0]["trial_id"] not in rerun)

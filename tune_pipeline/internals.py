@@ -3,7 +3,7 @@ function each, with why no public one serves and what a change would break.
 
 Ray is pinned to one minor version (pyproject.toml) because of the Ray ones:
 on an upgrade, this file (and experiment.py's reader of Ray's
-experiment_state-*.json, checked by its RAY_FORMAT_TESTED) is what to check.
+experiment_state-*.json, ray_state.py, checked by its RAY_FORMAT_TESTED) is what to check.
 Each function imports what it uses when called, so importing this module
 imports neither Ray nor torch.
 """

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tune_pipeline import retention
-from tune_pipeline.experiment import (FAILED, INTERRUPTED_STATE, NEVER_STARTED, PENDING_STATE, Trial,
-                                      load_experiment, ray_state_saved)
+from tune_pipeline.experiment import FAILED, INTERRUPTED_STATE, NEVER_STARTED, PENDING_STATE, Trial, load_experiment
 from tune_pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RunFailed, UserError
 from tune_pipeline.experiment_record import (METADATA_FILE, ExperimentRecord, check_name, check_resumable,
                                              check_resume_format, check_storage, create_experiment_dir,
@@ -25,6 +24,7 @@ from tune_pipeline.experiment_record import (METADATA_FILE, ExperimentRecord, ch
                                              resolve_storage, write_record)
 from tune_pipeline.integrations import StorageLost, storage_lost, storage_watch, wandb_callback, wandb_environment
 from tune_pipeline.lock import ExperimentLock
+from tune_pipeline.ray_state import ray_state_saved
 from tune_pipeline.ray_session import (Unschedulable, check_fits_cluster, check_resources, fit_resources, init_ray,
                                        trials_per_compile, unschedulable_is_an_error)
 from tune_pipeline.space import SearchSpace
