@@ -120,9 +120,9 @@ def test_lost_trials_trained_and_left_no_results(tmp_path):
     target reached) has neither, and a PBT trial is never rerun."""
     path = make_experiment(tmp_path, {"learning_rate": [0.01, 0.02, 0.05]}, statuses={2: ("TERMINATED", 0)})
     record = read_record(path)
-    assert find_lost_trials(path, record) == []
+    assert find_lost_trials(load_experiment(path), record) == []
     trained = load_experiment(path).trials[0]
     (trained.path / "result.json").unlink()
-    assert find_lost_trials(path, record) == [trained.trial_id]
+    assert find_lost_trials(load_experiment(path), record) == [trained.trial_id]
     pbt = ExperimentRecord.from_json({**record.to_json(), "scheduler": {"type": "pbt"}}, path)
-    assert find_lost_trials(path, pbt) == []
+    assert find_lost_trials(load_experiment(path), pbt) == []

@@ -106,7 +106,7 @@ def add_trials(experiment_dir, record: ExperimentRecord, space: SearchSpace, mor
     return record
 
 
-def find_lost_trials(experiment_dir, record: ExperimentRecord) -> list[str]:
+def find_lost_trials(experiment, record: ExperimentRecord) -> list[str]:
     """Trials that trained (a checkpoint is there) and that Ray's saved state
     calls finished, with no result.json: their driver was killed before it
     copied the results (a bucket gets a trial's files after Ray's state).
@@ -115,7 +115,7 @@ def find_lost_trials(experiment_dir, record: ExperimentRecord) -> list[str]:
     its population changes configs mid-run, so no rerun is the same trial."""
     if record.scheduler_type == "pbt":
         return []
-    return [t.trial_id for t in load_experiment(experiment_dir).trials
+    return [t.trial_id for t in experiment.trials
             if t.status == FINISHED and not t.history and not (t.path / "result.json").exists()
             and any(t.path.glob("checkpoint_*"))]
 
@@ -138,13 +138,13 @@ def search_to_rebuild(experiment_dir, record: ExperimentRecord) -> bool:
     return created != len(entries) or (not finished and bool(live & ended))
 
 
-def trials_not_in_rays_list(experiment_dir) -> list[str]:
+def trials_not_in_rays_list(experiment) -> list[str]:
     """Trials that exist only as folders: started after Ray's last state save.
     A restored search recreates them under the same ids; a rebuilt one does
     not, so they are run again under new ones."""
-    entries, _ = read_state(location_of(experiment_dir), [])
+    entries, _ = read_state(experiment.path, [])
     listed = {info["trial_id"] for info, _ in filter(None, entries)}
-    return [t.trial_id for t in load_experiment(experiment_dir).trials if t.trial_id not in listed]
+    return [t.trial_id for t in experiment.trials if t.trial_id not in listed]
 
 
 def restore_arguments(space: SearchSpace, rebuild: bool) -> dict:

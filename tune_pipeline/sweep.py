@@ -276,11 +276,12 @@ def _resume_locked(experiment_dir: Path, record: ExperimentRecord, started: bool
     from tune_pipeline.extend import (continue_search, find_lost_trials, restore_arguments, search_to_rebuild,
                                       trials_not_in_rays_list)
 
-    lost = find_lost_trials(experiment_dir, record)
+    on_disk = load_experiment(experiment_dir)  # read once for both questions below
+    lost = find_lost_trials(on_disk, record)
     if lost:  # decided on first: a rerun means a rebuilt search
         record = dataclasses.replace(record, lost_trials=sorted({*record.lost_trials, *lost}))
     rebuild = search_to_rebuild(experiment_dir, record)
-    abandoned = trials_not_in_rays_list(experiment_dir) if rebuild else []
+    abandoned = trials_not_in_rays_list(on_disk) if rebuild else []
     if rebuild:
         record = dataclasses.replace(record, search_rebuilt=True,
                                      lost_trials=sorted({*record.lost_trials, *abandoned}))
