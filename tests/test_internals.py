@@ -39,7 +39,7 @@ def test_a_silent_listener_is_told_apart_from_a_ray_head():
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
-        assert internals.gcs_silent(f"127.0.0.1:{listener.getsockname()[1]}", 0.5)
+        assert internals.probe_gcs(f"127.0.0.1:{listener.getsockname()[1]}", 0.5) == internals.GCS_SILENT
 
 
 def test_an_exception_is_raised_in_another_thread():

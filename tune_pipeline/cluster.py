@@ -347,11 +347,14 @@ def native_output_captured():
             lines.extend(ln for ln in sink.read().decode(errors="replace").splitlines() if ln.strip())
 
 
+TOKEN_REFUSED = ("the head asks for a Ray auth token that this user does not have (a head another user "
+                 "started, or one started with another token: set RAY_AUTH_TOKEN to that head's "
+                 f"`{TOKEN_COMMAND}`)")
+
+
 def join_problem(exc: BaseException, native: list[str]) -> str:
     """One line saying why a join failed, from the exception and Ray's own lines."""
     text = " ".join([str(exc), str(exc.__cause__ or ""), *native])
     if "uthenticat" in text or "InvalidAuthToken" in text or "UNAUTHENTICATED" in text:
-        return ("the head asks for a Ray auth token that this user does not have (a head another user "
-                "started, or one started with another token: set RAY_AUTH_TOKEN to that head's "
-                f"`{TOKEN_COMMAND}`)")
+        return TOKEN_REFUSED
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -94,23 +94,30 @@ def send_ray_token() -> None:
 GRPC_DEADLINE_EXCEEDED = 4  # grpc.StatusCode.DEADLINE_EXCEEDED, as ray.exceptions.RpcError.rpc_code
 
 
-def gcs_silent(target: str, timeout_s: float) -> bool:
-    """Whether what listens at `target` takes connections but does not answer
-    as a Ray GCS within `timeout_s` (a silent listener held ray.init for
-    good).  False when it answers, or refuses in Ray's own words (ray.init
-    then says why).  Ray's public join has no time limit; its GCS client's
-    standalone probe is private.  A timeout is told by its gRPC code, not by
-    the message's words."""
+GCS_ANSWERS, GCS_SILENT, GCS_WANTS_TOKEN = "answers", "silent", "wants a token"
+
+
+def probe_gcs(target: str, timeout_s: float) -> str:
+    """How what listens at `target` answers Ray's first GCS call, within
+    `timeout_s`: GCS_SILENT when it takes connections but says nothing (a
+    silent listener held ray.init for good), GCS_WANTS_TOKEN when it refuses
+    this process's auth token (ray.init retries that refusal for about two
+    minutes before it gives up), else GCS_ANSWERS (any other refusal is
+    Ray's to word, at the join).  Ray's public join has no time limit; its
+    GCS client's standalone probe is private.  Told by the exception's class
+    and gRPC code, not by the message's words."""
     from ray._raylet import InnerGcsClient
-    from ray.exceptions import RpcError
+    from ray.exceptions import AuthenticationError, RpcError
 
     try:
         InnerGcsClient.standalone(target, None, int(timeout_s * 1000))
+    except AuthenticationError:
+        return GCS_WANTS_TOKEN
     except RpcError as exc:
-        return exc.rpc_code == GRPC_DEADLINE_EXCEEDED
+        return GCS_SILENT if exc.rpc_code == GRPC_DEADLINE_EXCEEDED else GCS_ANSWERS
     except Exception:  # noqa: BLE001 - any other refusal is Ray's to word, at the join
-        return False
-    return False
+        return GCS_ANSWERS
+    return GCS_ANSWERS
 
 
 # Ray Tune has no event and no error for "no pending trial fits any node": it

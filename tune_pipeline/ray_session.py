@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tune_pipeline.cluster import join_problem, native_output_captured, own_head, prepare_join
+from tune_pipeline.cluster import TOKEN_REFUSED, join_problem, native_output_captured, own_head, prepare_join
 from tune_pipeline.errors import RunFailed, UserError
 from tune_pipeline.internals import RAY_RESOURCE_LOGGER, is_unschedulable_warning
 from tune_pipeline.resources import resource_problem
@@ -148,9 +148,12 @@ def check_head_answers(address: str | None, what: str) -> None:
     if reason is None:
         # Something accepts connections there: ask it as Ray does, but with a
         # time limit (a silent listener held ray.init for good).
-        from tune_pipeline.internals import gcs_silent
+        from tune_pipeline import internals
 
-        if not gcs_silent(target, JOIN_PROBE_SECONDS):
+        answer = internals.probe_gcs(target, JOIN_PROBE_SECONDS)
+        if answer == internals.GCS_WANTS_TOKEN:
+            raise UserError(f"{what}: cannot join the Ray cluster: {TOKEN_REFUSED}")
+        if answer == internals.GCS_ANSWERS:
             return  # it answers, or refuses in Ray's own words at the join
         reason = f"it takes connections but does not answer as a Ray head in {JOIN_PROBE_SECONDS:g} s"
     raise UserError(f"{what}: no Ray head answers at {target} ({reason}); start one with `tune dashboard` "
