@@ -76,7 +76,7 @@ def test_a_worker_node_with_none_of_the_drivers_files_runs_trials_and_resume(
                               *(str(folder / "driver-only") for folder in folders)]
     assert all(map(os.path.exists, driver_paths))
 
-    head = start_cluster_head(private_ray_tmpdir)
+    head = start_cluster_head()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(PYTHONPATH=str(package), **s3_env)
     # The worker node: its own mount namespace, every hidden folder an empty tmpfs there.

@@ -132,7 +132,7 @@ def test_two_nodes_write_one_experiment_to_the_bucket_and_resume_finishes_it(s3_
     the second node through the object store, checkpoints land in the bucket."""
     from tune_pipeline.experiment import load_experiment
 
-    cluster = start_cluster_head(private_ray_tmpdir)
+    cluster = start_cluster_head()
     cluster.add_node(num_cpus=1)
     uri = f"s3://{BUCKET}/nodes/two"
     try:
