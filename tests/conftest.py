@@ -21,17 +21,22 @@ TRANSFORM_SCRIPTS = sorted((ROOT / "tune_pipeline" / "transforms").glob("*.py"))
 SEARCH_SPACES = sorted((ROOT / "tune_pipeline" / "search_spaces").glob("*.yaml"))
 
 
-# The user's own HOME, before the suite replaces it (pytest_configure).
-REAL_HOME = Path.home()
+# The user's own HOME, before the suite replaces it (pytest_configure).  A
+# pytest-xdist worker starts with the HOME its controller made; the real one
+# reaches it through the environment.
+REAL_HOME_VARIABLE = "TUNE_SUITE_REAL_HOME"
+REAL_HOME = Path(os.environ.get(REAL_HOME_VARIABLE) or Path.home())
 
 
 def pytest_configure(config):
     """Every test, and every process a test starts (Ray's included), runs
     under a temporary HOME: a new local Ray or `ray start` writes
     ~/.ray/auth_token, which turns on token authentication for everything Ray
-    that user does afterwards, and our caches live under ~/.cache."""
+    that user does afterwards, and our caches live under ~/.cache.  Each
+    xdist worker gets its own."""
     import tempfile
 
+    os.environ.setdefault(REAL_HOME_VARIABLE, str(REAL_HOME))
     os.environ["HOME"] = tempfile.mkdtemp(prefix="tune-suite-home-")
 
 
