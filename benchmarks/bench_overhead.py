@@ -102,7 +102,7 @@ def through_tune(trials: int, folder: Path) -> dict:
     space_file.write_text(yaml.safe_dump({
         "method": "grid", "metric": {"name": "val_accuracy", "goal": "maximize"},
         "parameters": {**{k: {"value": v} for k, v in TRIVIAL.items()}, "seed": {"values": list(range(trials))}}}))
-    from tune_pipeline.progress import SweepConsole
+    from tune_pipeline.sweep_console import SweepConsole
 
     with Timer() as whole:
         space = load_space(space_file)

@@ -56,7 +56,7 @@ def test_one_checkpoint_per_epoch_few_state_snapshots_and_no_ray_left(tmp_path, 
                           cwd=tmp_path, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "TMPDIR": str(own_tmp)})
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "experiment:" in done.stdout  # all printed before the command's quick exit (cli._exit)
+    assert "experiment:" in done.stdout  # all printed before the command's quick exit (command_process.exit_now)
 
     trial_dirs = sorted(p for p in (tmp_path / "guard").iterdir() if p.name.startswith("trial_"))
     assert len(trial_dirs) == TRIALS

@@ -1,4 +1,5 @@
-"""The live table and the lines a sweep prints, without Ray running a sweep:
+"""What a sweep shows (the table of trials, progress.py; the live table,
+live_table.py; the start-up steps and the end, sweep_console.py), without Ray running a sweep:
 rendered from rows, from Ray-like trial objects fed through the callback's
 hooks, and from experiments written on disk."""
 
@@ -16,14 +17,14 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-import tune_pipeline.progress as progress
 from tune_pipeline.cli import app
 from tune_pipeline.experiment import Experiment, Trial, load_experiment
 from tune_pipeline.experiment_record import ExperimentRecord
 from tune_pipeline.labels import labellers
 from tune_pipeline.live_table import LiveTable
-from tune_pipeline.progress import (SHORT_STATES, WIDE_COMMAND, Row, SweepConsole, order_rows, render,
-                                    render_experiment, rows_from_experiment)
+from tune_pipeline.progress import (SHORT_STATES, WIDE_COMMAND, Row, order_rows, render, render_experiment,
+                                    rows_from_experiment)
+from tune_pipeline.sweep_console import SweepConsole
 
 from fake_experiment import QUICKSTART_GRID, SCRIPTS, make_experiment
 
@@ -192,7 +193,7 @@ def test_eta_counts_down_from_trial_epochs_left_and_trials_at_once(monkeypatch, 
     20 s (its worker starting), the others 10 s: the sweep ends at 80 s for 3
     or 4 trials (the third and fourth start at 40 s), at 120 s for 5."""
     clock = [0.0]
-    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
     trials = [CountingTrial(i, {"learning_rate": 0.1 * (i + 1), "epochs": 3}) for i in range(count)]
     table = LiveTable(["learning_rate"], "val_accuracy", "max", SweepConsole(stream=io.StringIO(), live=False),
                       total=count)
@@ -231,7 +232,7 @@ def test_eta_counts_down_from_trial_epochs_left_and_trials_at_once(monkeypatch, 
 
 def test_the_header_says_what_the_first_wait_is(monkeypatch):
     clock = [0.0]
-    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
     trials = [CountingTrial(i, {"learning_rate": 0.1, "epochs": 3}) for i in range(2)]
     table = LiveTable(["learning_rate"], "val_accuracy", "max", SweepConsole(stream=io.StringIO(), live=False),
                       total=2)
@@ -261,7 +262,7 @@ def test_a_resumed_trial_keeps_its_best_before_its_next_epoch():
 
 def test_in_a_log_epoch_lines_are_rate_limited_per_trial_and_each_finish_is_a_line(monkeypatch):
     clock = [1000.0]
-    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
     out = io.StringIO()
     table = LiveTable(["runtime_transform_script", "learning_rate"], "test_accuracy", "max",
                       SweepConsole(stream=out, live=False), total=2)

@@ -21,7 +21,7 @@ import pytest
 from tune_pipeline import sweep
 from tune_pipeline.distributions import DISTRIBUTIONS
 from tune_pipeline.experiment import FINISHED, NEVER_STARTED, load_experiment
-from tune_pipeline.progress import SweepConsole
+from tune_pipeline.sweep_console import SweepConsole
 from tune_pipeline.ray_state import ray_state_saved
 from tune_pipeline.space import load_space
 from tune_pipeline.tune_adapter import to_tune

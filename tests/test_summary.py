@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from fake_experiment import QUICKSTART_GRID, make_experiment
 from tune_pipeline.cli import app
 from tune_pipeline.experiment import load_experiment
-from tune_pipeline.progress import SweepConsole
+from tune_pipeline.sweep_console import SweepConsole
 from tune_pipeline.report import build_report
 from tune_pipeline.summary import winner_summary
 

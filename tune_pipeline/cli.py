@@ -6,9 +6,7 @@ one line on stderr, and exits 1 (main)."""
 
 from __future__ import annotations
 
-import errno
 import functools
-import os
 import signal
 import sys
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
+from tune_pipeline.command_process import interrupted_by_sigterm
 from tune_pipeline.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, RunFailed,
                                   UserError, shorten, written)
 
@@ -62,7 +61,7 @@ def user_errors(fn):
         except RunFailed as exc:
             raise fail(str(exc), EXIT_FAILED) from None
         except KeyboardInterrupt:
-            by = " by SIGTERM" if signal.SIGTERM in _signals else ""
+            by = " by SIGTERM" if interrupted_by_sigterm() else ""
             raise fail(f"interrupted{by}", EXIT_INTERRUPTED) from None
     return wrapper
 
@@ -151,54 +150,6 @@ def models():
         typer.echo(f"{name:<18} {count_parameters(create_model(name, num_classes=10)) / 1e6:7.2f}M parameters")
 
 
-def describe_space(space, resources: dict | None = None) -> list[str]:
-    """What the sweep will do, as the dry run and the real run both say it;
-    `resources`: a trial's, with --cpus-per-trial/--gpus-per-trial applied."""
-    from tune_pipeline.metrics import goal_word
-
-    s = space.scheduler
-    resources = resources or space.resources
-    if s["type"] == "hyperband":
-        scheduler = (f"wandb's hyperband (cut points at epochs {', '.join(map(str, s['cut_points']))}; "
-                     f"eta {s['eta']:g}, {'strict' if s['strict'] else 'not strict'}, from early_terminate)")
-    elif s["type"] == "pbt":
-        from tune_pipeline.pbt import describe
-        scheduler = describe(s)
-    else:
-        scheduler = s["type"] if s["type"] == "fifo" else (
-            f"asha (cut points at epochs {', '.join(map(str, s['cut_points']))}; max_t {s['max_t']}, "
-            f"reduction factor {s['reduction_factor']:g}, from {s.get('source', 'the file')})")
-    target = f", stops when {space.metric} reaches {space.target:g}" if space.target is not None else ""
-    repeats = f" ({space.repeats} seeds per grid point)" if space.repeats > 1 else ""
-    count = space.trial_count()
-    lines = [f"{space.source}: method {space.method}, {count} trial{'s' if count != 1 else ''}{repeats}, metric "
-             f"{space.metric} ({goal_word(space.mode)}){target}, scheduler "
-             f"{scheduler}, {resources['cpu']:g} CPU + {resources['gpu']:g} GPU per trial"]
-    if space.ignored:
-        lines.append(f"ignored: {', '.join(space.ignored)}")
-    lines += [f"note: {n}" for n in space.notes]
-    return lines
-
-
-PREVIEW_TRIALS = 3
-
-
-def _print_preview(space, resources: dict, max_concurrent: int | None) -> None:
-    from tune_pipeline.sampling import preview_configs
-
-    for line in describe_space(space, resources):
-        typer.echo(line)
-    at_once = max_concurrent or space.max_concurrent_trials
-    if at_once:
-        typer.echo(f"at most {at_once} trial{'s' if at_once != 1 else ''} at once")
-    typer.echo("fixed: " + ", ".join(f"{k}={v}" for k, v in space.fixed.items() if k not in space.swept()))
-    count = min(PREVIEW_TRIALS, space.trial_count())
-    for i, cfg in enumerate(preview_configs(space, count), 1):
-        typer.echo(f"trial {i}: " + (", ".join(f"{k}={cfg[k]}" for k in space.swept()) or "(no swept keys)"))
-    if space.trial_count() > count:
-        typer.echo(f"… and {space.trial_count() - count} more trial{'s' if space.trial_count() - count != 1 else ''}")
-
-
 @app.command()
 @user_errors
 def search(
@@ -235,16 +186,14 @@ def search(
         check_name(name)
     warning = resume_warning(space)
     if dry_run:
-        _print_preview(space, resources, max_concurrent)
-        from tune_pipeline import retention
+        from tune_pipeline.dry_run import print_preview
 
-        need = retention.estimate(space, retention.local_running(space, resources, max_concurrent))
-        typer.echo(retention.check_disk(need, storage_path, lambda m: typer.secho(f"warning: {m}", err=True,
-                                                                                  fg="yellow"), refuse=False))
+        print_preview(space, resources, max_concurrent, storage_path, echo=typer.echo,
+                      warn=lambda m: typer.secho(f"warning: {m}", err=True, fg="yellow"))
         if warning:
             typer.secho(f"warning: {warning}", err=True, fg="yellow")
         return
-    from tune_pipeline.progress import SweepConsole
+    from tune_pipeline.sweep_console import SweepConsole
     from tune_pipeline.sweep import SweepOptions, run_sweep
 
     if warning:
@@ -254,6 +203,8 @@ def search(
                            cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                            max_concurrent=max_concurrent, wandb=wandb, wandb_project=wandb_project, verbose=verbose,
                            overrides=tuple(set_))
+    from tune_pipeline.dry_run import describe_space
+
     for line in describe_space(space, resources)[1:]:
         typer.echo(line, err=True)
     outcome = run_sweep(space, options, SweepConsole())
@@ -270,7 +221,7 @@ def resume(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="show Ray's own log"),
 ):
     """Continue an interrupted sweep (finished trials are never run again), or add trials to one."""
-    from tune_pipeline.progress import SweepConsole
+    from tune_pipeline.sweep_console import SweepConsole
     from tune_pipeline.sweep import resume_sweep
 
     outcome = resume_sweep(experiment_dir, restart_errored=restart_errored, address=address,
@@ -450,75 +401,14 @@ def dashboard(
         typer.echo("stop it with: tune dashboard --stop")
 
 
-class GuardedOutput:
-    """Standard output that never raises: the first write the system refuses
-    (a full disk, a pipe whose reader has gone) is recorded, the stream is
-    pointed at /dev/null, and the command goes on, so a sweep or a training
-    run is not lost to its own progress lines.  `main` then says what happened."""
-
-    def __init__(self, stream):
-        self._stream = stream
-        self.lost: OSError | None = None
-
-    def _lose(self, exc: OSError) -> None:
-        if self.lost is None:
-            self.lost = exc
-        try:  # what the stream still buffers goes nowhere, not to a failing flush at exit
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self._stream.fileno())
-            os.close(devnull)
-        except (OSError, ValueError):
-            pass
-
-    def write(self, text):
-        if self.lost is not None:
-            return len(text)
-        try:
-            return self._stream.write(text)
-        except OSError as exc:
-            self._lose(exc)
-            return len(text)
-
-    def flush(self) -> None:
-        if self.lost is not None:
-            return
-        try:
-            self._stream.flush()
-        except OSError as exc:
-            self._lose(exc)
-
-    def __getattr__(self, name):
-        return getattr(self._stream, name)
-
-    def message(self) -> str:
-        exc = self.lost
-        if exc.errno == errno.EPIPE:
-            return "standard output was closed before the output ended (its reader stopped reading)"
-        return f"cannot write to standard output ({exc.strerror or exc}); the output from there on is lost"
-
-
-_signals: list[int] = []
-
-
-def _terminate_as_interrupt(signum, frame) -> None:
-    """SIGTERM (a scheduler's time limit, `kill`) does what Ctrl-C does: a
-    sweep saves its state and prints how to resume it, a training run writes
-    its summary.  Ray Tune's own SIGINT handler is called while it runs."""
-    _signals.append(signum)
-    handler = signal.getsignal(signal.SIGINT)
-    if callable(handler) and handler is not _terminate_as_interrupt:
-        handler(signal.SIGINT, frame)
-    else:  # SIGINT ignored (a background job) or default: interrupt all the same
-        raise KeyboardInterrupt
-
-
 def main() -> None:
+    from tune_pipeline.command_process import GuardedOutput, exit_now, terminate_as_interrupt
     from tune_pipeline.cpu_share import share_the_cpu
 
     share_the_cpu()  # before torch loads (cpu_share.py)
     output = GuardedOutput(sys.stdout)
     sys.stdout = output
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    signal.signal(signal.SIGTERM, terminate_as_interrupt)
     # `tune` or `tune-pipeline` (the same command under a name Ray's own `tune` script cannot take).
     invoked = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
     try:
@@ -534,27 +424,4 @@ def main() -> None:
     if output.lost is not None:
         typer.secho(f"error: {output.message()}", err=True, fg=typer.colors.RED)
         code = code or EXIT_FAILED
-    _exit(code or 0)
-
-
-def _exit(code: int) -> None:
-    """End a command that started Ray without Python's interpreter teardown.
-
-    After a sweep, everything is on disk and printed by the time the command
-    returns; what follows is Ray's shutdown (1.2-1.9 s) and then the interpreter
-    finalizing torch, Ray and their threads (1.2 s measured after the
-    quickstart, BENCHMARKS.md), a twentieth of the README's main job spent on
-    nothing a user sees.  So Ray is shut down here, the exit handlers run
-    (wandb, which Ray Tune imports, removes its temporary folders in one;
-    logging flushes in another: 0.02 s in all), the streams are flushed, and
-    the process ends without finalizing its modules.  A command that never
-    started Ray exits the ordinary way."""
-    ray = sys.modules.get("ray")
-    if ray is None or not ray.is_initialized():
-        sys.exit(code)
-    from tune_pipeline.internals import exit_without_teardown
-
-    try:
-        ray.shutdown()
-    finally:
-        exit_without_teardown(code)
+    exit_now(code or 0)

@@ -27,8 +27,9 @@ from tune_pipeline.experiment import (FAILED, FAILED_STATE, FINISHED, PENDING_ST
 from tune_pipeline.labels import Labeller, describe
 from tune_pipeline.metrics import RUNNING_BEST, best_of, fmt, goal, selection_note
 from tune_pipeline.storage import is_uri
-from tune_pipeline.progress import (DONE_STATES, EPOCH_LINE_SECONDS, LIVE_TABLES, PHASE_SECONDS, REFRESH_SECONDS,
-                                    Row, SweepConsole, _duration, _score, count_line, pack, render)
+from tune_pipeline.progress import (DONE_STATES, EPOCH_LINE_SECONDS, REFRESH_SECONDS, Row, count_line, pack, render,
+                                    row_score, short_duration)
+from tune_pipeline.sweep_console import LIVE_TABLES, PHASE_SECONDS, SweepConsole
 
 @dataclass
 class _Live:
@@ -178,7 +179,7 @@ class LiveTable(tune.Callback):
         elif state == PENDING_STATE:
             self._pending[row.trial_id] = live
         else:
-            live.rank = (-_score(row, self.mode), live.seq, row.trial_id)
+            live.rank = (-row_score(row, self.mode), live.seq, row.trial_id)
             bisect.insort(self._done, live.rank)
 
     def _check_running(self) -> None:
@@ -225,10 +226,10 @@ class LiveTable(tune.Callback):
     def header(self, now: float, width: int) -> list[str]:
         done = sum(self._counts.get(s, 0) for s in DONE_STATES)
         total = max(self.total, len(self._trials))
-        parts = [f"elapsed {_duration(now - self._started)}", f"{done}/{total} trials done"]
+        parts = [f"elapsed {short_duration(now - self._started)}", f"{done}/{total} trials done"]
         eta = self.eta(now)
         if done < total:
-            parts.append(f"ETA {_duration(eta)}" if eta is not None else "ETA after the first epoch"
+            parts.append(f"ETA {short_duration(eta)}" if eta is not None else "ETA after the first epoch"
                          if self._running or done else "first trials starting")
         if selection_note(self.metric).endswith("test data"):
             parts.append(selection_note(self.metric))  # a ranking chosen on the test set says so
@@ -239,7 +240,7 @@ class LiveTable(tune.Callback):
     def candidates(self, room: int) -> tuple[list[Row], dict[str, int]]:
         """At most `room` rows of each kind, in the table's order, and the
         counts per state of the trials left out: no more than the table can show."""
-        running = sorted((live.row for live in self._running.values()), key=lambda r: _score(r, self.mode),
+        running = sorted((live.row for live in self._running.values()), key=lambda r: row_score(r, self.mode),
                          reverse=True)[:room]
         done = [self._trials[trial_id].row for _, _, trial_id in self._done[:room]]
         pending = [live.row for live in itertools.islice(self._pending.values(), room)]
@@ -321,7 +322,7 @@ class LiveTable(tune.Callback):
         if now - self._epoch_lines.get(trial.trial_id, -EPOCH_LINE_SECONDS) < EPOCH_LINE_SECONDS:
             return
         self._epoch_lines[trial.trial_id] = now
-        self.console.print(f"[{_duration(now - self._started)}] {trial.trial_id} epoch {result.get('epoch', '?')}"
+        self.console.print(f"[{short_duration(now - self._started)}] {trial.trial_id} epoch {result.get('epoch', '?')}"
                            f"/{trial.config.get('epochs', '?')}: {self.metric} "
                            f"{fmt(self.metric, result.get(self.metric))}  {self._describe(trial)}")
 

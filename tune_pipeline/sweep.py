@@ -227,7 +227,7 @@ def _clear_unstarted(experiment_dir) -> None:
     """What Ray wrote of a sweep that never started (tuner.pkl, its searcher's
     first state, empty trial folders), so it starts clean: ours stays."""
     from tune_pipeline.lock import LOCK_FILE
-    from tune_pipeline.progress import LOG_FILE
+    from tune_pipeline.sweep_console import LOG_FILE
 
     for entry in list(experiment_dir.iterdir()):
         if entry.name in (METADATA_FILE, LOG_FILE) or entry.name.startswith(LOCK_FILE):
@@ -304,7 +304,7 @@ def _finish(tuner, experiment_dir, record: ExperimentRecord, console, verbose: b
     interrupted = False
     from ray.tune import TuneError
 
-    from tune_pipeline.progress import LOG_FILE, quiet_terminal
+    from tune_pipeline.sweep_console import LOG_FILE, quiet_terminal
 
     local = isinstance(experiment_dir, Path)
     try:
