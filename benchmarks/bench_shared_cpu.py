@@ -15,8 +15,9 @@ per-image PIL transforms, a DataLoader with 2 workers, batch 128, fp32 NCHW.
 `--sweep` adds a 2-trial sweep (one CPU, so one thread, per trial).
 `--repeats N` runs each condition's `tune train` variants N times, round
 robin, so that a drift of this shared VM's speed reaches every variant alike.
-"after, OMP_WAIT_POLICY=ACTIVE" is our code with OpenMP's spinning wait
-(a user's own policy wins over ours): what the PASSIVE policy alone changes.
+"after, OMP_WAIT_POLICY=PASSIVE" is our code with the sleeping wait forced
+(a user's own policy wins over ours), quiet or not: what choosing the
+policy by the load (cpu_share.py) changes against always sleeping.
 """
 
 from __future__ import annotations
@@ -133,8 +134,7 @@ def main():
               f"{args.epochs} epochs; images/s of the last epoch (whole run's seconds)")
         variants = [("before", trees["before"], {}),
                     ("before, OMP_NUM_THREADS=1", trees["before"], {"OMP_NUM_THREADS": "1"}),
-                    ("before, GOMP_SPINCOUNT=10000", trees["before"], {"GOMP_SPINCOUNT": "10000"}),
-                    ("after, OMP_WAIT_POLICY=ACTIVE", trees["after"], {"OMP_WAIT_POLICY": "ACTIVE"}),
+                    ("after, OMP_WAIT_POLICY=PASSIVE", trees["after"], {"OMP_WAIT_POLICY": "PASSIVE"}),
                     ("after", trees["after"], {})]
         for condition in args.conditions:
             busy = busy_process(condition)

@@ -15,6 +15,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from tune_pipeline.command_process import interrupted_by_sigterm
+from tune_pipeline.cpu_share import share_the_cpu
 from tune_pipeline.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, RunFailed,
                                   UserError, shorten, written)
 
@@ -114,6 +115,7 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ):
     """Train one configuration, without Ray: a YAML file, or a sweep's winner (--from)."""
+    share_the_cpu()  # before torch loads (cpu_share.py)
     from tune_pipeline.single_run import TrainOptions, run_training
 
     check_output_folder(output_dir, "--output-dir")
@@ -169,6 +171,7 @@ def search(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="show Ray's own log"),
 ):
     """Run a sweep: one Ray Tune trial per configuration of SPACE.yaml."""
+    share_the_cpu()  # before torch loads (cpu_share.py); a local Ray's workers inherit it
     from tune_pipeline.space import load_space
     from tune_pipeline.tune_adapter import check_tune
 
@@ -221,6 +224,7 @@ def resume(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="show Ray's own log"),
 ):
     """Continue an interrupted sweep (finished trials are never run again), or add trials to one."""
+    share_the_cpu()  # before torch loads (cpu_share.py); a local Ray's workers inherit it
     from tune_pipeline.sweep_console import SweepConsole
     from tune_pipeline.sweep import resume_sweep
 
@@ -403,9 +407,7 @@ def dashboard(
 
 def main() -> None:
     from tune_pipeline.command_process import GuardedOutput, exit_now, terminate_as_interrupt
-    from tune_pipeline.cpu_share import share_the_cpu
 
-    share_the_cpu()  # before torch loads (cpu_share.py)
     output = GuardedOutput(sys.stdout)
     sys.stdout = output
     signal.signal(signal.SIGTERM, terminate_as_interrupt)
