@@ -34,7 +34,7 @@ def test_the_sweeps_end_status_report_and_its_line_say_the_same_words(tmp_path):
     assert all(len(line) <= 80 for line in lines if "config:" not in line)  # whole on an 80-column terminal
 
     block = "\n".join(lines)
-    assert block in _finish_text(experiment)
+    assert "\n".join(summary.lines(80)) in _finish_text(experiment)  # a terminal: wrapped at its width
     status = CliRunner().invoke(app, ["status", str(path)], terminal_width=80, env={"COLUMNS": "80"})
     assert status.exit_code == 0 and block in status.output, status.output
     report = CliRunner().invoke(app, ["report", str(path), "-o", str(tmp_path / "r.html")])
@@ -64,3 +64,17 @@ def test_another_metric_ranks_by_its_own_goal(tmp_path):
 def test_no_result_yet_no_summary(tmp_path):
     path = make_experiment(tmp_path, QUICKSTART_GRID, statuses={i: ("PENDING", 0) for i in range(4)})
     assert winner_summary(load_experiment(path)) is None
+
+
+def test_on_a_narrow_terminal_the_summary_wraps_between_words_and_keeps_paths_whole(tmp_path):
+    experiment = load_experiment(make_experiment(tmp_path, QUICKSTART_GRID))
+    experiment.live = False
+    summary = winner_summary(experiment)
+    whole, narrow = summary.lines(), summary.lines(40)
+    assert len(narrow) > len(whole)
+    assert " ".join(narrow).split() == " ".join(whole).split()  # the same words, in order, none cut
+    for line in narrow:
+        assert len(line) <= 40 or len(line.split()) == 1, line  # longer only for one unbreakable word
+        assert line.startswith("  ") or line is narrow[0]  # what wraps stays indented under its line
+    config = str(experiment.best_trial().path / "params.json")
+    assert any(line.strip() == config for line in narrow) or any(line.endswith(config) for line in narrow)

@@ -71,6 +71,16 @@ def note(message: str) -> None:
     typer.secho(f"note: {message}", err=True, fg=typer.colors.YELLOW)
 
 
+def terminal_width() -> int | None:
+    """The width of the terminal standard output is, or None for a file or pipe."""
+    import shutil
+
+    try:
+        return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+    except (AttributeError, ValueError):
+        return None
+
+
 def check_output_file(path: Path, option: str = "--output", make_parent: bool = False) -> None:
     """Before any work: an output file whose folder exists (or may be made) and
     that is not itself a folder, so a long export or report never ends in a traceback."""
@@ -289,7 +299,7 @@ def status(
             for line in trial_lines(exp):
                 typer.echo(line)
     summary = winner_summary(exp)
-    for line in summary.lines() if summary else ():
+    for line in summary.lines(terminal_width()) if summary else ():
         typer.echo(line)
     _print_schedules(exp)
     by = None  # labels of every trial's values: only for the lines that show them
@@ -371,7 +381,7 @@ def report(
     target = output or local_output(experiment.path, "report.html")
     path = written(target, lambda: write_report(experiment, target, metric, top))
     summary = winner_summary(experiment, metric)
-    for line in summary.lines() if summary else ():
+    for line in summary.lines(terminal_width()) if summary else ():
         typer.echo(line)
     typer.echo(str(path))
 

@@ -24,9 +24,22 @@ class Summary:
     headline: str
     details: tuple[str, ...]  # short facts, each one line on an 80-column terminal
 
-    def lines(self) -> list[str]:
-        """Terminal lines: the headline, then each fact indented under it."""
-        return [self.headline, *(INDENT + d for d in self.details)]
+    def lines(self, width: int | None = None) -> list[str]:
+        """Terminal lines: the headline, then each fact indented under it.
+        With the terminal's `width`, a longer line is wrapped between words
+        (its rest indented under it), not cut mid-word by the terminal; a word
+        longer than the width (a path) stays whole, to copy."""
+        lines = [self.headline, *(INDENT + d for d in self.details)]
+        if not width:
+            return lines
+        import textwrap
+
+        wrapped = []
+        for line in lines:
+            lead = line[:len(line) - len(line.lstrip())]
+            wrapped += textwrap.wrap(line, width, initial_indent="", subsequent_indent=lead + INDENT,
+                                     break_on_hyphens=False, break_long_words=False) or [line]
+        return wrapped
 
     def html(self) -> str:
         return "<br>\n".join(html.escape(line) for line in (self.headline, *self.details))

@@ -141,7 +141,8 @@ class SweepConsole:
                 for line in trial_lines(experiment):
                     self.print(line)
         summary = winner_summary(experiment, best=best)
-        for line in summary.lines() if summary else ():
+        # A terminal's width wraps the summary between words; a log keeps whole lines.
+        for line in summary.lines(self.rich.width if self.rich.is_terminal else None) if summary else ():
             self.print(line)
         for trial in experiment.failed_trials():
             where = f" ({trial.error_file})" if trial.error_file else ""
