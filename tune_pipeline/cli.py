@@ -181,7 +181,8 @@ def search(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="show Ray's own log"),
 ):
     """Run a sweep: one Ray Tune trial per configuration of SPACE.yaml."""
-    share_the_cpu()  # before torch loads (cpu_share.py); a local Ray's workers inherit it
+    if not dry_run:  # a dry run trains nothing: no 0.2 s load probe
+        share_the_cpu()  # before torch loads (cpu_share.py); a local Ray's workers inherit it
     from tune_pipeline.space import load_space
     from tune_pipeline.tune_adapter import check_tune
 
