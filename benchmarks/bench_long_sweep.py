@@ -13,6 +13,12 @@ Prints the samples and, per fifth of the trials, the driver's CPU and the
 wall time per trial and the memory added per trial, from the samples taken
 before the Ctrl-C (the driver's shutdown after it, not per-trial work, is
 printed on its own line).
+
+`--profile-at 500,4500 --profile-out DIR`: when that many trials have
+started, py-spy samples the driver for `--profile-seconds` (without
+stopping it) into DIR/driver_at_<trials>.txt, collapsed stacks; compare two
+windows with `python benchmarks/bench_long_sweep.py --compare A B`: each
+frame's share of the driver's samples in both, so what grows per trial shows.
 """
 
 from __future__ import annotations
@@ -50,12 +56,44 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def frame_shares(path: Path) -> tuple[dict[str, float], int]:
+    """Each frame's share of all samples in a collapsed-stack file (a frame counted once per stack)."""
+    counts: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack:
+            continue
+        total += int(n)
+        for frame in set(stack.split(";")):
+            counts[frame] = counts.get(frame, 0) + int(n)
+    return {frame: n / total for frame, n in counts.items()}, total
+
+
+def compare(early: Path, late: Path, rows: int = 40) -> None:
+    a, na = frame_shares(early)
+    b, nb = frame_shares(late)
+    print(f"share of the driver's samples: {early.name} ({na} samples) -> {late.name} ({nb} samples)")
+    for frame in sorted(set(a) | set(b), key=lambda f: -(b.get(f, 0) - a.get(f, 0)))[:rows]:
+        print(f"{100 * a.get(frame, 0):6.1f}% -> {100 * b.get(frame, 0):6.1f}%  {frame[:150]}")
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--tree", type=Path, required=True)
+    parser.add_argument("--tree", type=Path)
     parser.add_argument("--trials", type=int, default=5000)
     parser.add_argument("--minutes", type=float, default=8.0)
+    parser.add_argument("--profile-at", default="", help="trial counts at which to sample the driver, 500,4500")
+    parser.add_argument("--profile-seconds", type=int, default=30)
+    parser.add_argument("--profile-out", type=Path, default=Path("/tmp/long_sweep_profiles"))
+    parser.add_argument("--compare", nargs=2, type=Path, metavar=("EARLY", "LATE"))
     args = parser.parse_args()
+    if args.compare:
+        return compare(*args.compare)
+    if args.tree is None:
+        parser.error("--tree is required")
+    profile_at = sorted(int(n) for n in args.profile_at.split(",") if n)
+    profilers = []
     folder = Path(tempfile.mkdtemp(prefix="bench_long_sweep_"))
     rt = tempfile.mkdtemp(prefix="rt", dir="/tmp")
     space = folder / "trivial.yaml"
@@ -84,6 +122,12 @@ def main():
                 samples.append((time.monotonic() - start, trials, cpu_seconds(driver.pid), uss, pss, state))
             except (OSError, ValueError):
                 continue
+            while profile_at and trials >= profile_at[0]:
+                args.profile_out.mkdir(parents=True, exist_ok=True)
+                out = args.profile_out / f"driver_at_{profile_at.pop(0)}.txt"
+                profilers.append(subprocess.Popen(["py-spy", "record", "--nonblocking", "-p", str(driver.pid),
+                                                   "-d", str(args.profile_seconds), "-f", "raw", "-o", str(out)],
+                                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             if not interrupted and time.monotonic() - start > args.minutes * 60:
                 driver.send_signal(signal.SIGINT)
                 interrupted = True
@@ -92,6 +136,8 @@ def main():
     finally:
         if driver.poll() is None:
             driver.kill()
+        for profiler in profilers:
+            profiler.wait()
         shutil.rmtree(rt, ignore_errors=True)
     print(f"{args.tree}: {samples[-1][1] if samples else 0} of {args.trials} trials started in "
           f"{samples[-1][0] if samples else 0:.0f} s{' (stopped by SIGINT)' if interrupted else ''}; "

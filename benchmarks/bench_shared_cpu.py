@@ -15,6 +15,8 @@ per-image PIL transforms, a DataLoader with 2 workers, batch 128, fp32 NCHW.
 `--sweep` adds a 2-trial sweep (one CPU, so one thread, per trial).
 `--repeats N` runs each condition's `tune train` variants N times, round
 robin, so that a drift of this shared VM's speed reaches every variant alike.
+Each row ends with how that run's OpenMP threads waited, as libgomp itself
+says (OMP_DISPLAY_ENV): [sleep] is the PASSIVE policy, [spin 300000] its default.
 "after, OMP_WAIT_POLICY=PASSIVE" is our code with the sleeping wait forced
 (a user's own policy wins over ours), quiet or not: what choosing the
 policy by the load (cpu_share.py) changes against always sleeping.
@@ -65,17 +67,20 @@ def original_loop(data: Path, batches: int, env: dict) -> float:
     return float(done.stdout.split()[-1])
 
 
-def tune_train(tree: Path, args: list[str], folder: Path, env: dict) -> tuple[float, float]:
-    """(images/s of the last epoch, wall seconds) of one `tune train`."""
+def tune_train(tree: Path, args: list[str], folder: Path, env: dict) -> tuple[float, float, str]:
+    """(images/s of the last epoch, wall seconds, how libgomp's threads waited) of one `tune train`."""
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "tune_pipeline", "train", *args, "-o", str(folder / "out"),
                            "--overwrite", "-q"], capture_output=True, text=True, cwd=folder,
-                          env={**env, "PYTHONPATH": str(tree)})
+                          env={**env, "PYTHONPATH": str(tree), "OMP_DISPLAY_ENV": "VERBOSE"})
     wall = time.perf_counter() - start
     rates = re.findall(r"\| (\d+) img/s", done.stdout)
     if done.returncode != 0 or not rates:
         raise SystemExit(f"{tree}: tune train {' '.join(args)}: exit {done.returncode}\n{done.stdout}{done.stderr}")
-    return float(rates[-1]), wall
+    # libgomp's own display: a spin count of 0 is the sleeping (PASSIVE) wait, 300000 its default.
+    spin = re.search(r"GOMP_SPINCOUNT = '(\d+)'", done.stderr)
+    waited = "?" if spin is None else ("sleep" if spin.group(1) == "0" else f"spin {spin.group(1)}")
+    return float(rates[-1]), wall, waited
 
 
 def sweep(tree: Path, space: Path, folder: Path, env: dict) -> list[float]:
@@ -146,10 +151,10 @@ def main():
                                            ("tune train --from", ["--from", str(experiment)])):
                         for label, tree, extra in (variants if what == "tune train" else
                                                    [variants[0], variants[-1]]):
-                            rate, wall = tune_train(tree, run_args, folder, {**env, **extra})
+                            rate, wall, waited = tune_train(tree, run_args, folder, {**env, **extra})
                             mark = f"{round_ + 1} " if args.repeats > 1 else ""
                             print(f"  {mark}{what:<18} {label:<31} {rate:6.0f} img/s ({wall:5.1f} s)  "
-                                  f"{rate / base:4.1f}x the original loop", flush=True)
+                                  f"{rate / base:4.1f}x the original loop  [{waited}]", flush=True)
                 if args.sweep:
                     for label, tree in trees.items():
                         rates = sweep(tree, space, folder, env)

@@ -49,10 +49,14 @@ rates = {v[0]: [] for v in variants}
 tune_train(A, [str(folder / "cifar.yaml")], folder, env)  # warm
 for r in range(repeats):
     for label, tree, extra in (variants if r % 2 == 0 else variants[::-1]):  # ABBA: no variant always first
-        rate, wall = tune_train(tree, [str(folder / "cifar.yaml")], folder, {**env, **extra})
+        rate, wall, waited = tune_train(tree, [str(folder / "cifar.yaml")], folder, {**env, **extra})
         rates[label].append(rate)
-        print(f"{r + 1} {label:<55} {rate:6.0f} img/s ({wall:4.1f} s)", flush=True)
+        print(f"{r + 1} {label:<55} {rate:6.0f} img/s ({wall:4.1f} s) [{waited}]", flush=True)
 print()
+first = variants[0][0]
 for label, rs in rates.items():
-    print(f"{label:<55} median {statistics.median(rs):6.0f}  ({', '.join(f'{x:.0f}' for x in rs)})")
+    # Each round's ratio to the first variant of the same round: the machine's drift between rounds cancels.
+    paired = "" if label == first else \
+        f"  paired median {statistics.median(x / y - 1 for x, y in zip(rs, rates[first])):+.1%} against {first}"
+    print(f"{label:<55} median {statistics.median(rs):6.0f}  ({', '.join(f'{x:.0f}' for x in rs)}){paired}")
 shutil.rmtree(folder, ignore_errors=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ray.tune.schedulers import AsyncHyperBandScheduler
 from typer.testing import CliRunner
 
 from tune_pipeline.cli import app
@@ -74,7 +75,7 @@ def test_asha_file_stops_by_wandbs_hyperband_rule_or_by_asha_on_request():
     parts = to_tune(space)
     assert type(parts["scheduler"]).__name__ == "WandbHyperband" and parts["scheduler"].bands == [3, 9, 27]
     asha = to_tune(load_space(ROOT / "tune_pipeline" / "search_spaces" / "asha.yaml", scheduler="asha"))["scheduler"]
-    assert type(asha).__name__ == "AsyncHyperBandScheduler"
+    assert isinstance(asha, AsyncHyperBandScheduler)
     assert sorted(t for t, _ in asha._brackets[0]._rungs) == [3, 9, 27]
 
 

@@ -28,6 +28,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from tune_pipeline import metrics
+from tune_pipeline.trial_queue import FirstOpenTrial
 
 # Under Ray Tune's logger: the sweep's log settings (quiet unless --verbose) apply.
 logger = logging.getLogger("ray.tune.wandb_hyperband")
@@ -94,7 +95,7 @@ def runs_to_stop(histories: Mapping[Hashable, Sequence], running: Iterable[Hasha
     return table.stops(running)
 
 
-class WandbHyperband(FIFOScheduler):
+class WandbHyperband(FirstOpenTrial, FIFOScheduler):
     """`early_terminate: {type: hyperband}` with wandb's stop decisions.
 
     `bands` are the epochs to judge at (early_stopping.hyperband_cut_points); one Tune

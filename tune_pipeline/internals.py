@@ -176,6 +176,27 @@ def saved_search_progress(experiment_dir) -> tuple[int, set, bool] | None:
     return None
 
 
+# --- Ray Tune: an ended trial's record in the driver (sweep.py) ----------------
+
+
+def forget_metric_analysis(trial) -> None:
+    """Drop an ended trial's running analysis of its results.  Ray keeps
+    every trial in the driver for the whole run, and with each a max, min,
+    average, last-5 and last-10 average of every numeric result key (25 of
+    ours and Ray's), with the deques behind them: about 50 KB of the
+    driver's memory per trial, and 15 of the 27 KB the trial's entry adds to
+    the state file Ray rewrites whole at every save.  Only Ray's
+    ExperimentAnalysis and ResultGrid best-of queries read it; this package
+    reads result.json.  The analysis is private (`_TrainingRunMetadata`);
+    where Ray keeps no such thing, nothing is done."""
+    metadata = getattr(trial, "run_metadata", None)
+    if not isinstance(getattr(metadata, "metric_analysis", None), dict) or \
+            not isinstance(getattr(metadata, "metric_n_steps", None), dict):
+        return
+    metadata.metric_analysis = {}  # setting an attribute clears its cached JSON
+    metadata.metric_n_steps = {}
+
+
 # --- CPython: ending a process and stopping a thread --------------------------
 
 

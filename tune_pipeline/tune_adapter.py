@@ -113,13 +113,13 @@ def to_tune(space: SearchSpace, max_concurrent: int | None = None) -> dict:
     if space.method == "bayes":
         from tune_pipeline.searcher import RestartableOptuna
         search_alg = RestartableOptuna()
-    scheduler = None
+    from tune_pipeline.trial_queue import Asha, Fifo
+
+    scheduler = Fifo()
     s = space.scheduler
     if s["type"] == "asha":
-        from ray.tune.schedulers import ASHAScheduler
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=int(s["max_t"]),
-                                  grace_period=int(s["grace_period"]),
-                                  reduction_factor=float(s["reduction_factor"]))
+        scheduler = Asha(time_attr="training_iteration", max_t=int(s["max_t"]), grace_period=int(s["grace_period"]),
+                         reduction_factor=float(s["reduction_factor"]))
         # The cut points are set, not derived: wandb's (int-truncated, s-limited) bands
         # are not always grace_period * eta^k.  ASHA has no public API for its rungs:
         # this private attribute (Ray is pinned in pyproject) is set here only.
