@@ -75,6 +75,7 @@ def make_experiment(root: Path, grid: dict[str, list], name: str = "fake", epoch
     from ray.tune.execution.placement_groups import PlacementGroupFactory
     from ray.tune.experiment import Trial
 
+    from tune_pipeline.internals import forget_metric_analysis
     from tune_pipeline.sweep import trial_dirname
 
     path = Path(root) / name
@@ -117,6 +118,8 @@ def make_experiment(root: Path, grid: dict[str, list], name: str = "fake", epoch
             trial.run_metadata.error_filename = "error.txt"
             trial.run_metadata.pickled_error_filename = "error.pkl"
         trial.set_status(status)
+        if status in ("TERMINATED", "ERROR"):
+            forget_metric_analysis(trial)  # as the sweep's callback does at a trial's end
         trial.run_metadata.invalidate_cache()
         trial_data.append(list(trial.get_json_state()))
     meta["trial_count"] = len(points)

@@ -112,7 +112,7 @@ class LiveTable(tune.Callback):
         """Take in the trials Ray created since the last call: Ray appends to its list."""
         if len(trials) < self._known:  # not the list we followed: start again
             self._reset()
-        for trial in itertools.islice(trials, self._known, None):
+        for trial in trials[self._known:]:  # a slice of the new ones (islice would walk past the old ones)
             self._add(trial)
         self._known = len(trials)
 
