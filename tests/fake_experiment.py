@@ -119,7 +119,7 @@ def make_experiment(root: Path, grid: dict[str, list], name: str = "fake", epoch
             trial.run_metadata.pickled_error_filename = "error.pkl"
         trial.set_status(status)
         if status in ("TERMINATED", "ERROR"):
-            forget_metric_analysis(trial)  # as the sweep's callback does at a trial's end
+            forget_metric_analysis(trial, keep=metric)  # as the sweep's callback does at a trial's end
         trial.run_metadata.invalidate_cache()
         trial_data.append(list(trial.get_json_state()))
     meta["trial_count"] = len(points)

@@ -16,8 +16,8 @@ from conftest import ROOT, SEARCH_SPACES
 from fake_experiment import QUICKSTART_GRID, make_experiment
 
 # The modules that need Ray: the sweep and what Ray runs or calls back.
-RAY_SIDE = {"cluster", "extend", "hyperband", "integrations", "live_table", "pbt_scheduler", "ray_session",
-            "searcher", "sweep", "trainable", "trial_inputs", "trial_queue", "tune_adapter"}
+RAY_SIDE = {"cluster", "ended_trials", "extend", "hyperband", "integrations", "live_table", "pbt_scheduler",
+            "ray_session", "searcher", "sweep", "trainable", "trial_inputs", "tune_adapter"}
 # Everything else, listed so a new module must be put on one side or the other.
 RAY_FREE = {"augment", "cli", "command_process", "compile_policy", "config", "cpu_share", "data", "distributions", "dry_run", "early_stopping",
             "errors", "experiment", "experiment_record", "export", "internals", "labels", "lock", "metrics",

@@ -27,20 +27,23 @@ def test_a_trial_trains_on_the_object_stores_arrays_without_copying_them(digits)
         assert np.array_equal(arrays[key], copy)
 
 
-def test_the_driver_keeps_no_running_analysis_of_an_ended_trial(asha_experiment):
+def test_the_driver_keeps_of_an_ended_trial_only_its_metrics_analysis(asha_experiment):
     """Ray's max/min/average of every result key, per trial, was 15 of the 27
     KB each trial added to the state file Ray rewrites whole at every save,
     and about 50 KB of the driver's memory (BENCHMARKS.md, "The driver over a
-    long sweep").  Finished, stopped and failed trials alike are kept without it."""
+    long sweep").  Finished and stopped trials keep the sweep's metric's alone
+    (what Ray's own ranking reads); the trial that diverged in its first
+    epoch reported nothing (the error path: tests/test_ended_trials.py)."""
     folder, result = asha_experiment
     assert result.returncode in (0, 1), result.stdout + result.stderr
     state_file = max(folder.glob("experiment_state-*.json"), key=lambda p: p.name)
     entries = json.loads(state_file.read_text())["trial_data"]
-    statuses = set()
+    statuses = []
     for trial_json, runtime_json in entries:
         status, runtime = json.loads(trial_json)["status"], json.loads(runtime_json)
-        statuses.add(status)
-        assert status in ("TERMINATED", "ERROR")
-        assert runtime["metric_analysis"] == {} and runtime["metric_n_steps"] == {}
-        assert runtime["last_result"], "the last result stays: the live table and Ray's ResultGrid read it"
-    assert statuses == {"TERMINATED", "ERROR"}
+        statuses.append(status)
+        reported = "val_accuracy" in runtime["last_result"]
+        assert set(runtime["metric_analysis"]) == set(runtime["metric_n_steps"]) == \
+            ({"val_accuracy"} if reported else set())
+        assert reported == (status == "TERMINATED")
+    assert sorted(statuses) == ["ERROR"] + ["TERMINATED"] * 5

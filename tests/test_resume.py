@@ -324,6 +324,9 @@ def test_a_search_state_older_than_its_trials_and_lost_results_resume_to_the_ful
     assert outcome.exit_code == 0
     said = capsys.readouterr()
     assert f"({lost.trial_id}) finished, but the results never reached" in said.err
+    # The restored live table's count: the lost trial is replaced, not added (3 trials, never 4).
+    counted = re.findall(r"^\[(\d+)/(\d+)\] ", said.out, re.MULTILINE)
+    assert counted and {total for _, total in counted} == {"3"}, said.out
     after = load_experiment(experiment_dir)
     assert after.status_counts() == {FINISHED: 3} and lost.trial_id not in {t.trial_id for t in after.trials}
     assert all(t.epochs == 1 and t.history for t in after.trials)

@@ -28,7 +28,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from tune_pipeline import metrics
-from tune_pipeline.trial_queue import FirstOpenTrial
+from tune_pipeline.ended_trials import FirstOpenTrial
 
 # Under Ray Tune's logger: the sweep's log settings (quiet unless --verbose) apply.
 logger = logging.getLogger("ray.tune.wandb_hyperband")

@@ -141,6 +141,17 @@ def set_restored_search_alg(tuner, search_alg) -> None:
     tuner._local_tuner._tune_config.search_alg = search_alg
 
 
+def restored_callbacks(tuner) -> list:
+    """The list of callbacks `Tuner.restore` unpickled from the experiment,
+    itself (Ray restores the run config it saved, callbacks included, and
+    keeps it in a private object): the resume tells the restored live table
+    the trials it replaces, and adds what an older version did not pickle."""
+    run_config = tuner._local_tuner.get_run_config()
+    if run_config.callbacks is None:
+        run_config.callbacks = []
+    return run_config.callbacks
+
+
 def saved_search_progress(experiment_dir) -> tuple[int, set, bool] | None:
     """What the newest search state Ray saved in `experiment_dir` (a Path or
     storage.RemotePath) says: how many trials it had created, the ids it
@@ -179,22 +190,24 @@ def saved_search_progress(experiment_dir) -> tuple[int, set, bool] | None:
 # --- Ray Tune: an ended trial's record in the driver (sweep.py) ----------------
 
 
-def forget_metric_analysis(trial) -> None:
-    """Drop an ended trial's running analysis of its results.  Ray keeps
-    every trial in the driver for the whole run, and with each a max, min,
-    average, last-5 and last-10 average of every numeric result key (25 of
-    ours and Ray's), with the deques behind them: about 50 KB of the
-    driver's memory per trial, and 15 of the 27 KB the trial's entry adds to
-    the state file Ray rewrites whole at every save.  Only Ray's
-    ExperimentAnalysis and ResultGrid best-of queries read it; this package
-    reads result.json.  The analysis is private (`_TrainingRunMetadata`);
-    where Ray keeps no such thing, nothing is done."""
+def forget_metric_analysis(trial, keep: str) -> None:
+    """Drop an ended trial's running analysis of its results but for the
+    metric `keep`.  Ray keeps every trial in the driver for the whole run,
+    and with each a max, min, average, last-5 and last-10 average of every
+    numeric result key (25 of ours and Ray's), with the deques behind them:
+    about 50 KB of the driver's memory per trial, and 15 of the 27 KB the
+    trial's entry adds to the state file Ray rewrites whole at every save.
+    Only Ray's ExperimentAnalysis and ResultGrid read it, to rank trials by
+    one metric (the sweep's, kept); this package reads result.json.  The
+    analysis is private (`_TrainingRunMetadata`); where Ray keeps no such
+    thing, nothing is done."""
     metadata = getattr(trial, "run_metadata", None)
-    if not isinstance(getattr(metadata, "metric_analysis", None), dict) or \
-            not isinstance(getattr(metadata, "metric_n_steps", None), dict):
+    analysis, steps = getattr(metadata, "metric_analysis", None), getattr(metadata, "metric_n_steps", None)
+    if not isinstance(analysis, dict) or not isinstance(steps, dict):
         return
-    metadata.metric_analysis = {}  # setting an attribute clears its cached JSON
-    metadata.metric_n_steps = {}
+    # Setting an attribute clears the cached JSON Ray writes at its next save.
+    metadata.metric_analysis = {keep: analysis[keep]} if keep in analysis else {}
+    metadata.metric_n_steps = {keep: steps[keep]} if keep in steps else {}
 
 
 # --- CPython: ending a process and stopping a thread --------------------------

@@ -60,6 +60,7 @@ class LiveTable(tune.Callback):
         # sweep's goal is the metric's own.
         running_best = RUNNING_BEST.get(metric)
         self._running_best = running_best if running_best and goal(metric) == mode else None
+        self._left_out: set[str] = set()
         self._reset()
 
     def _reset(self) -> None:
@@ -116,8 +117,15 @@ class LiveTable(tune.Callback):
             self._add(trial)
         self._known = len(trials)
 
+    def leave_out(self, trial_ids) -> None:
+        """Trials Ray still lists that the experiment does not count: lost
+        ones that a new trial replaces on a resume.  A restored table is
+        unpickled before the resume knows them, so it is told here."""
+        self._left_out = set(trial_ids)
+        self._reset()  # what was taken in is taken in again, without them
+
     def _add(self, trial) -> None:
-        if trial.trial_id in self._trials:
+        if trial.trial_id in self._trials or trial.trial_id in self._left_out:
             return
         result = trial.last_result or {}
         epoch = _int(result.get("epoch"))

@@ -177,8 +177,8 @@ def _state_entries(stream, source) -> list | None:
 
 
 # Ray's run metadata is written with indent 2, the error file's name among its
-# first keys: found there without parsing the rest (the bulk: every metric's
-# analysis and the pickled checkpoint manager), else by a full parse.
+# first keys: found there without parsing the rest (the bulk: the pickled
+# checkpoint manager, and a running trial's analysis of every metric), else by a full parse.
 _ERROR_FILENAME = re.compile(r'^  "error_filename": (null|"(?:[^"\\]|\\.)*")', re.MULTILINE)
 
 

@@ -80,25 +80,9 @@ def build_callbacks(record: ExperimentRecord, name: str, console):
         callbacks.append(wandb_callback(record.wandb_project or "tune_pipeline", group=name))
     if is_uri(record.storage_path or ""):
         callbacks.append(storage_watch(str(location(record.storage_path) / name)))
-    return [*callbacks, ended_trials_trimmed()]  # last: every other callback sees the trial's end whole
+    from tune_pipeline.ended_trials import EndedTrialsTrimmed
 
-
-def ended_trials_trimmed():
-    """A callback that drops what Ray's driver keeps of an ended trial and
-    nothing reads (internals.forget_metric_analysis): the driver's memory
-    and the state file then grow by a third as much per trial."""
-    from ray import tune
-
-    from tune_pipeline.internals import forget_metric_analysis
-
-    class EndedTrialsTrimmed(tune.Callback):
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            forget_metric_analysis(trial)
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            forget_metric_analysis(trial)
-
-    return EndedTrialsTrimmed()
+    return [*callbacks, EndedTrialsTrimmed(record.metric)]  # last: every other callback sees the trial's end whole
 
 
 def trial_dirname(trial) -> str:
@@ -313,6 +297,16 @@ def _resume_locked(experiment_dir: Path, record: ExperimentRecord, started: bool
         str(experiment_dir), trainable, resume_unfinished=True,
         resume_errored=False, restart_errored=restart_errored, **restore_arguments(space, rebuild))
     continue_search(tuner, space, record, experiment_dir, rebuild)  # trials still to create
+    from tune_pipeline.ended_trials import EndedTrialsTrimmed
+    from tune_pipeline.internals import restored_callbacks
+    from tune_pipeline.live_table import LiveTable
+
+    callbacks = restored_callbacks(tuner)  # Ray's own list: what is added here runs
+    for callback in callbacks:
+        if isinstance(callback, LiveTable):  # Ray still lists the lost trials: the table counts their reruns
+            callback.leave_out(record.lost_trials)
+    if not any(isinstance(callback, EndedTrialsTrimmed) for callback in callbacks):
+        callbacks.append(EndedTrialsTrimmed(record.metric))  # an experiment an older version started
     console.start(record.name, experiment_dir, record.trial_count, resources, resumed=True)
     return _finish(tuner, experiment_dir, record, console, verbose)
 

@@ -113,7 +113,7 @@ def to_tune(space: SearchSpace, max_concurrent: int | None = None) -> dict:
     if space.method == "bayes":
         from tune_pipeline.searcher import RestartableOptuna
         search_alg = RestartableOptuna()
-    from tune_pipeline.trial_queue import Asha, Fifo
+    from tune_pipeline.ended_trials import Asha, Fifo
 
     scheduler = Fifo()
     s = space.scheduler
@@ -142,8 +142,7 @@ def check_tune(space: SearchSpace) -> dict:
         if parts["search_alg"] is not None:
             with _quiet_optuna() if space.method == "bayes" else contextlib.nullcontext():
                 parts["search_alg"].set_search_properties(space.metric, space.mode, parts["param_space"])
-        if parts["scheduler"] is not None:
-            parts["scheduler"].set_search_properties(space.metric, space.mode)
+        parts["scheduler"].set_search_properties(space.metric, space.mode)
     except (AssertionError, ValueError, TypeError) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
         raise UserError(f"{space.source}: Ray Tune refuses this space: {reason}") from None

@@ -1,14 +1,20 @@
-"""The next trial a FIFO-order sweep starts: Ray's choice, at a cost that
-does not grow with the trials already ended (trial_queue.py)."""
+"""What the driver does with ended trials (ended_trials.py): the next
+trial a FIFO-order sweep starts is Ray's choice, at a cost that does not
+grow with the trials already ended; an ended trial keeps of Ray's running
+analysis only the sweep's metric."""
 
+import json
+import pickle
 import random
 
+import pyarrow.fs
 import pytest
+from ray.train._internal.storage import StorageContext
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler
 
+from tune_pipeline.ended_trials import Asha, EndedTrialsTrimmed, FirstOpenTrial
 from tune_pipeline.space import parse_space
-from tune_pipeline.trial_queue import FirstOpenTrial
 from tune_pipeline.tune_adapter import to_tune
 
 ENDED = (Trial.TERMINATED, Trial.ERROR)
@@ -44,7 +50,8 @@ class Controller:
 
 
 # A trial's moves while Ray runs a sweep: started, ended, failed and retried
-# (RUNNING -> PENDING), paused and continued.  None goes from ended back.
+# (RUNNING -> PENDING, and Ray moves it to the end of its list), paused and
+# continued.  None goes from ended back.
 MOVES = {Trial.PENDING: [Trial.RUNNING], Trial.RUNNING: [Trial.TERMINATED, Trial.ERROR, Trial.PENDING, Trial.PAUSED],
          Trial.PAUSED: [Trial.PENDING, Trial.RUNNING], Trial.TERMINATED: [], Trial.ERROR: []}
 
@@ -61,17 +68,23 @@ def test_the_trial_chosen_is_the_one_rays_fifo_scan_chooses(seed):
         movable = [t for t in trials if MOVES[t.status]]
         if movable:
             trial = rng.choice(movable)
-            trial.status = rng.choice(MOVES[trial.status])
+            was, trial.status = trial.status, rng.choice(MOVES[trial.status])
+            if (was, trial.status) == (Trial.RUNNING, Trial.PENDING):  # a retry: _try_recover's move
+                trials.remove(trial)
+                trials.append(trial)
 
 
 def test_a_new_trial_list_is_scanned_from_its_start():
     """A resumed sweep's trials are a new list, its errored trials reset to
-    PENDING: a scheduler restored from the pickle must see them."""
-    ours = FirstOpenTrial()
+    PENDING (`--restart-errored`): the scheduler, pickled after it chose, must
+    see them, and carries no trial."""
+    ours = Asha(time_attr="training_iteration", max_t=4, grace_period=1)
     first = [CountedTrial("a", Trial.ERROR), CountedTrial("b", Trial.TERMINATED), CountedTrial("c", Trial.RUNNING)]
     assert ours.choose_trial_to_run(Controller(first)) is None
+    pickled = pickle.dumps(ours)
+    assert b"CountedTrial" not in pickled
     restored = [CountedTrial("a", Trial.PENDING), CountedTrial("b", Trial.TERMINATED), CountedTrial("c")]
-    assert ours.choose_trial_to_run(Controller(restored)) is restored[0]
+    assert pickle.loads(pickled).choose_trial_to_run(Controller(restored)) is restored[0]
 
 
 def test_a_choice_reads_the_open_trials_not_the_ended_ones():
@@ -100,3 +113,31 @@ def test_every_fifo_order_scheduler_a_sweep_runs_chooses_from_the_first_open_tri
         raw["early_terminate"] = early
     built = to_tune(parse_space(raw, tmp_path / "space.yaml", scheduler=scheduler))["scheduler"]
     assert isinstance(built, FirstOpenTrial) and isinstance(built, FIFOScheduler)
+
+
+def ray_trial(tmp_path) -> Trial:
+    """A Ray trial in the driver that reported three epochs."""
+    storage = StorageContext(storage_path=str(tmp_path), experiment_dir_name="exp",
+                             storage_filesystem=pyarrow.fs.LocalFileSystem())
+    trial = Trial("train_trial", config={"learning_rate": 0.1}, trial_id="ab12c_00000", storage=storage, stub=True)
+    for epoch in (1, 2, 3):
+        trial.update_last_result({"epoch": epoch, "val_accuracy": 0.1 * epoch, "train_loss": 1 / epoch,
+                                  "training_iteration": epoch})
+    return trial
+
+
+@pytest.mark.parametrize("end", ["on_trial_complete", "on_trial_error"])
+def test_an_ended_trial_keeps_of_rays_analysis_only_the_sweeps_metric(tmp_path, end):
+    trial = ray_trial(tmp_path)
+    saved = json.loads(trial.get_json_state()[1])
+    assert {"val_accuracy", "train_loss", "epoch"} <= set(saved["metric_analysis"])
+    getattr(EndedTrialsTrimmed("val_accuracy"), end)(0, [trial], trial)
+    saved = json.loads(trial.get_json_state()[1])  # what Ray's next save writes
+    assert set(saved["metric_analysis"]) == set(saved["metric_n_steps"]) == {"val_accuracy"}
+    # What Ray's ExperimentAnalysis ranks trials by is intact: max, last, averages.
+    assert trial.metric_analysis["val_accuracy"]["max"] == pytest.approx(0.3)
+    assert trial.metric_analysis["val_accuracy"]["last-5-avg"] == pytest.approx(0.2)
+    assert trial.last_result["val_accuracy"] == pytest.approx(0.3)
+    # Restarted (`tune resume --restart-errored`), it reports again.
+    trial.update_last_result({"epoch": 1, "val_accuracy": 0.5, "train_loss": 0.7, "training_iteration": 4})
+    assert trial.metric_analysis["val_accuracy"]["max"] == 0.5 and trial.metric_analysis["train_loss"]["last"] == 0.7
