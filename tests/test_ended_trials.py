@@ -14,8 +14,11 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler
 
 from tune_pipeline.ended_trials import Asha, EndedTrialsTrimmed, FirstOpenTrial
+from tune_pipeline.experiment import FINISHED_STATE, STOPPED_STATE, load_experiment
 from tune_pipeline.space import parse_space
 from tune_pipeline.tune_adapter import to_tune
+
+from conftest import TINY, run_tune, write_sweep
 
 ENDED = (Trial.TERMINATED, Trial.ERROR)
 
@@ -141,3 +144,18 @@ def test_an_ended_trial_keeps_of_rays_analysis_only_the_sweeps_metric(tmp_path, 
     # Restarted (`tune resume --restart-errored`), it reports again.
     trial.update_last_result({"epoch": 1, "val_accuracy": 0.5, "train_loss": 0.7, "training_iteration": 4})
     assert trial.metric_analysis["val_accuracy"]["max"] == 0.5 and trial.metric_analysis["train_loss"]["last"] == 0.7
+
+
+@pytest.mark.slow
+def test_a_sweep_under_rays_asha_runs_every_trial_to_an_end(tmp_path):
+    """`--scheduler asha`: Ray's ASHA with the first-open-trial choice, as a
+    user runs it; every trial ends (finished or stopped), none is left waiting."""
+    space = write_sweep(tmp_path, {"learning_rate": {"values": [0.002, 0.01, 0.05, 0.2]},
+                                   "lr_scheduler": {"value": "none"}, "epochs": {"value": 3}})
+    result = run_tune("search", space, "--scheduler", "asha", "--name", "asha", "--storage-path", tmp_path,
+                      *TINY, "--max-concurrent", "1", cwd=tmp_path,
+                      env={"TUNE_PIPELINE_CACHE": str(tmp_path / "cache"), "RAY_USAGE_STATS_ENABLED": "0"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    experiment = load_experiment(tmp_path / "asha")
+    assert len(experiment.trials) == 4
+    assert set(experiment.state_counts()) <= {FINISHED_STATE, STOPPED_STATE}, experiment.state_counts()
