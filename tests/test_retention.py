@@ -89,6 +89,22 @@ def test_an_ended_trial_keeps_what_its_setting_says(manager, setting, epochs, tm
         assert Path(latest.checkpoint.path).exists()
 
 
+@pytest.mark.parametrize("setting, epochs", [("latest", [5]), ("none", [])])
+def test_a_checkpoint_ray_never_recorded_goes_when_its_trial_has_ended(manager, setting, epochs, tmp_path):
+    """Stopped by the scheduler while its next epoch was being saved, a trial
+    leaves that checkpoint, whose result Ray drops: seen in a full run as a
+    `latest` trial keeping two."""
+    import pyarrow.fs
+
+    (tmp_path / "checkpoint_000005").mkdir()
+    (tmp_path / "checkpoint_000005" / "state.pt").write_bytes(b"epoch 6")
+    (tmp_path / "result.json").write_text("")
+    retention.prune(manager, setting)
+    removed = retention.remove_strays(manager, pyarrow.fs.LocalFileSystem(), str(tmp_path))
+    assert [Path(p).name for p in removed] == ["checkpoint_000005"]
+    assert epochs_of(tmp_path.glob("checkpoint_*")) == epochs and (tmp_path / "result.json").exists()
+
+
 def test_a_running_trial_keeps_its_latest_and_what_the_last_saves_name(manager, tmp_path):
     saved = manager._checkpoint_results[0]  # epoch 1 (the worst): named by an earlier state save
     retention.prune(manager, retention.running_setting({"finished": "best", "stopped": "none", "failed": "none"}),

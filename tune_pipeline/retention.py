@@ -162,6 +162,30 @@ def prune(manager, setting, protect=()) -> list:
     return deleted
 
 
+def remove_strays(manager, filesystem, trial_folder: str) -> list:
+    """Delete the checkpoint folders in an ended trial's folder that Ray's
+    manager never recorded; returns their paths.  A trial that the scheduler
+    stops while its next epoch is being saved leaves that epoch's checkpoint
+    on disk, and Ray drops the result that names it: no setting would keep
+    it, and nothing would ever delete it."""
+    import pyarrow.fs
+
+    recorded = [*manager._checkpoint_results, manager.latest_checkpoint_result]
+    known = {r.checkpoint.path.rstrip("/") for r in recorded if r is not None}
+    try:
+        entries = filesystem.get_file_info(pyarrow.fs.FileSelector(trial_folder))
+    except (OSError, FileNotFoundError):
+        return []
+    strays = [e.path for e in entries if e.type == pyarrow.fs.FileType.Directory
+              and e.base_name.startswith("checkpoint_") and e.path.rstrip("/") not in known]
+    for path in strays:
+        try:
+            filesystem.delete_dir(path)
+        except (OSError, FileNotFoundError):
+            pass  # gone already
+    return strays
+
+
 def pruner(policy: dict, while_running: bool = True):
     """A Tune callback that deletes what no outcome keeps while trials run,
     and what each trial's outcome does not keep once it ends.  Without
@@ -202,6 +226,8 @@ def pruner(policy: dict, while_running: bool = True):
             if prune(manager, setting, protect):
                 trial.run_metadata.invalidate_cache()
                 trial.invalidate_json_state()
+            if final and trial.status in ("TERMINATED", "ERROR"):  # its worker is gone: no save is under way
+                remove_strays(manager, trial.storage.storage_filesystem, trial.storage.trial_fs_path)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             self.live[trial.trial_id] = trial
