@@ -41,6 +41,10 @@ def test_the_running_best_never_falls_and_no_trial_lies_above_it(tmp_path):
             below = [b for lx, b in zip(line.get_xdata(), ys) if lx <= x]
             assert y <= below[-1] + 1e-12
     assert max(spent.get_lines()[0].get_xdata()) == 10
+    fig.canvas.draw()  # the legend names the line and the points, and covers neither panel
+    (legend,) = fig.legends
+    assert {t.get_text() for t in legend.get_texts()} >= {"best test_accuracy so far"}
+    assert not any(legend.get_window_extent().overlaps(ax.get_window_extent()) for ax in (wall, spent))
 
 
 def test_without_wall_clock_times_the_trial_epochs_panel_still_draws(tmp_path):

@@ -21,7 +21,7 @@ from typing import Callable
 from tune_pipeline.experiment import (FAILED, FAILED_STATE, FINISHED_STATE, STOPPED_STATE, Experiment,
                                       Trial)
 from tune_pipeline.labels import Labeller, key, labellers, number
-from tune_pipeline.metrics import METRICS, best_of, fmt, oriented, selection_note, sign
+from tune_pipeline.metrics import METRICS, best_of, fmt, oriented, selection_note
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 FAILED_COLOUR = "#D55E00"
@@ -455,7 +455,9 @@ def draw_best_so_far(experiment: Experiment, metric: str | None = None):
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(metric)
     _metric_scale(axes[0].yaxis, metric)
-    axes[1].legend(loc="lower right" if sign(mode) > 0 else "upper right", framealpha=0.8)
+    # Below the axes: inside, it covered the last trials' points (a quickstart's
+    # worst trial, the last to end, sat under it at the lower right).
+    fig.legend(*axes[1].get_legend_handles_labels(), loc="outside lower center", ncols=4, framealpha=0.8)
     fig.suptitle(_wrap(f"{experiment.name}: best {metric} found so far ({len(experiment.trials)} trials, "
                        f"{len(progress)} trial-epochs; {selection_note(metric)})", width, 12))
     return fig
