@@ -375,3 +375,32 @@ def test_trials_stuck_in_one_call_fail_with_their_reason_and_resume_does_not_han
 
     again = run_tune("resume", experiment_dir, env=env, timeout=300)  # used to hang with no output
     assert again.returncode == 1 and "trials: 2 failed" in again.stdout, again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_a_sweep_an_older_version_started_trims_the_trials_that_end_after_its_resume(tmp_path, monkeypatch,
+                                                                                   ray_session):
+    """Ray restores the callbacks it pickled: a sweep started before the
+    driver trimmed ended trials (ended_trials.py) has none that does.  `tune
+    resume` adds it: the trials that end from then on keep of Ray's running
+    analysis only the sweep's metric."""
+    from tune_pipeline.ended_trials import EndedTrialsTrimmed
+
+    build = sweep.build_callbacks  # as an older version built them
+    monkeypatch.setattr(sweep, "build_callbacks", lambda meta, name, console: [
+        c for c in build(meta, name, console) if not isinstance(c, EndedTrialsTrimmed)])
+    experiment_dir, first = search(tmp_path, monkeypatch, {"learning_rate": {"values": [0.02, 0.05, 0.1]}},
+                                   stop_after=1)
+    assert first.interrupted
+    ended_before = {t.trial_id for t in load_experiment(experiment_dir).trials if t.status == FINISHED}
+    assert resume(experiment_dir).exit_code == 0
+
+    state_file = max(experiment_dir.glob("experiment_state-*.json"), key=lambda p: p.name)
+    analysed = {json.loads(trial)["trial_id"]: set(json.loads(runtime)["metric_analysis"])
+                for trial, runtime in json.loads(state_file.read_text())["trial_data"]}
+    assert len(analysed) == 3 and ended_before
+    for trial_id, keys in analysed.items():
+        if trial_id in ended_before:
+            assert len(keys) > 1, keys  # ended under the old callbacks: untouched
+        else:
+            assert keys == {"val_accuracy"}, (trial_id, keys)
