@@ -201,6 +201,8 @@ def pruner(policy: dict, while_running: bool = True):
     everything not kept goes."""
     from ray import tune
 
+    from tune_pipeline.experiment import FAILED, FINISHED
+
     class CheckpointPruner(tune.Callback):
         def __init__(self):
             self.policy = dict(policy)
@@ -226,7 +228,7 @@ def pruner(policy: dict, while_running: bool = True):
             if prune(manager, setting, protect):
                 trial.run_metadata.invalidate_cache()
                 trial.invalidate_json_state()
-            if final and trial.status in ("TERMINATED", "ERROR"):  # its worker is gone: no save is under way
+            if final and trial.status in (FINISHED, FAILED):  # its worker is gone: no save is under way
                 remove_strays(manager, trial.storage.storage_filesystem, trial.storage.trial_fs_path)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):

@@ -37,7 +37,7 @@ class Summary:
         wrapped = []
         for line in lines:
             lead = line[:len(line) - len(line.lstrip())]
-            wrapped += textwrap.wrap(line, width, initial_indent="", subsequent_indent=lead + INDENT,
+            wrapped += textwrap.wrap(line, width, subsequent_indent=lead + INDENT,
                                      break_on_hyphens=False, break_long_words=False) or [line]
         return wrapped
 

@@ -115,7 +115,6 @@ def to_tune(space: SearchSpace, max_concurrent: int | None = None) -> dict:
         search_alg = RestartableOptuna()
     from tune_pipeline.ended_trials import Asha, Fifo
 
-    scheduler = Fifo()
     s = space.scheduler
     if s["type"] == "asha":
         scheduler = Asha(time_attr="training_iteration", max_t=int(s["max_t"]), grace_period=int(s["grace_period"]),
@@ -127,9 +126,11 @@ def to_tune(space: SearchSpace, max_concurrent: int | None = None) -> dict:
     elif s["type"] == "hyperband":
         from tune_pipeline.hyperband import WandbHyperband
         scheduler = WandbHyperband(s["cut_points"], s["eta"], s["strict"])
-    elif space.scheduler["type"] == "pbt":
+    elif s["type"] == "pbt":
         from tune_pipeline.pbt_scheduler import PbtScheduler
-        scheduler = PbtScheduler(space.scheduler, {n: space.params[n] for n in space.scheduler["mutate"]})
+        scheduler = PbtScheduler(s, {n: space.params[n] for n in s["mutate"]})
+    else:  # fifo: every trial runs to its end
+        scheduler = Fifo()
     return {"param_space": param_space, "search_alg": search_alg, "scheduler": scheduler,
             "num_samples": num_samples, "max_concurrent_trials": None if points is not None else limit}
 
